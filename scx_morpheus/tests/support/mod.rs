@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Helpers for tests that run against a real sched_ext kernel (in the test VM
+//! or natively as root): start and stop the loader, read sched_ext's state.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Only one scheduler can be attached at a time: tests take this lock.
+static SCHEDULER_SLOT: Mutex<()> = Mutex::new(());
+
+/// Serialises tests that attach a scheduler (a failed test must not poison
+/// the others).
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    SCHEDULER_SLOT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const SCHED_EXT: &str = "/sys/kernel/sched_ext";
+
+/// Panics with instructions unless this kernel has sched_ext and we are root.
+pub fn require_sched_ext() {
+    assert!(
+        Path::new(SCHED_EXT).exists(),
+        "this kernel ({}) has no sched_ext: run these tests with \
+         `./morpheus-dev vm -- cargo test -p scx_morpheus --test vm`",
+        kernel_release()
+    );
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "attaching a scheduler needs root"
+    );
+}
+
+/// `uname -r` of the running kernel.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `/sys/kernel/sched_ext/state`: "enabled", "disabled", "enabling", ...
+pub fn sched_ext_state() -> String {
+    std::fs::read_to_string(format!("{SCHED_EXT}/state"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The attached scheduler's name, if any (`root/ops` exists only then).
+pub fn attached_ops() -> Option<String> {
+    std::fs::read_to_string(format!("{SCHED_EXT}/root/ops"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Generous: BPF verification under TCG emulation takes seconds.
+pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A running scx_morpheus loader whose stderr is captured.
+pub struct Loader {
+    child: Child,
+}
+
+/// How a loader run ended.
+pub struct LoaderExit {
+    pub status: ExitStatus,
+    pub stderr: String,
+}
+
+impl Loader {
+    /// Starts the loader with `args` and waits until the kernel reports it
+    /// attached; panics (with the loader's output) if it does not.
+    pub fn start(args: &[&str]) -> Loader {
+        assert_eq!(
+            sched_ext_state(),
+            "disabled",
+            "another scheduler is attached"
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_scx_morpheus"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start scx_morpheus");
+        let mut loader = Loader { child };
+        let attached = wait_for(ATTACH_TIMEOUT, || {
+            sched_ext_state() == "enabled" || loader.child.try_wait().ok().flatten().is_some()
+        });
+        if !attached || sched_ext_state() != "enabled" {
+            let exit = loader.stop();
+            panic!(
+                "scx_morpheus did not attach (state {:?}, loader {}):\n{}",
+                sched_ext_state(),
+                exit.status,
+                exit.stderr
+            );
+        }
+        loader
+    }
+
+    /// The loader's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal` to the loader.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// Waits for the loader to exit on its own (up to `timeout`).
+    pub fn wait(mut self, timeout: Duration) -> LoaderExit {
+        let exited = wait_for(timeout, || self.child.try_wait().ok().flatten().is_some());
+        if !exited {
+            self.signal(libc::SIGKILL);
+        }
+        self.collect()
+    }
+
+    /// Stops the loader with SIGINT and collects its exit.
+    pub fn stop(self) -> LoaderExit {
+        self.signal(libc::SIGINT);
+        self.wait(Duration::from_secs(60))
+    }
+
+    fn collect(mut self) -> LoaderExit {
+        let status = self.child.wait().expect("wait for scx_morpheus");
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        eprintln!("--- scx_morpheus stderr ---\n{stderr}--- end ---");
+        LoaderExit { status, stderr }
+    }
+}

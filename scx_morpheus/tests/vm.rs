@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Tests against a real sched_ext kernel. Run them with
+//! `./morpheus-dev vm -- cargo test -p scx_morpheus --test vm`
+//! (or natively as root on a kernel with sched_ext).
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+/// Runs CPU-bound threads (more than CPUs, so tasks wait) for `secs`.
+fn cpu_workload(threads: usize, secs: f64) -> Vec<u64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(secs);
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while std::time::Instant::now() < deadline {
+                    for _ in 0..10_000 {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// Parses "name: value" from the loader's final totals line.
+fn counter(stderr: &str, name: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("[scx_morpheus] dispatch"))
+        .unwrap_or_else(|| panic!("no totals line in the loader output:\n{stderr}"));
+    let rest = &line[line.find(&format!("{name}:")).expect(name) + name.len() + 1..];
+    rest.split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches("us")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn attaches_schedules_a_cpu_workload_and_detaches_on_sigint() {
+    require_sched_ext();
+    let _slot = exclusive();
+    println!(
+        "kernel {}: state before attach: {}",
+        kernel_release(),
+        sched_ext_state()
+    );
+
+    let loader = Loader::start(&[]);
+    let ops = attached_ops().expect("root/ops exists while attached");
+    println!(
+        "kernel {}: attached, state {}, ops {ops}",
+        kernel_release(),
+        sched_ext_state()
+    );
+    assert!(ops.starts_with("morpheus"), "unexpected ops name {ops}");
+
+    // Twice as many CPU hogs as CPUs: every one must make progress.
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let progress = cpu_workload(2 * cpus, 2.0);
+    assert!(
+        progress.iter().all(|&n| n > 0),
+        "a thread starved: {progress:?}"
+    );
+    assert_eq!(
+        sched_ext_state(),
+        "enabled",
+        "the scheduler was ejected during the workload"
+    );
+
+    let exit = loader.stop();
+    assert!(
+        exit.status.success(),
+        "loader failed: {}\n{}",
+        exit.status,
+        exit.stderr
+    );
+    assert!(wait_for(Duration::from_secs(10), || sched_ext_state() == "disabled"));
+    assert!(attached_ops().is_none());
+    println!(
+        "kernel {}: detached, state {}",
+        kernel_release(),
+        sched_ext_state()
+    );
+
+    // The scheduler really scheduled the workload.
+    assert!(counter(&exit.stderr, "ticks") > 0);
+    assert!(counter(&exit.stderr, "enqueue") > 0);
+    assert!(counter(&exit.stderr, "shared") > 0);
+}
+
+#[test]
+fn sigterm_detaches_too() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let loader = Loader::start(&["--slice-ms", "2"]);
+    loader.signal(libc::SIGTERM);
+    let exit = loader.wait(Duration::from_secs(60));
+    assert!(
+        exit.status.success(),
+        "loader failed: {}\n{}",
+        exit.status,
+        exit.stderr
+    );
+    assert!(wait_for(Duration::from_secs(10), || sched_ext_state() == "disabled"));
+    assert_eq!(counter(&exit.stderr, "slice"), 2000);
+}
+
+#[test]
+fn injected_bpf_error_ejects_the_scheduler_with_its_reason() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let loader = Loader::start(&["--inject-error-after-ms", "300"]);
+    let exit = loader.wait(Duration::from_secs(60));
+    println!(
+        "kernel {}: after injected error, state {}",
+        kernel_release(),
+        sched_ext_state()
+    );
+
+    assert!(
+        !exit.status.success(),
+        "an ejected scheduler must exit non-zero"
+    );
+    assert!(
+        exit.stderr.contains("injected error 1"),
+        "the loader must print the kernel's exit reason:\n{}",
+        exit.stderr
+    );
+    assert!(wait_for(Duration::from_secs(10), || sched_ext_state() == "disabled"));
+    // The machine keeps scheduling on the default class.
+    assert!(Command::new("true").status().unwrap().success());
+}
+
+#[test]
+fn invalid_flags_are_rejected_before_anything_is_loaded() {
+    require_sched_ext();
+    let _slot = exclusive();
+    for args in [
+        &["--slice-ms", "0"][..],
+        &["--slice-ms", "abc"],
+        &["--stats", "0"],
+        &["--stats=-1"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_scx_morpheus"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?} must be a usage error");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("invalid value"), "{args:?}: {stderr}");
+        assert_eq!(
+            sched_ext_state(),
+            "disabled",
+            "{args:?} attached a scheduler"
+        );
+    }
+}
