@@ -89,36 +89,52 @@ pub struct morpheus_scb_kernel {
     pub escalations: __u32,
     pub flags: __u32,
     pub hints_answered: __u64,
-    pub __reserved: [__u8; 8usize],
+    pub hint_issued_ns: __u64,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of morpheus_scb_kernel"][::std::mem::size_of::<morpheus_scb_kernel>() - 64usize];
-    ["Alignment of morpheus_scb_kernel"][::std::mem::align_of::<morpheus_scb_kernel>() - 64usize];
-    ["Offset of field: morpheus_scb_kernel::magic"]
-        [::std::mem::offset_of!(morpheus_scb_kernel, magic) - 0usize];
-    ["Offset of field: morpheus_scb_kernel::abi_version"]
-        [::std::mem::offset_of!(morpheus_scb_kernel, abi_version) - 4usize];
-    ["Offset of field: morpheus_scb_kernel::state"]
-        [::std::mem::offset_of!(morpheus_scb_kernel, state) - 6usize];
-    ["Offset of field: morpheus_scb_kernel::generation"]
-        [::std::mem::offset_of!(morpheus_scb_kernel, generation) - 8usize];
-    ["Offset of field: morpheus_scb_kernel::hint_seq"]
-        [::std::mem::offset_of!(morpheus_scb_kernel, hint_seq) - 16usize];
-    ["Offset of field: morpheus_scb_kernel::hint_deadline_ns"]
-        [::std::mem::offset_of!(morpheus_scb_kernel, hint_deadline_ns) - 24usize];
-    ["Offset of field: morpheus_scb_kernel::pressure"]
-        [::std::mem::offset_of!(morpheus_scb_kernel, pressure) - 32usize];
-    ["Offset of field: morpheus_scb_kernel::slice_us"]
-        [::std::mem::offset_of!(morpheus_scb_kernel, slice_us) - 36usize];
-    ["Offset of field: morpheus_scb_kernel::escalations"]
-        [::std::mem::offset_of!(morpheus_scb_kernel, escalations) - 40usize];
-    ["Offset of field: morpheus_scb_kernel::flags"]
-        [::std::mem::offset_of!(morpheus_scb_kernel, flags) - 44usize];
-    ["Offset of field: morpheus_scb_kernel::hints_answered"]
-        [::std::mem::offset_of!(morpheus_scb_kernel, hints_answered) - 48usize];
-    ["Offset of field: morpheus_scb_kernel::__reserved"]
-        [::std::mem::offset_of!(morpheus_scb_kernel, __reserved) - 56usize];
+    [
+        "Size of morpheus_scb_kernel",
+    ][::std::mem::size_of::<morpheus_scb_kernel>() - 64usize];
+    [
+        "Alignment of morpheus_scb_kernel",
+    ][::std::mem::align_of::<morpheus_scb_kernel>() - 64usize];
+    [
+        "Offset of field: morpheus_scb_kernel::magic",
+    ][::std::mem::offset_of!(morpheus_scb_kernel, magic) - 0usize];
+    [
+        "Offset of field: morpheus_scb_kernel::abi_version",
+    ][::std::mem::offset_of!(morpheus_scb_kernel, abi_version) - 4usize];
+    [
+        "Offset of field: morpheus_scb_kernel::state",
+    ][::std::mem::offset_of!(morpheus_scb_kernel, state) - 6usize];
+    [
+        "Offset of field: morpheus_scb_kernel::generation",
+    ][::std::mem::offset_of!(morpheus_scb_kernel, generation) - 8usize];
+    [
+        "Offset of field: morpheus_scb_kernel::hint_seq",
+    ][::std::mem::offset_of!(morpheus_scb_kernel, hint_seq) - 16usize];
+    [
+        "Offset of field: morpheus_scb_kernel::hint_deadline_ns",
+    ][::std::mem::offset_of!(morpheus_scb_kernel, hint_deadline_ns) - 24usize];
+    [
+        "Offset of field: morpheus_scb_kernel::pressure",
+    ][::std::mem::offset_of!(morpheus_scb_kernel, pressure) - 32usize];
+    [
+        "Offset of field: morpheus_scb_kernel::slice_us",
+    ][::std::mem::offset_of!(morpheus_scb_kernel, slice_us) - 36usize];
+    [
+        "Offset of field: morpheus_scb_kernel::escalations",
+    ][::std::mem::offset_of!(morpheus_scb_kernel, escalations) - 40usize];
+    [
+        "Offset of field: morpheus_scb_kernel::flags",
+    ][::std::mem::offset_of!(morpheus_scb_kernel, flags) - 44usize];
+    [
+        "Offset of field: morpheus_scb_kernel::hints_answered",
+    ][::std::mem::offset_of!(morpheus_scb_kernel, hints_answered) - 48usize];
+    [
+        "Offset of field: morpheus_scb_kernel::hint_issued_ns",
+    ][::std::mem::offset_of!(morpheus_scb_kernel, hint_issued_ns) - 56usize];
 };
 impl Default for morpheus_scb_kernel {
     fn default() -> Self {
@@ -145,23 +161,33 @@ pub struct morpheus_scb_user {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of morpheus_scb_user"][::std::mem::size_of::<morpheus_scb_user>() - 64usize];
-    ["Alignment of morpheus_scb_user"][::std::mem::align_of::<morpheus_scb_user>() - 64usize];
-    ["Offset of field: morpheus_scb_user::ack_seq"]
-        [::std::mem::offset_of!(morpheus_scb_user, ack_seq) - 0usize];
-    ["Offset of field: morpheus_scb_user::critical_depth"]
-        [::std::mem::offset_of!(morpheus_scb_user, critical_depth) - 8usize];
-    ["Offset of field: morpheus_scb_user::flags"]
-        [::std::mem::offset_of!(morpheus_scb_user, flags) - 12usize];
-    ["Offset of field: morpheus_scb_user::mode"]
-        [::std::mem::offset_of!(morpheus_scb_user, mode) - 16usize];
-    ["Offset of field: morpheus_scb_user::__pad"]
-        [::std::mem::offset_of!(morpheus_scb_user, __pad) - 20usize];
-    ["Offset of field: morpheus_scb_user::checkpoints"]
-        [::std::mem::offset_of!(morpheus_scb_user, checkpoints) - 24usize];
-    ["Offset of field: morpheus_scb_user::yields"]
-        [::std::mem::offset_of!(morpheus_scb_user, yields) - 32usize];
-    ["Offset of field: morpheus_scb_user::__reserved"]
-        [::std::mem::offset_of!(morpheus_scb_user, __reserved) - 40usize];
+    [
+        "Alignment of morpheus_scb_user",
+    ][::std::mem::align_of::<morpheus_scb_user>() - 64usize];
+    [
+        "Offset of field: morpheus_scb_user::ack_seq",
+    ][::std::mem::offset_of!(morpheus_scb_user, ack_seq) - 0usize];
+    [
+        "Offset of field: morpheus_scb_user::critical_depth",
+    ][::std::mem::offset_of!(morpheus_scb_user, critical_depth) - 8usize];
+    [
+        "Offset of field: morpheus_scb_user::flags",
+    ][::std::mem::offset_of!(morpheus_scb_user, flags) - 12usize];
+    [
+        "Offset of field: morpheus_scb_user::mode",
+    ][::std::mem::offset_of!(morpheus_scb_user, mode) - 16usize];
+    [
+        "Offset of field: morpheus_scb_user::__pad",
+    ][::std::mem::offset_of!(morpheus_scb_user, __pad) - 20usize];
+    [
+        "Offset of field: morpheus_scb_user::checkpoints",
+    ][::std::mem::offset_of!(morpheus_scb_user, checkpoints) - 24usize];
+    [
+        "Offset of field: morpheus_scb_user::yields",
+    ][::std::mem::offset_of!(morpheus_scb_user, yields) - 32usize];
+    [
+        "Offset of field: morpheus_scb_user::__reserved",
+    ][::std::mem::offset_of!(morpheus_scb_user, __reserved) - 40usize];
 };
 impl Default for morpheus_scb_user {
     fn default() -> Self {
@@ -183,8 +209,12 @@ pub struct morpheus_scb {
 const _: () = {
     ["Size of morpheus_scb"][::std::mem::size_of::<morpheus_scb>() - 128usize];
     ["Alignment of morpheus_scb"][::std::mem::align_of::<morpheus_scb>() - 64usize];
-    ["Offset of field: morpheus_scb::k"][::std::mem::offset_of!(morpheus_scb, k) - 0usize];
-    ["Offset of field: morpheus_scb::u"][::std::mem::offset_of!(morpheus_scb, u) - 64usize];
+    [
+        "Offset of field: morpheus_scb::k",
+    ][::std::mem::offset_of!(morpheus_scb, k) - 0usize];
+    [
+        "Offset of field: morpheus_scb::u",
+    ][::std::mem::offset_of!(morpheus_scb, u) - 64usize];
 };
 impl Default for morpheus_scb {
     fn default() -> Self {
@@ -210,19 +240,27 @@ pub struct morpheus_event {
 const _: () = {
     ["Size of morpheus_event"][::std::mem::size_of::<morpheus_event>() - 40usize];
     ["Alignment of morpheus_event"][::std::mem::align_of::<morpheus_event>() - 8usize];
-    ["Offset of field: morpheus_event::ts_ns"]
-        [::std::mem::offset_of!(morpheus_event, ts_ns) - 0usize];
-    ["Offset of field: morpheus_event::kind"]
-        [::std::mem::offset_of!(morpheus_event, kind) - 8usize];
-    ["Offset of field: morpheus_event::tgid"]
-        [::std::mem::offset_of!(morpheus_event, tgid) - 12usize];
-    ["Offset of field: morpheus_event::tid"][::std::mem::offset_of!(morpheus_event, tid) - 16usize];
-    ["Offset of field: morpheus_event::slot"]
-        [::std::mem::offset_of!(morpheus_event, slot) - 20usize];
-    ["Offset of field: morpheus_event::hint_seq"]
-        [::std::mem::offset_of!(morpheus_event, hint_seq) - 24usize];
-    ["Offset of field: morpheus_event::value"]
-        [::std::mem::offset_of!(morpheus_event, value) - 32usize];
+    [
+        "Offset of field: morpheus_event::ts_ns",
+    ][::std::mem::offset_of!(morpheus_event, ts_ns) - 0usize];
+    [
+        "Offset of field: morpheus_event::kind",
+    ][::std::mem::offset_of!(morpheus_event, kind) - 8usize];
+    [
+        "Offset of field: morpheus_event::tgid",
+    ][::std::mem::offset_of!(morpheus_event, tgid) - 12usize];
+    [
+        "Offset of field: morpheus_event::tid",
+    ][::std::mem::offset_of!(morpheus_event, tid) - 16usize];
+    [
+        "Offset of field: morpheus_event::slot",
+    ][::std::mem::offset_of!(morpheus_event, slot) - 20usize];
+    [
+        "Offset of field: morpheus_event::hint_seq",
+    ][::std::mem::offset_of!(morpheus_event, hint_seq) - 24usize];
+    [
+        "Offset of field: morpheus_event::value",
+    ][::std::mem::offset_of!(morpheus_event, value) - 32usize];
 };
 pub const MORPHEUS_MSG_HELLO: morpheus_msg_type = 1;
 pub const MORPHEUS_MSG_HELLO_REPLY: morpheus_msg_type = 2;
@@ -244,17 +282,24 @@ pub struct morpheus_msg_hdr {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of morpheus_msg_hdr"][::std::mem::size_of::<morpheus_msg_hdr>() - 16usize];
-    ["Alignment of morpheus_msg_hdr"][::std::mem::align_of::<morpheus_msg_hdr>() - 4usize];
-    ["Offset of field: morpheus_msg_hdr::magic"]
-        [::std::mem::offset_of!(morpheus_msg_hdr, magic) - 0usize];
-    ["Offset of field: morpheus_msg_hdr::abi_version"]
-        [::std::mem::offset_of!(morpheus_msg_hdr, abi_version) - 4usize];
-    ["Offset of field: morpheus_msg_hdr::type_"]
-        [::std::mem::offset_of!(morpheus_msg_hdr, type_) - 6usize];
-    ["Offset of field: morpheus_msg_hdr::len"]
-        [::std::mem::offset_of!(morpheus_msg_hdr, len) - 8usize];
-    ["Offset of field: morpheus_msg_hdr::__pad"]
-        [::std::mem::offset_of!(morpheus_msg_hdr, __pad) - 12usize];
+    [
+        "Alignment of morpheus_msg_hdr",
+    ][::std::mem::align_of::<morpheus_msg_hdr>() - 4usize];
+    [
+        "Offset of field: morpheus_msg_hdr::magic",
+    ][::std::mem::offset_of!(morpheus_msg_hdr, magic) - 0usize];
+    [
+        "Offset of field: morpheus_msg_hdr::abi_version",
+    ][::std::mem::offset_of!(morpheus_msg_hdr, abi_version) - 4usize];
+    [
+        "Offset of field: morpheus_msg_hdr::type_",
+    ][::std::mem::offset_of!(morpheus_msg_hdr, type_) - 6usize];
+    [
+        "Offset of field: morpheus_msg_hdr::len",
+    ][::std::mem::offset_of!(morpheus_msg_hdr, len) - 8usize];
+    [
+        "Offset of field: morpheus_msg_hdr::__pad",
+    ][::std::mem::offset_of!(morpheus_msg_hdr, __pad) - 12usize];
 };
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
@@ -265,14 +310,21 @@ pub struct morpheus_msg_hello {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of morpheus_msg_hello"][::std::mem::size_of::<morpheus_msg_hello>() - 24usize];
-    ["Alignment of morpheus_msg_hello"][::std::mem::align_of::<morpheus_msg_hello>() - 4usize];
-    ["Offset of field: morpheus_msg_hello::hdr"]
-        [::std::mem::offset_of!(morpheus_msg_hello, hdr) - 0usize];
-    ["Offset of field: morpheus_msg_hello::runtime_kind"]
-        [::std::mem::offset_of!(morpheus_msg_hello, runtime_kind) - 16usize];
-    ["Offset of field: morpheus_msg_hello::__pad"]
-        [::std::mem::offset_of!(morpheus_msg_hello, __pad) - 20usize];
+    [
+        "Size of morpheus_msg_hello",
+    ][::std::mem::size_of::<morpheus_msg_hello>() - 24usize];
+    [
+        "Alignment of morpheus_msg_hello",
+    ][::std::mem::align_of::<morpheus_msg_hello>() - 4usize];
+    [
+        "Offset of field: morpheus_msg_hello::hdr",
+    ][::std::mem::offset_of!(morpheus_msg_hello, hdr) - 0usize];
+    [
+        "Offset of field: morpheus_msg_hello::runtime_kind",
+    ][::std::mem::offset_of!(morpheus_msg_hello, runtime_kind) - 16usize];
+    [
+        "Offset of field: morpheus_msg_hello::__pad",
+    ][::std::mem::offset_of!(morpheus_msg_hello, __pad) - 20usize];
 };
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
@@ -286,22 +338,30 @@ pub struct morpheus_msg_hello_reply {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of morpheus_msg_hello_reply"]
-        [::std::mem::size_of::<morpheus_msg_hello_reply>() - 40usize];
-    ["Alignment of morpheus_msg_hello_reply"]
-        [::std::mem::align_of::<morpheus_msg_hello_reply>() - 8usize];
-    ["Offset of field: morpheus_msg_hello_reply::hdr"]
-        [::std::mem::offset_of!(morpheus_msg_hello_reply, hdr) - 0usize];
-    ["Offset of field: morpheus_msg_hello_reply::status"]
-        [::std::mem::offset_of!(morpheus_msg_hello_reply, status) - 16usize];
-    ["Offset of field: morpheus_msg_hello_reply::max_workers"]
-        [::std::mem::offset_of!(morpheus_msg_hello_reply, max_workers) - 20usize];
-    ["Offset of field: morpheus_msg_hello_reply::scb_size"]
-        [::std::mem::offset_of!(morpheus_msg_hello_reply, scb_size) - 24usize];
-    ["Offset of field: morpheus_msg_hello_reply::flags"]
-        [::std::mem::offset_of!(morpheus_msg_hello_reply, flags) - 28usize];
-    ["Offset of field: morpheus_msg_hello_reply::grace_ns"]
-        [::std::mem::offset_of!(morpheus_msg_hello_reply, grace_ns) - 32usize];
+    [
+        "Size of morpheus_msg_hello_reply",
+    ][::std::mem::size_of::<morpheus_msg_hello_reply>() - 40usize];
+    [
+        "Alignment of morpheus_msg_hello_reply",
+    ][::std::mem::align_of::<morpheus_msg_hello_reply>() - 8usize];
+    [
+        "Offset of field: morpheus_msg_hello_reply::hdr",
+    ][::std::mem::offset_of!(morpheus_msg_hello_reply, hdr) - 0usize];
+    [
+        "Offset of field: morpheus_msg_hello_reply::status",
+    ][::std::mem::offset_of!(morpheus_msg_hello_reply, status) - 16usize];
+    [
+        "Offset of field: morpheus_msg_hello_reply::max_workers",
+    ][::std::mem::offset_of!(morpheus_msg_hello_reply, max_workers) - 20usize];
+    [
+        "Offset of field: morpheus_msg_hello_reply::scb_size",
+    ][::std::mem::offset_of!(morpheus_msg_hello_reply, scb_size) - 24usize];
+    [
+        "Offset of field: morpheus_msg_hello_reply::flags",
+    ][::std::mem::offset_of!(morpheus_msg_hello_reply, flags) - 28usize];
+    [
+        "Offset of field: morpheus_msg_hello_reply::grace_ns",
+    ][::std::mem::offset_of!(morpheus_msg_hello_reply, grace_ns) - 32usize];
 };
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
@@ -312,15 +372,21 @@ pub struct morpheus_msg_register {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of morpheus_msg_register"][::std::mem::size_of::<morpheus_msg_register>() - 24usize];
-    ["Alignment of morpheus_msg_register"]
-        [::std::mem::align_of::<morpheus_msg_register>() - 4usize];
-    ["Offset of field: morpheus_msg_register::hdr"]
-        [::std::mem::offset_of!(morpheus_msg_register, hdr) - 0usize];
-    ["Offset of field: morpheus_msg_register::flags"]
-        [::std::mem::offset_of!(morpheus_msg_register, flags) - 16usize];
-    ["Offset of field: morpheus_msg_register::runtime_kind"]
-        [::std::mem::offset_of!(morpheus_msg_register, runtime_kind) - 20usize];
+    [
+        "Size of morpheus_msg_register",
+    ][::std::mem::size_of::<morpheus_msg_register>() - 24usize];
+    [
+        "Alignment of morpheus_msg_register",
+    ][::std::mem::align_of::<morpheus_msg_register>() - 4usize];
+    [
+        "Offset of field: morpheus_msg_register::hdr",
+    ][::std::mem::offset_of!(morpheus_msg_register, hdr) - 0usize];
+    [
+        "Offset of field: morpheus_msg_register::flags",
+    ][::std::mem::offset_of!(morpheus_msg_register, flags) - 16usize];
+    [
+        "Offset of field: morpheus_msg_register::runtime_kind",
+    ][::std::mem::offset_of!(morpheus_msg_register, runtime_kind) - 20usize];
 };
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
@@ -332,18 +398,24 @@ pub struct morpheus_msg_register_reply {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of morpheus_msg_register_reply"]
-        [::std::mem::size_of::<morpheus_msg_register_reply>() - 32usize];
-    ["Alignment of morpheus_msg_register_reply"]
-        [::std::mem::align_of::<morpheus_msg_register_reply>() - 8usize];
-    ["Offset of field: morpheus_msg_register_reply::hdr"]
-        [::std::mem::offset_of!(morpheus_msg_register_reply, hdr) - 0usize];
-    ["Offset of field: morpheus_msg_register_reply::status"]
-        [::std::mem::offset_of!(morpheus_msg_register_reply, status) - 16usize];
-    ["Offset of field: morpheus_msg_register_reply::slot"]
-        [::std::mem::offset_of!(morpheus_msg_register_reply, slot) - 20usize];
-    ["Offset of field: morpheus_msg_register_reply::generation"]
-        [::std::mem::offset_of!(morpheus_msg_register_reply, generation) - 24usize];
+    [
+        "Size of morpheus_msg_register_reply",
+    ][::std::mem::size_of::<morpheus_msg_register_reply>() - 32usize];
+    [
+        "Alignment of morpheus_msg_register_reply",
+    ][::std::mem::align_of::<morpheus_msg_register_reply>() - 8usize];
+    [
+        "Offset of field: morpheus_msg_register_reply::hdr",
+    ][::std::mem::offset_of!(morpheus_msg_register_reply, hdr) - 0usize];
+    [
+        "Offset of field: morpheus_msg_register_reply::status",
+    ][::std::mem::offset_of!(morpheus_msg_register_reply, status) - 16usize];
+    [
+        "Offset of field: morpheus_msg_register_reply::slot",
+    ][::std::mem::offset_of!(morpheus_msg_register_reply, slot) - 20usize];
+    [
+        "Offset of field: morpheus_msg_register_reply::generation",
+    ][::std::mem::offset_of!(morpheus_msg_register_reply, generation) - 24usize];
 };
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
@@ -355,17 +427,24 @@ pub struct morpheus_msg_unregister {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of morpheus_msg_unregister"][::std::mem::size_of::<morpheus_msg_unregister>() - 32usize];
-    ["Alignment of morpheus_msg_unregister"]
-        [::std::mem::align_of::<morpheus_msg_unregister>() - 8usize];
-    ["Offset of field: morpheus_msg_unregister::hdr"]
-        [::std::mem::offset_of!(morpheus_msg_unregister, hdr) - 0usize];
-    ["Offset of field: morpheus_msg_unregister::slot"]
-        [::std::mem::offset_of!(morpheus_msg_unregister, slot) - 16usize];
-    ["Offset of field: morpheus_msg_unregister::__pad"]
-        [::std::mem::offset_of!(morpheus_msg_unregister, __pad) - 20usize];
-    ["Offset of field: morpheus_msg_unregister::generation"]
-        [::std::mem::offset_of!(morpheus_msg_unregister, generation) - 24usize];
+    [
+        "Size of morpheus_msg_unregister",
+    ][::std::mem::size_of::<morpheus_msg_unregister>() - 32usize];
+    [
+        "Alignment of morpheus_msg_unregister",
+    ][::std::mem::align_of::<morpheus_msg_unregister>() - 8usize];
+    [
+        "Offset of field: morpheus_msg_unregister::hdr",
+    ][::std::mem::offset_of!(morpheus_msg_unregister, hdr) - 0usize];
+    [
+        "Offset of field: morpheus_msg_unregister::slot",
+    ][::std::mem::offset_of!(morpheus_msg_unregister, slot) - 16usize];
+    [
+        "Offset of field: morpheus_msg_unregister::__pad",
+    ][::std::mem::offset_of!(morpheus_msg_unregister, __pad) - 20usize];
+    [
+        "Offset of field: morpheus_msg_unregister::generation",
+    ][::std::mem::offset_of!(morpheus_msg_unregister, generation) - 24usize];
 };
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
@@ -376,12 +455,19 @@ pub struct morpheus_msg_status {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of morpheus_msg_status"][::std::mem::size_of::<morpheus_msg_status>() - 24usize];
-    ["Alignment of morpheus_msg_status"][::std::mem::align_of::<morpheus_msg_status>() - 4usize];
-    ["Offset of field: morpheus_msg_status::hdr"]
-        [::std::mem::offset_of!(morpheus_msg_status, hdr) - 0usize];
-    ["Offset of field: morpheus_msg_status::status"]
-        [::std::mem::offset_of!(morpheus_msg_status, status) - 16usize];
-    ["Offset of field: morpheus_msg_status::__pad"]
-        [::std::mem::offset_of!(morpheus_msg_status, __pad) - 20usize];
+    [
+        "Size of morpheus_msg_status",
+    ][::std::mem::size_of::<morpheus_msg_status>() - 24usize];
+    [
+        "Alignment of morpheus_msg_status",
+    ][::std::mem::align_of::<morpheus_msg_status>() - 4usize];
+    [
+        "Offset of field: morpheus_msg_status::hdr",
+    ][::std::mem::offset_of!(morpheus_msg_status, hdr) - 0usize];
+    [
+        "Offset of field: morpheus_msg_status::status",
+    ][::std::mem::offset_of!(morpheus_msg_status, status) - 16usize];
+    [
+        "Offset of field: morpheus_msg_status::__pad",
+    ][::std::mem::offset_of!(morpheus_msg_status, __pad) - 20usize];
 };

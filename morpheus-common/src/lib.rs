@@ -16,9 +16,11 @@
     missing_docs,
     clippy::all
 )]
+#[rustfmt::skip]
 pub mod abi;
 mod enums;
 pub mod protocol;
+pub mod seqpacket;
 
 pub use enums::*;
 
@@ -103,8 +105,8 @@ mod tests {
     #[test]
     fn defaults_are_consistent() {
         assert_eq!(DEFAULT_SOCKET_PATH, "/run/morpheus/morpheus.sock");
-        assert!(DEFAULT_SLICE_MIN_MS <= DEFAULT_SLICE_MS);
-        assert!(DEFAULT_SLICE_MS <= DEFAULT_SLICE_MAX_MS);
+        const { assert!(DEFAULT_SLICE_MIN_MS <= DEFAULT_SLICE_MS) };
+        const { assert!(DEFAULT_SLICE_MS <= DEFAULT_SLICE_MAX_MS) };
         assert_eq!(DEFAULT_SLICE_MS, 5);
         assert_eq!(DEFAULT_GRACE_MS, 100);
         assert_eq!(&ABI_MAGIC.to_be_bytes(), b"MRPH");

@@ -121,6 +121,11 @@ pub enum ProtocolError {
         /// The flags received.
         flags: u32,
     },
+    /// More file descriptors than the protocol allows (one per message).
+    TooManyFds {
+        /// Descriptors received.
+        count: usize,
+    },
 }
 
 impl ProtocolError {
@@ -162,6 +167,12 @@ impl core::fmt::Display for ProtocolError {
             }
             ProtocolError::BadValue(e) => write!(f, "invalid field: {e}"),
             ProtocolError::UnknownFlags { flags } => write!(f, "unknown flag bits {flags:#x}"),
+            ProtocolError::TooManyFds { count } => {
+                write!(
+                    f,
+                    "{count} file descriptors attached; at most one is allowed"
+                )
+            }
         }
     }
 }

@@ -1,155 +1,206 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! scx_morpheus loader: opens, configures, loads and attaches the BPF
-//! scheduler, serves its metrics, and reports why it exited.
+//! scx_morpheus loader: validates its options, opens, configures, loads and
+//! attaches the BPF scheduler, serves worker registrations and metrics, and
+//! reports why it exited.
 
 mod bpf_intf;
 mod bpf_skel;
+mod metrics_http;
+mod opts;
+mod peer;
+mod registry;
+mod scb_maps;
+mod server;
 mod stats;
 
+use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::mem::MaybeUninit;
-use std::sync::Arc;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bpf_skel::*;
 use clap::Parser;
-use crossbeam::channel::RecvTimeoutError;
-use libbpf_rs::OpenObject;
+use libbpf_rs::{MapHandle, OpenObject, RingBufferBuilder};
 use log::{info, warn};
+use morpheus_common::{ABI_VERSION, Event, EventKind, WorkerState};
 use scx_stats::prelude::*;
-use scx_utils::libbpf_clap_opts::LibbpfOpts;
 use scx_utils::{
-    UserExitInfo, build_id, scx_ops_attach, scx_ops_load, scx_ops_open, try_set_rlimit_infinity,
-    uei_exited, uei_report,
+    UserExitInfo, build_id, compat, scx_ops_attach, scx_ops_load, scx_ops_open,
+    try_set_rlimit_infinity, uei_exited, uei_report,
 };
 
+use opts::{Config, Opts};
+use server::{Server, ServerConfig};
 use stats::Metrics;
 
 /// The name the scheduler is registered under (the kernel shows it with a
 /// version suffix in /sys/kernel/sched_ext/root/ops).
 pub const SCHEDULER_NAME: &str = "scx_morpheus";
 
-const NSEC_PER_MSEC: u64 = 1_000_000;
-
-/// scx_morpheus: a sched_ext scheduler that asks registered async-runtime
-/// workers to yield at safe points when other tasks wait for their CPU.
-///
-/// Every task is scheduled by weighted virtual time on a shared queue (nice
-/// levels honoured, idle CPUs used first, nothing starves). Stop it with
-/// Ctrl-C or SIGTERM; the kernel then returns every task to its default
-/// scheduler.
-#[derive(Debug, Parser)]
-#[command(name = "scx_morpheus", version, disable_version_flag = true)]
-struct Opts {
-    /// Scheduling slice in milliseconds (1..=100).
-    #[arg(long, default_value_t = morpheus_common::DEFAULT_SLICE_MS, value_parser = clap::value_parser!(u64).range(1..=100))]
-    slice_ms: u64,
-
-    /// Exit debug dump buffer length (0 = kernel default).
-    #[arg(long, default_value_t = 0)]
-    exit_dump_len: u32,
-
-    /// Print scheduler statistics every SECS seconds while running.
-    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
-    stats: Option<f64>,
-
-    /// Do not run a scheduler: attach to the running one and print its
-    /// statistics every SECS seconds.
-    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
-    monitor: Option<f64>,
-
-    /// Describe every metric and exit.
-    #[arg(long)]
-    help_stats: bool,
-
-    /// Verbose output, including libbpf's.
-    #[arg(short, long)]
-    verbose: bool,
-
-    /// Print the version and exit.
-    #[arg(short = 'V', long)]
-    version: bool,
-
-    /// Test hook: make the BPF program call scx_bpf_error() MS milliseconds
-    /// after attaching, to exercise the kernel's fallback and the exit report.
-    #[arg(long, value_name = "MS", hide = true)]
-    inject_error_after_ms: Option<u64>,
-
-    #[clap(flatten, next_help_heading = "Libbpf Options")]
-    libbpf: LibbpfOpts,
-}
-
-fn parse_interval(s: &str) -> Result<f64, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    if !(0.1..=3600.0).contains(&secs) {
-        return Err(format!(
-            "interval {secs}s is out of range (0.1 to 3600 seconds)"
-        ));
-    }
-    Ok(secs)
-}
-
 struct Scheduler<'a> {
     skel: BpfSkel<'a>,
     struct_ops: Option<libbpf_rs::Link>,
-    opts: &'a Opts,
+    cfg: &'a Config,
+    server: Option<Server>,
     stats_server: StatsServer<(), Metrics>,
+    metrics: metrics_http::SharedMetrics,
 }
 
 impl<'a> Scheduler<'a> {
-    fn init(opts: &'a Opts, open_object: &'a mut MaybeUninit<OpenObject>) -> Result<Self> {
+    fn init(
+        cfg: &'a Config,
+        open_object: &'a mut MaybeUninit<OpenObject>,
+        metrics: metrics_http::SharedMetrics,
+    ) -> Result<Self> {
         try_set_rlimit_infinity();
         info!(
-            "{SCHEDULER_NAME} {} (ABI v{})",
+            "{SCHEDULER_NAME} {} (ABI v{ABI_VERSION}), {} mode, escalation {}",
             build_id::full_version(env!("CARGO_PKG_VERSION")),
-            morpheus_common::ABI_VERSION
+            if cfg.enforce { "enforce" } else { "observer" },
+            cfg.escalation,
         );
 
         let mut skel_builder = BpfSkelBuilder::default();
-        skel_builder.obj_builder.debug(opts.verbose);
-        let open_opts = opts.libbpf.clone().into_bpf_open_opts();
+        skel_builder.obj_builder.debug(cfg.verbose);
+        let open_opts = cfg.libbpf.clone().into_bpf_open_opts();
         let mut skel = scx_ops_open!(skel_builder, open_object, morpheus_ops, open_opts)?;
 
-        skel.struct_ops.morpheus_ops_mut().exit_dump_len = opts.exit_dump_len;
+        skel.struct_ops.morpheus_ops_mut().exit_dump_len = cfg.exit_dump_len;
+        if cfg.partial {
+            skel.struct_ops.morpheus_ops_mut().flags |= *compat::SCX_OPS_SWITCH_PARTIAL;
+        }
         let rodata = skel.maps.rodata_data.as_mut().unwrap();
-        rodata.slice_ns = opts.slice_ms * NSEC_PER_MSEC;
+        rodata.slice_ns = cfg.slice_ns;
+        rodata.slice_min_ns = cfg.slice_min_ns;
+        rodata.slice_max_ns = cfg.slice_max_ns;
+        rodata.grace_ns = cfg.grace_ns;
+        rodata.max_critical_ns = cfg.max_critical_ns;
+        rodata.max_overrun_ns = cfg.max_overrun_ns;
+        rodata.throttle_ns = cfg.throttle_ns;
+        rodata.nr_cpus = cfg.nr_cpus;
+        rodata.enforce = cfg.enforce;
+        rodata.escalation_policy = cfg.escalation.as_u32();
 
         let mut skel = scx_ops_load!(skel, morpheus_ops, uei)?;
         let struct_ops = Some(scx_ops_attach!(skel, morpheus_ops)?);
         let stats_server = StatsServer::new(stats::server_data()).launch()?;
-        info!("{SCHEDULER_NAME} attached (slice {} ms)", opts.slice_ms);
+
+        let kernel = scb_maps::Kernel::new(
+            MapHandle::try_from(&skel.maps.scb_maps)?,
+            MapHandle::try_from(&skel.maps.worker_ctxs)?,
+            if cfg.enforce {
+                morpheus_common::SCBK_ENFORCING
+            } else {
+                0
+            },
+        );
+        let server = Server::start(
+            ServerConfig {
+                path: cfg.socket.clone(),
+                mode: cfg.socket_mode,
+                group: cfg.socket_group,
+                partial: cfg.partial,
+                grace_ns: cfg.grace_ns,
+                limits: Default::default(),
+            },
+            kernel,
+        )?;
+        info!(
+            "{SCHEDULER_NAME} attached: slice {}..{} ms, grace {} ms, caps critical {} ms / overrun {} ms{}",
+            cfg.slice_min_ns / 1_000_000,
+            cfg.slice_max_ns / 1_000_000,
+            cfg.grace_ns / 1_000_000,
+            cfg.max_critical_ns / 1_000_000,
+            cfg.max_overrun_ns / 1_000_000,
+            if cfg.partial { ", partial" } else { "" },
+        );
 
         Ok(Self {
             skel,
             struct_ops,
-            opts,
+            cfg,
+            server: Some(server),
             stats_server,
+            metrics,
         })
     }
 
-    fn metrics(&self) -> Metrics {
+    fn collect_metrics(&self) -> Metrics {
         let bss = self.skel.maps.bss_data.as_ref().unwrap();
+        let (counts, counters) = match &self.server {
+            Some(s) => {
+                let st = s.state();
+                (st.counts(), st.counters)
+            }
+            None => Default::default(),
+        };
+        let policy = |p: u32| bss.nr_escalations[p as usize];
         Metrics {
             nr_direct_dispatches: bss.nr_direct_dispatches,
+            nr_kthread_dispatches: bss.nr_kthread_dispatches,
             nr_shared_enqueues: bss.nr_shared_enqueues,
             nr_shared_dispatches: bss.nr_shared_dispatches,
             nr_idle_kicks: bss.nr_idle_kicks,
             nr_ticks: bss.nr_ticks,
             nr_queued_max: bss.nr_queued_max,
-            slice_us: self.opts.slice_ms * 1000,
+            slice_us: bss.cur_slice_ns / 1000,
+            pressure: bss.cur_pressure,
+            processes: counts.processes,
+            workers_registered: counts.registered,
+            workers_running: counts.running,
+            workers_quiescing: counts.quiescing,
+            workers_dead: counts.dead,
+            registrations: counters.registrations,
+            registrations_refused: counters.refusals,
+            bad_messages: counters.bad_messages,
+            workers_reaped: counters.reaped,
+            hints_sent: bss.nr_hints_sent,
+            hints_answered: bss.nr_hints_answered,
+            hints_answered_in_grace: bss.nr_hints_in_grace,
+            hints_expired: bss.nr_hints_expired,
+            hints_dropped: bss.nr_hints_dropped + counters.hints_dropped,
+            response_p50_us: stats::hist_percentile(&bss.resp_hist, 0.50),
+            response_p90_us: stats::hist_percentile(&bss.resp_hist, 0.90),
+            response_p99_us: stats::hist_percentile(&bss.resp_hist, 0.99),
+            escalations_kick: policy(morpheus_common::abi::MORPHEUS_ESCALATION_THREAD_KICK),
+            escalations_throttle: policy(morpheus_common::abi::MORPHEUS_ESCALATION_CGROUP_THROTTLE),
+            throttles_active: bss.nr_throttled,
+            critical_cap_violations: bss.nr_critical_cap,
+            overrun_cap_violations: bss.nr_overrun_cap,
+            ring_drops: bss.nr_ring_drops,
         }
     }
 
     fn run(&mut self, shutdown: Arc<AtomicBool>) -> Result<UserExitInfo> {
         let (res_ch, req_ch) = self.stats_server.channels();
         let mut inject_at = self
-            .opts
+            .cfg
             .inject_error_after_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms));
+
+        // Hint events from the ring buffer: reclaim exited workers promptly,
+        // and print them with --debug.
+        let events_map = MapHandle::try_from(&self.skel.maps.events)?;
+        let pending: Rc<RefCell<Vec<Event>>> = Rc::default();
+        let mut builder = RingBufferBuilder::new();
+        {
+            let pending = pending.clone();
+            builder.add(&events_map, move |data: &[u8]| {
+                if data.len() >= size_of::<Event>() {
+                    // SAFETY: the BPF program writes whole `struct morpheus_event` records.
+                    pending
+                        .borrow_mut()
+                        .push(unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) });
+                }
+                0
+            })?;
+        }
+        let ring = builder.build()?;
+        let mut last_sweep = Instant::now();
 
         while !shutdown.load(Ordering::Relaxed) && !uei_exited!(&self.skel, uei) {
             if inject_at.is_some_and(|at| Instant::now() >= at) {
@@ -157,18 +208,48 @@ impl<'a> Scheduler<'a> {
                 warn!("test hook: injecting a BPF error");
                 self.skel.maps.bss_data.as_mut().unwrap().inject_error = 1;
             }
-            match req_ch.recv_timeout(Duration::from_millis(100)) {
-                Ok(()) => res_ch.send(self.metrics())?,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(e) => Err(e)?,
+            // EINTR on a signal is not an error.
+            let _ = ring.poll(Duration::from_millis(100));
+            for ev in pending.borrow_mut().drain(..) {
+                self.handle_event(&ev);
             }
+            if last_sweep.elapsed() >= Duration::from_secs(1) {
+                last_sweep = Instant::now();
+                if let Some(s) = &self.server {
+                    s.state().sweep();
+                }
+            }
+            let m = self.collect_metrics();
+            while req_ch.try_recv().is_ok() {
+                res_ch.send(m.clone())?;
+            }
+            *self.metrics.lock().unwrap_or_else(|e| e.into_inner()) = m;
         }
 
-        let summary = self.metrics();
+        let summary = self.collect_metrics();
+        // Clients see the scheduler go away before it detaches.
+        drop(self.server.take());
         let _ = self.struct_ops.take();
         info!("{SCHEDULER_NAME} detached; totals since attach:");
         summary.format(&mut std::io::stderr())?;
         uei_report!(&self.skel, uei)
+    }
+
+    fn handle_event(&self, ev: &Event) {
+        let kind = EventKind::try_from(ev.kind);
+        if kind == Ok(EventKind::WorkerState)
+            && ev.value == WorkerState::Dead as u64
+            && let Some(s) = &self.server
+        {
+            s.state().reap(ev.tgid, ev.slot, ev.tid);
+        }
+        if self.cfg.debug {
+            let what = kind.map(|k| k.as_str()).unwrap_or("unknown");
+            println!(
+                "event {what:<12} pid {:>7} tid {:>7} slot {:>3} seq {:>6} value {}",
+                ev.tgid, ev.tid, ev.slot, ev.hint_seq, ev.value
+            );
+        }
     }
 }
 
@@ -210,9 +291,8 @@ fn main() -> Result<()> {
 
     if opts.version {
         println!(
-            "{SCHEDULER_NAME} {} (ABI v{})",
+            "{SCHEDULER_NAME} {} (ABI v{ABI_VERSION})",
             build_id::full_version(env!("CARGO_PKG_VERSION")),
-            morpheus_common::ABI_VERSION
         );
         return Ok(());
     }
@@ -220,21 +300,23 @@ fn main() -> Result<()> {
         stats::server_data().describe_meta(&mut std::io::stdout(), None)?;
         return Ok(());
     }
-    init_logging(opts.verbose)?;
+    // Every value is checked before anything is loaded.
+    let cfg = opts.validate()?;
+    init_logging(cfg.verbose)?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
     let shutdown_clone = shutdown.clone();
     ctrlc::set_handler(move || shutdown_clone.store(true, Ordering::Relaxed))
         .context("cannot install the SIGINT/SIGTERM handler")?;
 
-    if let Some(intv) = opts.monitor.or(opts.stats) {
+    if let Some(intv) = cfg.monitor.or(cfg.stats) {
         let shutdown_copy = shutdown.clone();
         let jh = std::thread::spawn(move || {
             if let Err(e) = stats::monitor(Duration::from_secs_f64(intv), shutdown_copy) {
                 warn!("stats monitor stopped: {e:#}");
             }
         });
-        if opts.monitor.is_some() {
+        if cfg.monitor.is_some() {
             let _ = jh.join();
             return Ok(());
         }
@@ -247,9 +329,14 @@ fn main() -> Result<()> {
         );
     }
 
+    let metrics: metrics_http::SharedMetrics = Arc::new(Mutex::new(Metrics::default()));
+    if let Some(addr) = cfg.metrics_addr {
+        metrics_http::serve(addr, metrics.clone())?;
+    }
+
     let mut open_object = MaybeUninit::uninit();
     loop {
-        let mut sched = Scheduler::init(&opts, &mut open_object)?;
+        let mut sched = Scheduler::init(&cfg, &mut open_object, metrics.clone())?;
         if !sched.run(shutdown.clone())?.should_restart() {
             break;
         }

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! The scheduler's metrics: read from the BPF program's counters, served over
-//! the scx_stats socket (`--stats`, `--monitor`) and printed on exit.
+//! The scheduler's metrics: read from the BPF program's counters and the
+//! loader's registry, served over the scx_stats socket (`--stats`,
+//! `--monitor`), as OpenMetrics text (`--metrics-addr`), and printed on exit.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,13 +14,15 @@ use scx_stats::prelude::*;
 use scx_stats_derive::{Stats, stat_doc};
 use serde::{Deserialize, Serialize};
 
-/// One snapshot of the scheduler's counters (cumulative since attach).
+/// One snapshot (counters are cumulative since attach, gauges are current).
 #[stat_doc]
 #[derive(Clone, Debug, Default, Serialize, Deserialize, Stats)]
 #[stat(top)]
 pub struct Metrics {
     #[stat(desc = "Wakeups placed directly on an idle CPU")]
     pub nr_direct_dispatches: u64,
+    #[stat(desc = "Per-CPU kernel threads run at once on their CPU")]
+    pub nr_kthread_dispatches: u64,
     #[stat(desc = "Tasks queued on the shared vtime queue")]
     pub nr_shared_enqueues: u64,
     #[stat(desc = "Tasks moved from the shared queue to a CPU")]
@@ -29,16 +33,93 @@ pub struct Metrics {
     pub nr_ticks: u64,
     #[stat(desc = "Deepest shared queue seen at a tick")]
     pub nr_queued_max: u64,
-    #[stat(desc = "Scheduler slice in microseconds")]
+    #[stat(desc = "Current adaptive slice in microseconds (gauge)")]
     pub slice_us: u64,
+    #[stat(desc = "Current pressure, 1024 = one runnable task per CPU (gauge)")]
+    pub pressure: u64,
+    #[stat(desc = "Processes with a registration session (gauge)")]
+    pub processes: u64,
+    #[stat(desc = "Workers registered, not yet run (gauge)")]
+    pub workers_registered: u64,
+    #[stat(desc = "Workers running under the scheduler (gauge)")]
+    pub workers_running: u64,
+    #[stat(desc = "Workers being unregistered (gauge)")]
+    pub workers_quiescing: u64,
+    #[stat(desc = "Workers whose thread exited, not yet reclaimed (gauge)")]
+    pub workers_dead: u64,
+    #[stat(desc = "Registrations accepted")]
+    pub registrations: u64,
+    #[stat(desc = "Registrations refused")]
+    pub registrations_refused: u64,
+    #[stat(desc = "Invalid protocol messages received")]
+    pub bad_messages: u64,
+    #[stat(desc = "Worker slots reclaimed after their thread exited")]
+    pub workers_reaped: u64,
+    #[stat(desc = "Hints sent to workers")]
+    pub hints_sent: u64,
+    #[stat(desc = "Hints answered (acknowledged, or the worker yielded/blocked)")]
+    pub hints_answered: u64,
+    #[stat(desc = "Hints answered within the grace period")]
+    pub hints_answered_in_grace: u64,
+    #[stat(desc = "Hints that passed their deadline unanswered")]
+    pub hints_expired: u64,
+    #[stat(desc = "Hints dropped because the worker exited or unregistered")]
+    pub hints_dropped: u64,
+    #[stat(desc = "Hint response time p50 in microseconds (log2 bucket upper bound)")]
+    pub response_p50_us: u64,
+    #[stat(desc = "Hint response time p90 in microseconds (log2 bucket upper bound)")]
+    pub response_p90_us: u64,
+    #[stat(desc = "Hint response time p99 in microseconds (log2 bucket upper bound)")]
+    pub response_p99_us: u64,
+    #[stat(desc = "Escalations by thread kick")]
+    pub escalations_kick: u64,
+    #[stat(desc = "Escalations by throttle")]
+    pub escalations_throttle: u64,
+    #[stat(desc = "Throttles active now (gauge)")]
+    pub throttles_active: u64,
+    #[stat(desc = "Critical sections preempted at --max-critical-ms")]
+    pub critical_cap_violations: u64,
+    #[stat(desc = "Workers preempted at --max-overrun-ms")]
+    pub overrun_cap_violations: u64,
+    #[stat(desc = "Events lost to a full ring buffer")]
+    pub ring_drops: u64,
 }
 
+/// Which fields are gauges (kept as-is by `delta`, typed gauge in OpenMetrics).
+const GAUGES: &[&str] = &[
+    "slice_us",
+    "pressure",
+    "processes",
+    "workers_registered",
+    "workers_running",
+    "workers_quiescing",
+    "workers_dead",
+    "throttles_active",
+    "nr_queued_max",
+    "response_p50_us",
+    "response_p90_us",
+    "response_p99_us",
+];
+
 impl Metrics {
-    /// Prints one line, in the style of the other scx schedulers.
+    /// (name, description, value) of every field, sorted by name.
+    pub fn fields(&self) -> Vec<(String, String, u64)> {
+        let json = serde_json::to_value(self).expect("plain struct");
+        Metrics::meta()
+            .fields
+            .into_iter()
+            .map(|(name, f)| {
+                let value = json[&name].as_u64().unwrap_or(0);
+                (name, f.attrs.desc.unwrap_or_default(), value)
+            })
+            .collect()
+    }
+
+    /// Prints two lines in the style of the other scx schedulers.
     pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
         writeln!(
             w,
-            "[{}] dispatch -> direct: {:<6} shared: {:<6} | enqueue: {:<6} kicks: {:<6} | ticks: {:<6} qmax: {:<3} | slice: {}us",
+            "[{}] dispatch -> direct: {:<6} shared: {:<6} | enqueue: {:<6} kicks: {:<6} | ticks: {:<6} qmax: {:<3} | slice: {}us pressure: {}",
             crate::SCHEDULER_NAME,
             self.nr_direct_dispatches,
             self.nr_shared_dispatches,
@@ -47,21 +128,85 @@ impl Metrics {
             self.nr_ticks,
             self.nr_queued_max,
             self.slice_us,
+            self.pressure,
+        )?;
+        writeln!(
+            w,
+            "[{}] workers -> reg: {} run: {} dead: {} | hints -> sent: {} answered: {} in_grace: {} expired: {} dropped: {} | resp p50/p99: {}/{}us | escalations -> kick: {} throttle: {} | caps -> critical: {} overrun: {} | ring drops: {}",
+            crate::SCHEDULER_NAME,
+            self.workers_registered,
+            self.workers_running,
+            self.workers_dead,
+            self.hints_sent,
+            self.hints_answered,
+            self.hints_answered_in_grace,
+            self.hints_expired,
+            self.hints_dropped,
+            self.response_p50_us,
+            self.response_p99_us,
+            self.escalations_kick,
+            self.escalations_throttle,
+            self.critical_cap_violations,
+            self.overrun_cap_violations,
+            self.ring_drops,
         )?;
         Ok(())
     }
 
-    /// The counters accumulated since `rhs` (gauges keep their current value).
+    /// The counters accumulated since `rhs` (gauges keep their value).
     pub fn delta(&self, rhs: &Self) -> Self {
-        Self {
-            nr_direct_dispatches: self.nr_direct_dispatches - rhs.nr_direct_dispatches,
-            nr_shared_enqueues: self.nr_shared_enqueues - rhs.nr_shared_enqueues,
-            nr_shared_dispatches: self.nr_shared_dispatches - rhs.nr_shared_dispatches,
-            nr_idle_kicks: self.nr_idle_kicks - rhs.nr_idle_kicks,
-            nr_ticks: self.nr_ticks - rhs.nr_ticks,
-            ..self.clone()
+        let mut cur = serde_json::to_value(self).expect("plain struct");
+        let prev = serde_json::to_value(rhs).expect("plain struct");
+        for (name, value) in cur.as_object_mut().expect("struct").iter_mut() {
+            if GAUGES.contains(&name.as_str()) {
+                continue;
+            }
+            let d = value
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(prev[name].as_u64().unwrap_or(0));
+            *value = d.into();
+        }
+        serde_json::from_value(cur).expect("same shape")
+    }
+
+    /// OpenMetrics text exposition (for Prometheus), ending with `# EOF`.
+    pub fn openmetrics(&self) -> String {
+        let mut out = String::new();
+        for (name, desc, value) in self.fields() {
+            let metric = format!("scx_morpheus_{name}");
+            if GAUGES.contains(&name.as_str()) {
+                let _ = writeln!(
+                    out,
+                    "# TYPE {metric} gauge\n# HELP {metric} {desc}\n{metric} {value}"
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "# TYPE {metric} counter\n# HELP {metric} {desc}\n{metric}_total {value}"
+                );
+            }
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+/// Percentile `q` (0..1) of a log2(µs) histogram, as the bucket's upper bound.
+pub fn hist_percentile(hist: &[u64], q: f64) -> u64 {
+    let total: u64 = hist.iter().sum();
+    if total == 0 {
+        return 0;
+    }
+    let want = (total as f64 * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, n) in hist.iter().enumerate() {
+        seen += n;
+        if seen >= want {
+            return 1u64 << (i + 1);
         }
     }
+    1u64 << hist.len()
 }
 
 /// The scx_stats server description: one "top" stats op serving deltas.
@@ -94,4 +239,57 @@ pub fn monitor(intv: Duration, shutdown: Arc<AtomicBool>) -> Result<()> {
         || shutdown.load(Ordering::Relaxed),
         |metrics| metrics.format(&mut std::io::stdout()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_log2_buckets() {
+        let mut h = [0u64; 24];
+        assert_eq!(hist_percentile(&h, 0.5), 0);
+        h[3] = 90; // 8..16 us
+        h[10] = 10; // 1024..2048 us
+        assert_eq!(hist_percentile(&h, 0.5), 16);
+        assert_eq!(hist_percentile(&h, 0.9), 16);
+        assert_eq!(hist_percentile(&h, 0.99), 2048);
+    }
+
+    #[test]
+    fn delta_subtracts_counters_and_keeps_gauges() {
+        let a = Metrics {
+            hints_sent: 10,
+            slice_us: 5000,
+            ..Default::default()
+        };
+        let b = Metrics {
+            hints_sent: 4,
+            slice_us: 2000,
+            ..Default::default()
+        };
+        let d = a.delta(&b);
+        assert_eq!((d.hints_sent, d.slice_us), (6, 5000));
+    }
+
+    #[test]
+    fn openmetrics_is_well_formed() {
+        let m = Metrics {
+            hints_sent: 3,
+            workers_running: 2,
+            ..Default::default()
+        };
+        let text = m.openmetrics();
+        assert!(text.contains("# TYPE scx_morpheus_hints_sent counter\n"));
+        assert!(text.contains("scx_morpheus_hints_sent_total 3\n"));
+        assert!(text.contains("# TYPE scx_morpheus_workers_running gauge\n"));
+        assert!(text.contains("scx_morpheus_workers_running 2\n"));
+        assert!(text.ends_with("# EOF\n"));
+        for line in text.lines() {
+            assert!(
+                line.starts_with('#') || line.split(' ').count() == 2,
+                "{line}"
+            );
+        }
+    }
 }

@@ -139,11 +139,13 @@ enum morpheus_status {
  * Two cache lines so that the two writers never share one:
  *   line 0 (struct morpheus_scb_kernel): written by the scheduler (BPF) and,
  *          before the SCB is handed out, by the loader; read by the runtime.
- *   line 1 (struct morpheus_scb_user): written only by the worker thread
- *          that owns the slot; read by the scheduler.
+ *   line 1 (struct morpheus_scb_user): written only by the process that
+ *          owns the slot (the worker thread, or its runtime while it
+ *          re-registers that worker); read by the scheduler. The loader
+ *          zeroes both lines before it hands a slot out.
  *
  * Memory ordering contract:
- *   - BPF writes hint_deadline_ns, then bumps hint_seq with an atomic
+ *   - BPF writes hint_issued_ns and hint_deadline_ns, then bumps hint_seq with an atomic
  *     fetch-and-add (a full barrier in BPF). The runtime's fast path is one
  *     relaxed load of hint_seq compared with the last sequence it answered;
  *     only when they differ does it issue an acquire fence and read the
@@ -177,7 +179,7 @@ struct morpheus_scb_kernel {
 	__u32 escalations;	/* escalations applied to this worker */
 	__u32 flags;		/* MORPHEUS_SCBK_* */
 	__u64 hints_answered;	/* hints answered before their deadline */
-	__u8 __reserved[8];
+	__u64 hint_issued_ns;	/* bpf_ktime_get_ns() when hint_seq was bumped */
 } __attribute__((aligned(64)));
 
 struct morpheus_scb_user {
@@ -186,7 +188,7 @@ struct morpheus_scb_user {
 	__u32 flags;	      /* MORPHEUS_WORKER_* */
 	__u32 mode;	      /* enum morpheus_runtime_mode (informational) */
 	__u32 __pad;
-	__u64 checkpoints;    /* checkpoints passed (informational) */
+	__u64 checkpoints;    /* slow-path checkpoints (informational) */
 	__u64 yields;	      /* yields taken (informational) */
 	__u8 __reserved[24];
 } __attribute__((aligned(64)));

@@ -73,9 +73,11 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// Generous: BPF verification under TCG emulation takes seconds.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A running scx_morpheus loader whose stderr is captured.
+/// A running scx_morpheus loader whose stderr is captured. Dropping it
+/// (e.g. when a test panics) stops it, so one failure cannot cascade.
 pub struct Loader {
     child: Child,
+    done: bool,
 }
 
 /// How a loader run ended.
@@ -100,7 +102,7 @@ impl Loader {
             .stderr(Stdio::piped())
             .spawn()
             .expect("cannot start scx_morpheus");
-        let mut loader = Loader { child };
+        let mut loader = Loader { child, done: false };
         let attached = wait_for(ATTACH_TIMEOUT, || {
             sched_ext_state() == "enabled" || loader.child.try_wait().ok().flatten().is_some()
         });
@@ -110,6 +112,21 @@ impl Loader {
                 "scx_morpheus did not attach (state {:?}, loader {}):\n{}",
                 sched_ext_state(),
                 exit.status,
+                exit.stderr
+            );
+        }
+        // Ready when its registration socket is served.
+        let socket = args
+            .iter()
+            .position(|a| *a == "--socket")
+            .map(|i| args[i + 1].to_string())
+            .unwrap_or_else(|| morpheus_common::DEFAULT_SOCKET_PATH.to_string());
+        if !wait_for(ATTACH_TIMEOUT, || {
+            client::connect(Path::new(&socket)).is_ok()
+        }) {
+            let exit = loader.stop();
+            panic!(
+                "scx_morpheus attached but never served {socket}:\n{}",
                 exit.stderr
             );
         }
@@ -143,6 +160,7 @@ impl Loader {
     }
 
     fn collect(mut self) -> LoaderExit {
+        self.done = true;
         let status = self.child.wait().expect("wait for scx_morpheus");
         let mut stderr = String::new();
         if let Some(mut pipe) = self.child.stderr.take() {
@@ -151,4 +169,80 @@ impl Loader {
         eprintln!("--- scx_morpheus stderr ---\n{stderr}--- end ---");
         LoaderExit { status, stderr }
     }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.signal(libc::SIGINT);
+        let stopped = wait_for(Duration::from_secs(30), || {
+            self.child.try_wait().ok().flatten().is_some()
+        });
+        if !stopped {
+            self.signal(libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+        wait_for(Duration::from_secs(10), || sched_ext_state() == "disabled");
+    }
+}
+
+pub mod client;
+pub mod worker;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_to(cpu: usize) {
+    // SAFETY: cpu_set_t manipulation and sched_setaffinity on ourselves.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
+/// CPU-bound threads pinned to `cpu` until `stop` is set.
+pub fn hogs(n: usize, cpu: usize, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<u64>> {
+    (0..n)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                pin_to(cpu);
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..1000 {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                }
+                x
+            })
+        })
+        .collect()
+}
+
+/// Spins for about `us` microseconds of CPU work.
+pub fn spin_us(us: u64) {
+    let end = Instant::now() + Duration::from_micros(us);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+}
+
+/// A unique socket path and metrics address for one test's loader.
+pub fn endpoints(name: &str, port: u16) -> (String, String) {
+    (
+        format!("/run/morpheus/test-{name}.sock"),
+        format!("127.0.0.1:{port}"),
+    )
+}
+
+/// The CPU the contention tests use (the last one).
+pub fn test_cpu() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
 }

@@ -3,11 +3,17 @@
 //! `./morpheus-dev vm -- cargo test -p scx_morpheus --test vm`
 //! (or natively as root on a kernel with sched_ext).
 
+mod escalation;
+mod hints;
+mod registration;
 mod support;
 
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use support::client::{Session, connect};
 use support::*;
 
 /// Runs CPU-bound threads (more than CPUs, so tasks wait) for `secs`.
@@ -102,7 +108,14 @@ fn attaches_schedules_a_cpu_workload_and_detaches_on_sigint() {
 fn sigterm_detaches_too() {
     require_sched_ext();
     let _slot = exclusive();
-    let loader = Loader::start(&["--slice-ms", "2"]);
+    let loader = Loader::start(&[
+        "--slice-ms",
+        "2",
+        "--slice-min-ms",
+        "2",
+        "--slice-max-ms",
+        "2",
+    ]);
     loader.signal(libc::SIGTERM);
     let exit = loader.wait(Duration::from_secs(60));
     assert!(
@@ -164,4 +177,90 @@ fn invalid_flags_are_rejected_before_anything_is_loaded() {
             "{args:?} attached a scheduler"
         );
     }
+}
+
+/// Whether the loader's socket has closed our connection (scheduler gone).
+fn connection_closed(session: &Session) -> bool {
+    use std::os::fd::AsFd;
+    matches!(
+        morpheus_common::seqpacket::recv(session.socket().as_fd()),
+        Ok(morpheus_common::seqpacket::Received::Closed) | Err(_)
+    )
+}
+
+#[test]
+fn attach_detach_cycles_with_workers_running() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let cycles: usize = std::env::var("MORPHEUS_VM_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let (sock, _) = endpoints("cycles", 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs = hogs(2, test_cpu(), stop.clone());
+    let started = std::time::Instant::now();
+    for i in 0..cycles {
+        let loader = Loader::start(&["--socket", &sock]);
+        // A worker (re-)registers with every new instance.
+        let session = Session::open(sock.as_ref());
+        let (slot, _) = session.register(0).expect("registration");
+        assert_eq!(session.scb(slot).magic(), morpheus_common::ABI_MAGIC);
+        let exit = loader.stop();
+        assert!(exit.status.success(), "cycle {i}: {}", exit.stderr);
+        assert!(
+            wait_for(Duration::from_secs(10), || sched_ext_state() == "disabled"),
+            "cycle {i}"
+        );
+        assert!(
+            connection_closed(&session),
+            "cycle {i}: the worker's connection must close"
+        );
+        assert!(
+            !std::path::Path::new(&sock).exists(),
+            "cycle {i}: socket left behind"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    hogs.into_iter().for_each(|h| drop(h.join()));
+    println!(
+        "kernel {}: {cycles} attach/detach cycles in {:.1}s",
+        kernel_release(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn sigkill_of_the_loader_returns_to_the_default_scheduler_and_a_restart_works() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let (sock, _) = endpoints("sigkill", 0);
+    let loader = Loader::start(&["--socket", &sock]);
+    let session = Session::open(sock.as_ref());
+    session.register(0).expect("registration");
+    loader.signal(libc::SIGKILL);
+    let killed_at = std::time::Instant::now();
+    let exit = loader.wait(Duration::from_secs(30));
+    assert!(!exit.status.success());
+    assert!(wait_for(Duration::from_secs(10), || sched_ext_state() == "disabled"));
+    println!(
+        "kernel {}: back on the default scheduler {:?} after SIGKILL",
+        kernel_release(),
+        killed_at.elapsed()
+    );
+    assert!(connection_closed(&session));
+    assert!(
+        std::path::Path::new(&sock).exists(),
+        "a killed loader cannot remove its socket"
+    );
+    assert!(
+        connect(sock.as_ref()).is_err(),
+        "nobody serves the stale socket"
+    );
+
+    // The next loader removes the stale socket and serves again.
+    let loader = Loader::start(&["--socket", &sock]);
+    let session = Session::open(sock.as_ref());
+    session.register(0).expect("re-registration after restart");
+    assert!(loader.stop().status.success());
 }

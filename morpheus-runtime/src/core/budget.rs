@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The monitor thread: the budget source, and once per reconnect interval
+//! the pressure source, the connection watchdog and the mode machine.
+//!
+//! One per process, started with the first worker; it sleeps on a condition
+//! variable while there are no workers. Each tick (a quarter of the
+//! smallest effective budget, 0.2 ms to 100 ms) it checks every worker: one
+//! whose last yield is a budget ago (wall time) *and* that used at least
+//! half a budget of CPU since then gets its `expected` word poisoned, so its
+//! next checkpoint yields. Wall time is what a task waiting on the same
+//! worker experiences; the CPU condition keeps an idle (parked) worker from
+//! accumulating budget, without hooks into the runtime's park/unpark (a
+//! plain `#[tokio::main]` has none). The worker never reads a clock on its
+//! fast path: it stamps both clocks only when it yields.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::time::{Duration, Instant};
+
+use morpheus_common::{RuntimeMode, YieldCause};
+
+use super::mode::ModeInputs;
+use super::scb::{ScbRef, monotonic_ns};
+use super::worker::{POISON, Worker};
+use super::{Process, lock, pressure};
+
+/// The budget a worker has in its current mode, and the cause to record
+/// when it runs out.
+pub(crate) fn effective_budget(p: &Process, w: &Worker) -> (u64, YieldCause) {
+    let b = w.budget_ns;
+    match w.mode() {
+        RuntimeMode::Defensive => ((b / 4).max(1), YieldCause::Defensive),
+        RuntimeMode::Pressured
+            if p.config.sources.pressure
+                && w.registration().is_none()
+                && lock(&p.machine).overloaded() =>
+        {
+            ((b / 2).max(1), YieldCause::Pressure)
+        }
+        _ => (b, YieldCause::Budget),
+    }
+}
+
+fn check_budget(p: &Process, w: &Worker) -> u64 {
+    let (budget, cause) = effective_budget(p, w);
+    if w.hot().expected.load(Relaxed) & POISON != 0 {
+        return budget;
+    }
+    // Epoch first: if the worker yields after this, the poison is stale and
+    // the worker ignores it.
+    let epoch = w.epoch.load(Acquire);
+    let wall = monotonic_ns().saturating_sub(w.wall_at_yield_ns.load(Relaxed));
+    if wall >= budget {
+        let cpu = w.cpu_now().saturating_sub(w.cpu_at_yield_ns.load(Relaxed));
+        if cpu >= budget / 2 {
+            w.poison(epoch, cause);
+        }
+    }
+    budget
+}
+
+/// The monitor loop (never returns).
+pub(crate) fn run(p: &'static Process) {
+    let housekeeping_every = p.config.reconnect_interval.min(Duration::from_secs(1));
+    let psi_files = pressure::psi_files();
+    let mut next_housekeeping = Instant::now();
+    let mut workers = lock(&p.workers);
+    loop {
+        while workers.is_empty() {
+            workers = p
+                .monitor_cv
+                .wait(workers)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        let mut min_budget = u64::MAX;
+        if p.config.sources.budget {
+            for w in workers.iter() {
+                min_budget = min_budget.min(check_budget(p, w));
+            }
+        }
+        if Instant::now() >= next_housekeeping {
+            let list: Vec<Arc<Worker>> = workers.clone();
+            drop(workers);
+            housekeeping(p, &list, &psi_files);
+            next_housekeeping = Instant::now() + housekeeping_every;
+            workers = lock(&p.workers);
+        }
+        let tick = Duration::from_nanos(min_budget / 4)
+            .clamp(Duration::from_micros(200), Duration::from_millis(100))
+            .min(housekeeping_every);
+        workers = p
+            .monitor_cv
+            .wait_timeout(workers, tick)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+fn housekeeping(p: &Process, workers: &[Arc<Worker>], psi_files: &[std::path::PathBuf]) {
+    // Pressure source.
+    let mut psi = None;
+    if p.config.sources.pressure {
+        match pressure::read_pressure(psi_files) {
+            Ok(v) => psi = Some(v),
+            Err(e) => p.say_once(
+                log::Level::Info,
+                &format!("morpheus: pressure source inactive: {e}"),
+            ),
+        }
+    }
+    p.psi_avg10
+        .store(psi.unwrap_or(f64::NAN).to_bits(), Relaxed);
+
+    // Kernel source: watch the session, reconnect, (re-)register.
+    if p.config.sources.kernel {
+        let mut c = lock(&p.client);
+        if let Some(conn) = &c.conn
+            && !conn.is_alive()
+        {
+            let why =
+                super::client::ClientError::Lost("the scheduler closed the connection".into());
+            p.disconnect(&mut c, &why);
+        }
+        let wanting: Vec<&Arc<Worker>> = workers
+            .iter()
+            .filter(|w| w.want_kernel.load(Relaxed) && w.registration().is_none())
+            .collect();
+        if !wanting.is_empty() {
+            let due = c
+                .last_attempt
+                .is_none_or(|t| t.elapsed() >= p.config.reconnect_interval);
+            if c.conn.is_none() && due {
+                p.connect(&mut c, wanting[0].kind);
+            }
+            if c.conn.is_some() {
+                for w in wanting {
+                    p.register(&mut c, w, false);
+                    if c.conn.is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    // Escalations and kernel pressure of registered workers.
+    let mut new_escalations = 0u64;
+    let mut kernel_pressure: Option<u32> = None;
+    let mut registered = false;
+    for w in workers {
+        let Some(reg) = w.registration() else {
+            continue;
+        };
+        registered = true;
+        // SAFETY: registered SCBs are in never-unmapped mappings.
+        let scb = unsafe { ScbRef::new(reg.scb) };
+        let esc = scb.escalations().load(Relaxed);
+        let seen = w.esc_seen.swap(esc, Relaxed);
+        let delta = u64::from(esc.wrapping_sub(seen));
+        if delta > 0 && delta < u64::from(u32::MAX / 2) {
+            w.ledger.yielded(YieldCause::Escalated, delta);
+            new_escalations += delta;
+        }
+        let pr = scb.pressure().load(Relaxed);
+        kernel_pressure = Some(kernel_pressure.map_or(pr, |k| k.max(pr)));
+    }
+    p.escalations.fetch_add(new_escalations, Relaxed);
+    let inputs = ModeInputs {
+        registered,
+        new_escalations,
+        psi_avg10: psi,
+        kernel_pressure,
+    };
+    let mode = lock(&p.machine).update(monotonic_ns(), inputs);
+    p.set_mode(mode);
+}

@@ -1,0 +1,439 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The registration client: one `SOCK_SEQPACKET` connection per process to
+//! scx_morpheus's loader, speaking `morpheus_common::protocol`.
+//!
+//! `Hello` maps the process's SCB array (fd received with `SCM_RIGHTS`);
+//! `Register` passes a pidfd of the worker thread and returns its slot;
+//! `Unregister` releases it. Requests are serialized by the caller (the
+//! process holds the connection under a mutex). Mappings are never unmapped:
+//! a worker may still point into one after the scheduler went away, and a
+//! handful of 32 KiB arrays over many scheduler restarts is cheaper than
+//! tracking every reader.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+use morpheus_common::protocol::{MAX_MESSAGE_SIZE, Message, ProtocolError};
+use morpheus_common::{
+    ABI_MAGIC, ABI_VERSION, MAX_WORKERS_PER_PROCESS, RuntimeKind, SCB_SIZE, Scb, Status,
+};
+
+use super::scb::ScbRef;
+
+/// `PIDFD_THREAD` (Linux >= 6.9): a pidfd for one thread, not its process.
+const PIDFD_THREAD: libc::c_int = libc::O_EXCL;
+
+/// Why a registration request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClientError {
+    /// No scheduler is listening (socket missing or refusing connections).
+    NoScheduler(String),
+    /// The connection broke (the scheduler stopped or restarted).
+    Lost(String),
+    /// The loader answered with a non-OK status.
+    Refused(Status),
+    /// The loader speaks another ABI version.
+    Version(String),
+    /// The loader's reply did not make sense.
+    BadReply(String),
+    /// A local system call failed (e.g. pidfd_open on an old kernel).
+    System(String),
+}
+
+impl ClientError {
+    /// Whether the connection must be dropped and re-established.
+    pub(crate) fn drops_connection(&self) -> bool {
+        matches!(
+            self,
+            ClientError::NoScheduler(_)
+                | ClientError::Lost(_)
+                | ClientError::Version(_)
+                | ClientError::BadReply(_)
+        )
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NoScheduler(e) => write!(
+                f,
+                "scx_morpheus is not running ({e}); using the local budget only until it starts"
+            ),
+            ClientError::Lost(e) => write!(
+                f,
+                "lost the connection to scx_morpheus ({e}); using the local budget only until it is back"
+            ),
+            ClientError::Refused(s) => write!(
+                f,
+                "scx_morpheus refused the request: {} ({})",
+                s.as_str(),
+                s.explain()
+            ),
+            ClientError::Version(e) => write!(
+                f,
+                "scx_morpheus speaks another ABI version ({e}); upgrade the runtime and the scheduler together"
+            ),
+            ClientError::BadReply(e) => write!(f, "scx_morpheus sent an unusable reply: {e}"),
+            ClientError::System(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn errno_text(what: &str) -> String {
+    format!("{what}: {}", io::Error::last_os_error())
+}
+
+/// A mapped SCB array (never unmapped; see the module docs).
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+/// An open session with the loader.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    fd: OwnedFd,
+    map: Mapping,
+    /// Slots in the SCB array.
+    pub(crate) max_workers: u32,
+    /// The scheduler's grace period.
+    pub(crate) grace_ns: u64,
+    /// `MORPHEUS_SCBK_*` flags for every worker.
+    #[allow(dead_code)]
+    pub(crate) flags: u32,
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as usize } else { 4096 }
+}
+
+fn send(fd: RawFd, msg: &Message, pass_fd: Option<RawFd>) -> Result<(), ClientError> {
+    let bytes = msg.encode();
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // Room for one fd, aligned for cmsghdr.
+    let mut cbuf = [0u64; 4];
+    // SAFETY: msghdr is plain data; every pointer below outlives the call.
+    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+    mh.msg_iov = &mut iov;
+    mh.msg_iovlen = 1;
+    if let Some(pfd) = pass_fd {
+        // SAFETY: the control buffer has room for CMSG_SPACE(sizeof(int)).
+        unsafe {
+            let space = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as usize;
+            mh.msg_control = cbuf.as_mut_ptr().cast();
+            mh.msg_controllen = space as _;
+            let c = libc::CMSG_FIRSTHDR(&mh);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), pfd);
+        }
+    }
+    // SAFETY: valid msghdr.
+    let n = unsafe { libc::sendmsg(fd, &mh, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(ClientError::Lost(errno_text("send")));
+    }
+    if n as usize != bytes.len() {
+        return Err(ClientError::Lost("short send".into()));
+    }
+    Ok(())
+}
+
+fn recv(fd: RawFd) -> Result<(Message, Option<OwnedFd>), ClientError> {
+    let mut buf = [0u8; MAX_MESSAGE_SIZE + 1];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: msghdr is plain data; every pointer below outlives the call.
+    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+    mh.msg_iov = &mut iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf.as_mut_ptr().cast();
+    mh.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    // SAFETY: valid msghdr.
+    let n = unsafe { libc::recvmsg(fd, &mut mh, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(ClientError::Lost(errno_text("receive")));
+    }
+    if n == 0 {
+        return Err(ClientError::Lost(
+            "the scheduler closed the connection".into(),
+        ));
+    }
+    // Take ownership of every fd received so none leaks, keep the first.
+    let mut fds = Vec::new();
+    // SAFETY: walking the control messages the kernel filled in.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&mh);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c).cast::<RawFd>();
+                let count =
+                    ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<RawFd>();
+                for i in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&mh, c);
+        }
+    }
+    if mh.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+        return Err(ClientError::BadReply("oversized message".into()));
+    }
+    let msg = Message::decode(&buf[..n as usize]).map_err(|e| match e {
+        ProtocolError::BadVersion { version } => ClientError::Version(format!(
+            "it sent version {version}, this runtime speaks {ABI_VERSION}"
+        )),
+        e => ClientError::BadReply(e.to_string()),
+    })?;
+    Ok((msg, fds.into_iter().next()))
+}
+
+fn status_error(status: Status) -> ClientError {
+    if status == Status::BadVersion {
+        ClientError::Version(format!("the loader refused ABI version {ABI_VERSION}"))
+    } else {
+        ClientError::Refused(status)
+    }
+}
+
+impl Connection {
+    /// Connects to the loader at `path` and opens a session (`Hello`).
+    pub(crate) fn open(
+        path: &Path,
+        kind: RuntimeKind,
+        timeout: Duration,
+    ) -> Result<Connection, ClientError> {
+        // SAFETY: plain socket creation.
+        let raw =
+            unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(ClientError::System(errno_text(
+                "socket(AF_UNIX, SOCK_SEQPACKET)",
+            )));
+        }
+        // SAFETY: we own the new descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_un is plain data.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let p = path.as_os_str().as_bytes();
+        if p.is_empty() || p.len() >= addr.sun_path.len() {
+            return Err(ClientError::System(format!(
+                "socket path {} is empty or too long",
+                path.display()
+            )));
+        }
+        for (d, s) in addr.sun_path.iter_mut().zip(p) {
+            *d = *s as libc::c_char;
+        }
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as _,
+            tv_usec: timeout.subsec_micros() as _,
+        };
+        for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+            // SAFETY: valid option value.
+            unsafe {
+                libc::setsockopt(
+                    raw,
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&raw const tv).cast(),
+                    size_of::<libc::timeval>() as u32,
+                )
+            };
+        }
+        // SAFETY: valid address.
+        let rc = unsafe {
+            libc::connect(
+                raw,
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_un>() as u32,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            let text = format!("{}: {e}", path.display());
+            return Err(match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ECONNREFUSED | libc::ENOTDIR) => {
+                    ClientError::NoScheduler(text)
+                }
+                _ => ClientError::System(format!("connect to {text}")),
+            });
+        }
+        send(raw, &Message::Hello { runtime_kind: kind }, None)?;
+        let (reply, map_fd) = recv(raw)?;
+        let (max_workers, scb_size, flags, grace_ns) = match reply {
+            Message::HelloReply {
+                status: Status::Ok,
+                max_workers,
+                scb_size,
+                flags,
+                grace_ns,
+            } => (max_workers, scb_size, flags, grace_ns),
+            Message::HelloReply { status, .. } | Message::Error { status } => {
+                return Err(status_error(status));
+            }
+            other => {
+                return Err(ClientError::BadReply(format!(
+                    "expected a hello reply, got {other:?}"
+                )));
+            }
+        };
+        if scb_size as usize != SCB_SIZE {
+            return Err(ClientError::Version(format!(
+                "SCB size {scb_size}, expected {SCB_SIZE}"
+            )));
+        }
+        if max_workers == 0 || max_workers > MAX_WORKERS_PER_PROCESS {
+            return Err(ClientError::BadReply(format!(
+                "max_workers {max_workers} out of range"
+            )));
+        }
+        let map_fd = map_fd
+            .ok_or_else(|| ClientError::BadReply("no SCB array fd with the hello reply".into()))?;
+        let page = page_size();
+        let len = (max_workers as usize * SCB_SIZE).div_ceil(page) * page;
+        // SAFETY: mapping a descriptor we own; the result is checked.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map_fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(ClientError::System(errno_text("mmap of the SCB array")));
+        }
+        Ok(Connection {
+            fd,
+            map: Mapping {
+                base: base.cast(),
+                len,
+            },
+            max_workers,
+            grace_ns,
+            flags,
+        })
+    }
+
+    /// The SCB of `slot` (checked against `max_workers` by the caller).
+    pub(crate) fn scb(&self, slot: u32) -> *mut Scb {
+        debug_assert!((slot as usize + 1) * SCB_SIZE <= self.map.len);
+        // SAFETY: in bounds of the mapping.
+        unsafe { self.map.base.add(slot as usize * SCB_SIZE).cast() }
+    }
+
+    /// Registers thread `tid` of this process; returns `(slot, generation)`.
+    pub(crate) fn register(
+        &self,
+        tid: i32,
+        flags: u32,
+        kind: RuntimeKind,
+    ) -> Result<(u32, u64), ClientError> {
+        // SAFETY: plain system call.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, PIDFD_THREAD) };
+        if pidfd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(ClientError::System(
+                if e.raw_os_error() == Some(libc::EINVAL) {
+                    format!(
+                        "pidfd_open(PIDFD_THREAD) failed ({e}): kernel registration needs Linux 6.9 or later"
+                    )
+                } else {
+                    format!("pidfd_open of thread {tid}: {e}")
+                },
+            ));
+        }
+        // SAFETY: we own the new descriptor.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+        send(
+            self.fd.as_raw_fd(),
+            &Message::Register {
+                flags,
+                runtime_kind: kind,
+            },
+            Some(pidfd.as_raw_fd()),
+        )?;
+        match recv(self.fd.as_raw_fd())?.0 {
+            Message::RegisterReply {
+                status: Status::Ok,
+                slot,
+                generation,
+            } => {
+                if slot >= self.max_workers {
+                    return Err(ClientError::BadReply(format!(
+                        "slot {slot} >= max_workers {}",
+                        self.max_workers
+                    )));
+                }
+                // SAFETY: in bounds of a mapping that is never unmapped.
+                let scb = unsafe { ScbRef::new(self.scb(slot)) };
+                let magic = scb.magic().load(std::sync::atomic::Ordering::Acquire);
+                if magic != ABI_MAGIC || u32::from(scb.abi_version()) != ABI_VERSION {
+                    return Err(ClientError::Version(format!(
+                        "slot {slot} has magic {magic:#x} version {}",
+                        scb.abi_version()
+                    )));
+                }
+                Ok((slot, generation))
+            }
+            Message::RegisterReply { status, .. } | Message::Error { status } => {
+                Err(status_error(status))
+            }
+            other => Err(ClientError::BadReply(format!(
+                "expected a register reply, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Releases a slot.
+    pub(crate) fn unregister(&self, slot: u32, generation: u64) -> Result<(), ClientError> {
+        send(
+            self.fd.as_raw_fd(),
+            &Message::Unregister { slot, generation },
+            None,
+        )?;
+        match recv(self.fd.as_raw_fd())?.0 {
+            Message::UnregisterReply { status: Status::Ok } => Ok(()),
+            Message::UnregisterReply { status } | Message::Error { status } => {
+                Err(status_error(status))
+            }
+            other => Err(ClientError::BadReply(format!(
+                "expected an unregister reply, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Whether the peer is still there (no hang-up, nothing unsolicited).
+    pub(crate) fn is_alive(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n == 0
+    }
+}

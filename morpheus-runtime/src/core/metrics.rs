@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Metrics: a plain [`snapshot`] and its OpenMetrics text ([`openmetrics`])
+//! for a service's own `/metrics` endpoint.
+//!
+//! ```
+//! let text = morpheus_runtime::metrics::openmetrics();
+//! assert!(text.ends_with("# EOF\n"));
+//! let snap = morpheus_runtime::metrics::snapshot();
+//! assert_eq!(snap.process.yields.iter().sum::<u64>(), snap.process.yields_total);
+//! ```
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use morpheus_common::{RuntimeKind, RuntimeMode, YieldCause};
+
+use super::config::Sources;
+use super::ledger::{LedgerSnapshot, RESPONSE_BUCKETS_NS};
+use super::{Process, RegistrationState, lock};
+
+pub use super::ledger::ResponseHistogram;
+
+/// One worker thread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerSnapshot {
+    /// Process-unique worker number.
+    pub id: u64,
+    /// Kernel thread id.
+    pub tid: i32,
+    /// The runtime it belongs to.
+    pub kind: RuntimeKind,
+    /// Its effective mode.
+    pub mode: RuntimeMode,
+    /// Its pinned mode, if any.
+    pub pinned_mode: Option<RuntimeMode>,
+    /// Its slot in scx_morpheus's SCB array while registered.
+    pub slot: Option<u32>,
+    /// Registered as escapable.
+    pub escapable: bool,
+    /// Its configured local budget.
+    pub budget: Duration,
+    /// Current critical-section depth.
+    pub critical_depth: u32,
+    /// Its yield ledger.
+    pub ledger: LedgerSnapshot,
+}
+
+/// Whether each hint source is enabled by configuration and active now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// Enabled by configuration.
+    pub configured: Sources,
+    /// Producing hints now: kernel = some worker registered; budget = the
+    /// monitor runs; pressure = PSI readable and the kernel source idle.
+    pub active: Sources,
+}
+
+/// The whole process at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Morpheus is enabled (`MORPHEUS_DISABLE` unset).
+    pub enabled: bool,
+    /// The process's automatic (or configured) mode.
+    pub mode: RuntimeMode,
+    /// Mode changes so far.
+    pub mode_transitions: u64,
+    /// Connection state with scx_morpheus.
+    pub registration: RegistrationState,
+    /// Why the kernel source is not in use, if it is not.
+    pub registration_reason: Option<String>,
+    /// Sessions opened with scx_morpheus (reconnections included).
+    pub connects: u64,
+    /// Hint sources.
+    pub sources: SourceStatus,
+    /// PSI `some avg10` percent, if read.
+    pub cpu_pressure: Option<f64>,
+    /// PSI says the machine is overloaded (budget halved when unregistered).
+    pub overloaded: bool,
+    /// Escalations observed against this process's workers.
+    pub escalations: u64,
+    /// Sum over live and exited workers.
+    pub process: LedgerSnapshot,
+    /// Live workers.
+    pub workers: Vec<WorkerSnapshot>,
+    /// Workers whose threads have exited.
+    pub retired_workers: u64,
+}
+
+/// Takes a snapshot (cheap: a few locks, no system call).
+///
+/// Before any worker exists this describes the configuration that would be
+/// used, without starting anything.
+pub fn snapshot() -> Snapshot {
+    match Process::try_get() {
+        Some(p) => snapshot_of(p),
+        None => snapshot_of(&Process::unstarted()),
+    }
+}
+
+fn snapshot_of(p: &Process) -> Snapshot {
+    let workers: Vec<WorkerSnapshot> = lock(&p.workers)
+        .iter()
+        .map(|w| WorkerSnapshot {
+            id: w.id,
+            tid: w.tid,
+            kind: w.kind,
+            mode: w.mode(),
+            pinned_mode: w.pinned,
+            slot: w.registration().map(|r| r.slot),
+            escapable: w.escapable,
+            budget: Duration::from_nanos(w.budget_ns),
+            critical_depth: w.scb().critical_depth().load(Relaxed),
+            ledger: w.ledger.snapshot(),
+        })
+        .collect();
+    let mut process = p.retired.snapshot();
+    for w in &workers {
+        process.add(&w.ledger);
+    }
+    let (registration, registration_reason, connects) = {
+        let c = lock(&p.client);
+        (c.state, c.reason.clone(), c.connects)
+    };
+    let machine = lock(&p.machine).clone();
+    let cfg = &p.config;
+    let registered = workers.iter().any(|w| w.slot.is_some());
+    let running = cfg.enabled && !workers.is_empty();
+    let psi = p.psi();
+    Snapshot {
+        enabled: cfg.enabled,
+        mode: p.mode(),
+        mode_transitions: machine.transitions(),
+        registration,
+        registration_reason,
+        connects,
+        sources: SourceStatus {
+            configured: cfg.sources,
+            active: Sources {
+                kernel: cfg.enabled && cfg.sources.kernel && registered,
+                budget: running && cfg.sources.budget,
+                pressure: running && cfg.sources.pressure && psi.is_some() && !registered,
+            },
+        },
+        cpu_pressure: psi,
+        overloaded: machine.overloaded(),
+        escalations: p.escalations.load(Relaxed),
+        process,
+        workers,
+        retired_workers: p.retired_workers.load(Relaxed),
+    }
+}
+
+const PREFIX: &str = "morpheus_runtime_";
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# TYPE {PREFIX}{name} {kind}");
+    let _ = writeln!(out, "# HELP {PREFIX}{name} {help}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{PREFIX}{name} {value}");
+    } else {
+        let _ = writeln!(out, "{PREFIX}{name}{{{labels}}} {value}");
+    }
+}
+
+/// Renders the snapshot as OpenMetrics text (ends with `# EOF`).
+pub fn openmetrics() -> String {
+    render(&snapshot())
+}
+
+/// Renders a snapshot as OpenMetrics text.
+pub fn render(s: &Snapshot) -> String {
+    let mut o = String::new();
+    family(
+        &mut o,
+        "yields",
+        "counter",
+        "Yields taken by the process's workers, by cause.",
+    );
+    for c in YieldCause::ALL {
+        sample(
+            &mut o,
+            "yields_total",
+            &format!("cause=\"{c}\""),
+            s.process.yields_by(*c),
+        );
+    }
+    family(
+        &mut o,
+        "worker_yields",
+        "counter",
+        "Yields taken by each live worker, by cause.",
+    );
+    for w in &s.workers {
+        for c in YieldCause::ALL {
+            let labels = format!("worker=\"{}\",cause=\"{c}\"", w.id);
+            sample(
+                &mut o,
+                "worker_yields_total",
+                &labels,
+                w.ledger.yields_by(*c),
+            );
+        }
+    }
+    let counters: [(&str, &str, u64); 6] = [
+        ("hints_seen", "Kernel hints observed.", s.process.hints_seen),
+        (
+            "hints_answered",
+            "Kernel hints answered at a checkpoint.",
+            s.process.hints_answered,
+        ),
+        (
+            "hints_late",
+            "Hints answered after the grace period.",
+            s.process.hints_late,
+        ),
+        (
+            "hints_ignored",
+            "Hints ignored in DETERMINISTIC mode.",
+            s.process.hints_ignored,
+        ),
+        (
+            "checkpoints_deferred",
+            "Yields deferred inside critical sections.",
+            s.process.deferred,
+        ),
+        (
+            "escalations",
+            "Escalations applied to this process's workers.",
+            s.escalations,
+        ),
+    ];
+    for (name, help, v) in counters {
+        family(&mut o, name, "counter", help);
+        sample(&mut o, &format!("{name}_total"), "", v);
+    }
+    family(
+        &mut o,
+        "hint_response_seconds",
+        "histogram",
+        "Time from a kernel hint to its answer.",
+    );
+    let h = &s.process.hint_response;
+    let mut cumulative = 0;
+    for (i, bound) in RESPONSE_BUCKETS_NS.iter().enumerate() {
+        cumulative += h.counts[i];
+        let le = *bound as f64 / 1e9;
+        sample(
+            &mut o,
+            "hint_response_seconds_bucket",
+            &format!("le=\"{le}\""),
+            cumulative,
+        );
+    }
+    sample(
+        &mut o,
+        "hint_response_seconds_bucket",
+        "le=\"+Inf\"",
+        h.count(),
+    );
+    sample(
+        &mut o,
+        "hint_response_seconds_sum",
+        "",
+        h.sum_ns as f64 / 1e9,
+    );
+    sample(&mut o, "hint_response_seconds_count", "", h.count());
+    family(&mut o, "mode", "gauge", "1 for the process's current mode.");
+    for m in RuntimeMode::ALL {
+        sample(
+            &mut o,
+            "mode",
+            &format!("mode=\"{m}\""),
+            u8::from(*m == s.mode),
+        );
+    }
+    family(
+        &mut o,
+        "registration",
+        "gauge",
+        "1 for the current connection state with scx_morpheus.",
+    );
+    for r in [
+        RegistrationState::Disabled,
+        RegistrationState::Idle,
+        RegistrationState::Unavailable,
+        RegistrationState::Connected,
+    ] {
+        let labels = format!("state=\"{}\"", r.as_str());
+        sample(
+            &mut o,
+            "registration",
+            &labels,
+            u8::from(r == s.registration),
+        );
+    }
+    family(
+        &mut o,
+        "source_active",
+        "gauge",
+        "1 if the hint source produces hints now.",
+    );
+    family(
+        &mut o,
+        "source_configured",
+        "gauge",
+        "1 if the hint source is enabled by configuration.",
+    );
+    let src = |x: Sources| {
+        [
+            ("kernel", x.kernel),
+            ("budget", x.budget),
+            ("pressure", x.pressure),
+        ]
+    };
+    for (name, on) in src(s.sources.active) {
+        sample(
+            &mut o,
+            "source_active",
+            &format!("source=\"{name}\""),
+            u8::from(on),
+        );
+    }
+    for (name, on) in src(s.sources.configured) {
+        sample(
+            &mut o,
+            "source_configured",
+            &format!("source=\"{name}\""),
+            u8::from(on),
+        );
+    }
+    family(
+        &mut o,
+        "workers",
+        "gauge",
+        "Live workers, by registration with the kernel.",
+    );
+    let reg = s.workers.iter().filter(|w| w.slot.is_some()).count();
+    sample(&mut o, "workers", "registered=\"true\"", reg);
+    sample(
+        &mut o,
+        "workers",
+        "registered=\"false\"",
+        s.workers.len() - reg,
+    );
+    if let Some(psi) = s.cpu_pressure {
+        family(
+            &mut o,
+            "cpu_pressure_ratio",
+            "gauge",
+            "PSI CPU some avg10, as a ratio.",
+        );
+        sample(&mut o, "cpu_pressure_ratio", "", psi / 100.0);
+    }
+    o.push_str("# EOF\n");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_text_is_well_formed() {
+        let mut s = snapshot_of(&Process::new(super::super::config::Config::default()));
+        s.process.yields[YieldCause::Hint.as_u32() as usize] = 3;
+        s.process.hint_response.counts[2] = 3;
+        s.process.hint_response.sum_ns = 900_000;
+        s.cpu_pressure = Some(12.5);
+        let text = render(&s);
+        assert!(text.ends_with("# EOF\n"));
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert!(
+            text.contains("morpheus_runtime_yields_total{cause=\"hint\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("morpheus_runtime_hint_response_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("morpheus_runtime_hint_response_seconds_bucket{le=\"0.0005\"} 3\n"));
+        assert!(text.contains("morpheus_runtime_mode{mode=\"deterministic\"} 1\n"));
+        assert!(text.contains("morpheus_runtime_cpu_pressure_ratio 0.125\n"));
+        let mut types = std::collections::HashMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(name.starts_with(PREFIX));
+                assert!(
+                    types.insert(name.to_string(), kind.to_string()).is_none(),
+                    "dup {name}"
+                );
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let fam = types
+                    .keys()
+                    .filter(|f| name.starts_with(f.as_str()))
+                    .max_by_key(|f| f.len())
+                    .unwrap_or_else(|| panic!("sample {name} has no family"));
+                if types[fam] == "counter" {
+                    assert!(name.ends_with("_total"), "{name}");
+                }
+                let value = line.rsplit(' ').next().unwrap();
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+            }
+        }
+    }
+}

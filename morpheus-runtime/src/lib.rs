@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Kernel-guided cooperative yielding for async runtimes.
+//!
+//! An async worker thread runs many tasks; a task that computes for long
+//! without awaiting starves the others on its worker (in-process), and the
+//! worker holds its CPU while other processes wait (system-wide). Morpheus
+//! gives such code safe points to yield at, and tells it when to use them:
+//!
+//! ```
+//! use morpheus_runtime::{checkpoint, critical_section, Builder};
+//! #[tokio::main]
+//! async fn main() {
+//!     for i in 0..1_000_000 {
+//!         // ... work ...
+//!         if i % 1000 == 0 { checkpoint!(); }   // yields only when it should
+//!     }
+//!     let _guard = critical_section();          // the kernel will not force-preempt here
+//! }
+//! ```
+//!
+//! - [`checkpoint!()`] costs one relaxed load and a branch when there is
+//!   nothing to do. When a hint is pending it acknowledges it, records the
+//!   cause in the yield ledger, lets the worker's other tasks run
+//!   (`tokio::task::yield_now` semantics) and, for kernel hints, gives the
+//!   CPU to other processes (`sched_yield`).
+//! - [`critical_section()`] returns a guard; while it lives the scheduler
+//!   will not force-preempt the thread and checkpoints do not yield.
+//! - [`Builder`] wraps `tokio::runtime::Builder` and registers its workers;
+//!   a plain `#[tokio::main]` works too (threads attach at their first
+//!   checkpoint), and so does a machine without the scheduler.
+//!
+//! # Where hints come from
+//!
+//! | Source   | Signal                                                        | Cause recorded |
+//! |----------|---------------------------------------------------------------|----------------|
+//! | kernel   | scx_morpheus bumps `hint_seq` in the worker's shared control block | `hint`     |
+//! | budget   | the worker has been busy for [`Config::budget`] (10 ms) since its last yield | `budget` |
+//! | pressure | PSI `some avg10` is high: the budget is halved (no kernel source) | `pressure`  |
+//! | defensive| escalations seen: the budget is quartered                     | `defensive`    |
+//!
+//! The kernel source needs scx_morpheus running (socket [`Config::socket_path`]);
+//! without it, or when it stops, the runtime keeps working on the budget
+//! source, logs why once, and reconnects in the background when the
+//! scheduler comes back. [`metrics::snapshot`] shows which sources are
+//! active; [`Config::sources`] (`MORPHEUS_SOURCES`) chooses them.
+//!
+//! # Modes
+//!
+//! [`RuntimeMode::Deterministic`]: local budget only, kernel hints ignored.
+//! [`RuntimeMode::Pressured`]: kernel hints (or PSI overload) honoured, the
+//! budget as a floor. [`RuntimeMode::Defensive`]: escalations against this
+//! process were seen; yield four times as eagerly until they stop and
+//! pressure subsides. The mode moves automatically with hysteresis (see
+//! [`mode`]) unless pinned ([`Config::mode`], [`Builder::mode`]).
+//!
+//! # Without Tokio
+//!
+//! The core has no async runtime dependency (disable the default `tokio`
+//! feature): [`checkpoint_sync`] serves synchronous loops and other event
+//! loops (the Python bindings use it), [`attach_current_thread`] makes a
+//! thread a worker explicitly.
+
+#![warn(missing_docs)]
+
+mod core;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+pub use crate::core::RegistrationState;
+pub use crate::core::config::{Config, ConfigError, DEFAULT_BUDGET, Sources};
+pub use crate::core::critical::CriticalSection;
+pub use crate::core::error::Error;
+pub use crate::core::ledger::{LedgerSnapshot, RESPONSE_BUCKETS_NS};
+pub use crate::core::worker::WorkerOptions;
+pub use crate::core::{metrics, mode, pressure};
+#[cfg(feature = "tokio")]
+pub use crate::tokio::{Builder, yield_now};
+pub use morpheus_common::{RuntimeKind, RuntimeMode, YieldCause};
+
+/// Configures Morpheus for this process. Call it before the first
+/// checkpoint, critical section or runtime build; otherwise the
+/// configuration comes from the environment ([`Config::from_env`]).
+///
+/// ```
+/// use std::time::Duration;
+/// let config = morpheus_runtime::Config { budget: Duration::from_millis(5), ..Default::default() };
+/// morpheus_runtime::init(config).expect("first use");
+/// assert!(morpheus_runtime::init(Default::default()).is_err()); // too late now
+/// ```
+pub fn init(config: Config) -> Result<(), Error> {
+    crate::core::Process::init(config)
+}
+
+/// A safe point to yield at, in async code: `checkpoint!();`
+///
+/// Expands to `morpheus_runtime::__checkpoint().await`. When no hint is
+/// pending it completes immediately (one relaxed load and a branch). When
+/// one is, it records the cause, acknowledges a kernel hint, gives the CPU
+/// to other processes if the hint came from the kernel or from
+/// defensive/pressure modes, and yields to the worker's other tasks once.
+/// Inside a [`critical_section`] it never yields.
+///
+/// The first checkpoint on a thread makes it a worker (once; see
+/// [`attach_current_thread`]). Outside async code use [`checkpoint_sync`]:
+/// `.await` is only allowed inside `async` functions and blocks.
+#[macro_export]
+macro_rules! checkpoint {
+    () => {
+        $crate::__checkpoint().await
+    };
+}
+
+/// The future behind [`checkpoint!`]; use the macro.
+#[doc(hidden)]
+#[inline(always)]
+#[allow(clippy::manual_async_fn)] // the Send + Sync + 'static bound is the contract
+pub fn __checkpoint() -> impl Future<Output = ()> + Send + Sync + 'static {
+    async {
+        crate::core::critical::debug_check_checkpoint();
+        if crate::core::worker::signal_pending() {
+            checkpoint_yield().await;
+        }
+    }
+}
+
+/// The slow path of the async checkpoint.
+async fn checkpoint_yield() {
+    if let Some(cause) = crate::core::worker::checkpoint_slow() {
+        if gives_cpu_away(cause) {
+            sched_yield();
+        }
+        yield_task().await;
+    }
+}
+
+/// Causes that are about other processes, not only this worker's tasks.
+fn gives_cpu_away(cause: YieldCause) -> bool {
+    !matches!(cause, YieldCause::Budget | YieldCause::Voluntary)
+}
+
+fn sched_yield() {
+    // SAFETY: no arguments, no memory effects.
+    unsafe { libc::sched_yield() };
+}
+
+/// Yields to the worker's other tasks.
+///
+/// With Tokio: `yield_now` first (Tokio defers the wake-up until its I/O
+/// and timer drivers have been polled, so tasks they make ready run), then
+/// once more by waking ourselves. The second step matters on the
+/// multi-thread runtime: the deferred wake-up puts the yielding task in the
+/// worker's LIFO slot, ahead of the tasks the drivers just woke, so without
+/// it those tasks could wait another budget. A self-wake while running is
+/// queued at the back.
+#[cfg(feature = "tokio")]
+async fn yield_task() {
+    ::tokio::task::yield_now().await;
+    yield_back().await
+}
+
+#[cfg(not(feature = "tokio"))]
+async fn yield_task() {
+    yield_back().await
+}
+
+/// Wakes ourselves and returns `Pending` once (the generic executor way).
+async fn yield_back() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// A checkpoint for synchronous code (and event loops other than Tokio).
+///
+/// Returns `None` when there is nothing to do (the fast path), or the cause
+/// when the thread should yield now: the hint is already acknowledged and
+/// the ledger updated, and the thread has given up the CPU once
+/// (`sched_yield`). The caller should also let its own other work run (e.g.
+/// return to its event loop). The first call on a thread makes it a worker.
+///
+/// ```
+/// // Works on any thread, inside a runtime or not.
+/// for _ in 0..1000 {
+///     if let Some(cause) = morpheus_runtime::checkpoint_sync() {
+///         println!("yielded: {cause}");
+///     }
+/// }
+/// ```
+#[inline]
+pub fn checkpoint_sync() -> Option<YieldCause> {
+    if !crate::core::worker::signal_pending() {
+        return None;
+    }
+    let cause = crate::core::worker::checkpoint_slow()?;
+    sched_yield();
+    Some(cause)
+}
+
+/// Records a voluntary yield the application is about to take (e.g. its
+/// own `yield_now`): counted as `voluntary`, and it answers a pending
+/// kernel hint. [`yield_now`] does this for Tokio.
+pub fn record_voluntary_yield() {
+    if let Ok(w) = crate::core::worker::attach_lazily() {
+        w.voluntary();
+    }
+}
+
+/// Opens a critical section until the guard is dropped: the scheduler will
+/// not force-preempt this thread, and checkpoints do not yield (they defer
+/// to the first checkpoint after the section). Sections nest.
+///
+/// ```
+/// let outer = morpheus_runtime::critical_section();
+/// {
+///     let _inner = morpheus_runtime::critical_section();
+///     assert_eq!(morpheus_runtime::critical_depth(), 2);
+/// }
+/// assert_eq!(morpheus_runtime::critical_depth(), 1);
+/// drop(outer);
+/// assert_eq!(morpheus_runtime::critical_depth(), 0);
+/// ```
+///
+/// Keep sections short: the scheduler caps them (50 ms by default).
+pub fn critical_section() -> CriticalSection {
+    CriticalSection::new()
+}
+
+/// Opens a critical section without a guard (for bindings that cannot hold
+/// one, such as Python context managers). Pair it with [`exit_critical`] on
+/// the same thread.
+pub fn enter_critical() -> Result<(), Error> {
+    crate::core::critical::enter()
+}
+
+/// Closes the innermost section opened by [`enter_critical`].
+///
+/// ```
+/// use morpheus_runtime::{Error, enter_critical, exit_critical};
+/// enter_critical().unwrap();
+/// exit_critical().unwrap();
+/// let err = exit_critical().unwrap_err();
+/// assert_eq!(err, Error::UnbalancedCriticalSection);
+/// assert!(err.to_string().contains("pair every enter_critical()"));
+/// ```
+pub fn exit_critical() -> Result<(), Error> {
+    crate::core::critical::exit()
+}
+
+/// The calling thread's critical-section depth (0 outside any section).
+pub fn critical_depth() -> u32 {
+    crate::core::critical::depth()
+}
+
+/// Makes the calling thread a worker now, with these options: it gets a
+/// budget and, if scx_morpheus runs, a kernel registration. Threads also
+/// attach on their own at their first checkpoint or critical section, with
+/// default options; [`Builder`] attaches its workers with its options. A
+/// thread already attached keeps its options.
+pub fn attach_current_thread(options: WorkerOptions) -> Result<(), Error> {
+    crate::core::worker::attach(options).map(|_| ())
+}
+
+/// Stops treating the calling thread as a worker: unregisters it from the
+/// kernel and folds its ledger into the process totals. Thread exit does
+/// this automatically.
+pub fn detach_current_thread() {
+    crate::core::worker::detach()
+}
+
+/// The calling thread's worker metrics, or [`Error::NotAWorker`].
+pub fn current_worker() -> Result<metrics::WorkerSnapshot, Error> {
+    let w = crate::core::worker::current().ok_or(Error::NotAWorker)?;
+    metrics::snapshot()
+        .workers
+        .into_iter()
+        .find(|s| s.id == w.id)
+        .ok_or(Error::NotAWorker)
+}
+
+/// The README's example is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctest;
+
+/// Identity of the running task for debug checks (0 outside a task).
+pub(crate) fn task_identity() -> u64 {
+    #[cfg(feature = "tokio")]
+    if let Some(id) = ::tokio::task::try_id() {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        return h.finish() | 1;
+    }
+    0
+}

@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! A stand-in for scx_morpheus's loader: a real Unix SOCK_SEQPACKET socket
+//! speaking the real protocol (`morpheus_common::protocol`), serving a memfd
+//! as the SCB array. It lets the host tests exercise the registration
+//! client, the fallback and the hint path without a kernel scheduler. The
+//! real loader and BPF program are tested against this runtime in the VM.
+#![allow(dead_code)]
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use morpheus_common::protocol::Message;
+use morpheus_common::{ABI_MAGIC, ABI_VERSION, SCB_SIZE, Scb, Status};
+
+/// How the fake loader answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Accept everything.
+    Ok,
+    /// Answer hello with status BAD_VERSION.
+    BadVersionStatus,
+    /// Answer hello with a header of another ABI version.
+    WrongHeaderVersion,
+    /// Accept hello, answer register with TABLE_FULL.
+    TableFull,
+}
+
+/// What the server saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    Hello,
+    /// Register with the flags and the tid the attached pidfd refers to.
+    Register {
+        flags: u32,
+        pidfd_tid: Option<i32>,
+    },
+    Unregister {
+        slot: u32,
+        generation: u64,
+    },
+}
+
+pub struct Server {
+    pub path: PathBuf,
+    pub max_workers: u32,
+    pub grace_ns: u64,
+    base: *mut u8,
+    len: usize,
+    memfd: OwnedFd,
+    stop: Arc<AtomicBool>,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+unsafe impl Send for Server {}
+unsafe impl Sync for Server {}
+
+fn check(rc: i64, what: &str) -> i64 {
+    assert!(rc >= 0, "{what}: {}", std::io::Error::last_os_error());
+    rc
+}
+
+fn send(fd: RawFd, bytes: &[u8], pass: Option<RawFd>) {
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut _,
+        iov_len: bytes.len(),
+    };
+    let mut cbuf = [0u64; 4];
+    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+    mh.msg_iov = &mut iov;
+    mh.msg_iovlen = 1;
+    if let Some(p) = pass {
+        unsafe {
+            mh.msg_control = cbuf.as_mut_ptr().cast();
+            mh.msg_controllen = libc::CMSG_SPACE(4) as _;
+            let c = libc::CMSG_FIRSTHDR(&mh);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(4) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), p);
+        }
+    }
+    unsafe { libc::sendmsg(fd, &mh, libc::MSG_NOSIGNAL) };
+}
+
+/// Receives one packet; None on EOF/error.
+fn recv(fd: RawFd) -> Option<(Vec<u8>, Option<OwnedFd>)> {
+    let mut buf = [0u8; 128];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u64; 8];
+    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+    mh.msg_iov = &mut iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf.as_mut_ptr().cast();
+    mh.msg_controllen = 64;
+    let n = unsafe { libc::recvmsg(fd, &mut mh, libc::MSG_CMSG_CLOEXEC) };
+    if n <= 0 {
+        return None;
+    }
+    let mut got = None;
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&mh);
+        if !c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS {
+            got = Some(OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+                libc::CMSG_DATA(c).cast::<RawFd>(),
+            )));
+        }
+    }
+    Some((buf[..n as usize].to_vec(), got))
+}
+
+/// The tid a pidfd refers to (from /proc/self/fdinfo).
+fn pidfd_tid(fd: &OwnedFd) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+impl Server {
+    /// Starts a fake loader at `path` (replacing any stale socket file).
+    pub fn start(path: &Path, behaviour: Behaviour) -> Server {
+        let _ = std::fs::remove_file(path);
+        let max_workers = 4u32;
+        let len = 4096usize;
+        let memfd = unsafe {
+            OwnedFd::from_raw_fd(check(
+                libc::memfd_create(c"scb".as_ptr(), libc::MFD_CLOEXEC) as i64,
+                "memfd",
+            ) as i32)
+        };
+        check(
+            unsafe { libc::ftruncate(memfd.as_raw_fd(), len as i64) } as i64,
+            "ftruncate",
+        );
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                memfd.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let lfd = unsafe {
+            OwnedFd::from_raw_fd(check(
+                libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) as i64,
+                "socket",
+            ) as i32)
+        };
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as _;
+        for (d, s) in addr.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
+            *d = *s as _;
+        }
+        check(
+            unsafe {
+                libc::bind(
+                    lfd.as_raw_fd(),
+                    (&raw const addr).cast(),
+                    size_of::<libc::sockaddr_un>() as u32,
+                )
+            } as i64,
+            "bind",
+        );
+        check(unsafe { libc::listen(lfd.as_raw_fd(), 8) } as i64, "listen");
+        let mut server = Server {
+            path: path.to_path_buf(),
+            max_workers,
+            grace_ns: 100_000_000,
+            base: base.cast(),
+            len,
+            memfd,
+            stop: Arc::new(AtomicBool::new(false)),
+            seen: Arc::new(Mutex::new(Vec::new())),
+            threads: Vec::new(),
+        };
+        let stop = server.stop.clone();
+        let seen = server.seen.clone();
+        let map_fd = server.memfd.as_raw_fd();
+        let base_addr = server.base as usize;
+        let grace_ns = server.grace_ns;
+        server.threads.push(std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            while !stop.load(Relaxed) {
+                let mut p = libc::pollfd {
+                    fd: lfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                if unsafe { libc::poll(&mut p, 1, 10) } <= 0 {
+                    continue;
+                }
+                let c = unsafe {
+                    libc::accept4(
+                        lfd.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        libc::SOCK_CLOEXEC,
+                    )
+                };
+                if c < 0 {
+                    continue;
+                }
+                let conn = unsafe { OwnedFd::from_raw_fd(c) };
+                let (stop, seen) = (stop.clone(), seen.clone());
+                conns.push(std::thread::spawn(move || {
+                    serve(
+                        conn,
+                        behaviour,
+                        &stop,
+                        &seen,
+                        map_fd,
+                        base_addr as *mut u8,
+                        max_workers,
+                        grace_ns,
+                    )
+                }));
+            }
+            for c in conns {
+                let _ = c.join();
+            }
+        }));
+        server
+    }
+
+    /// The kernel line's view of `slot` (as BPF would write it).
+    pub fn scb(&self, slot: u32) -> *mut Scb {
+        assert!(slot < self.max_workers);
+        unsafe { self.base.add(slot as usize * SCB_SIZE).cast() }
+    }
+
+    fn u64_at(&self, slot: u32, off: usize) -> &AtomicU64 {
+        unsafe { AtomicU64::from_ptr(self.scb(slot).cast::<u8>().add(off).cast()) }
+    }
+
+    fn u32_at(&self, slot: u32, off: usize) -> &AtomicU32 {
+        unsafe { AtomicU32::from_ptr(self.scb(slot).cast::<u8>().add(off).cast()) }
+    }
+
+    /// Issues a hint as scx_morpheus does: deadline, then atomic add of
+    /// hint_seq. Returns the new sequence.
+    pub fn hint(&self, slot: u32) -> u64 {
+        let deadline = now_ns() + self.grace_ns;
+        self.u64_at(slot, std::mem::offset_of!(Scb, k.hint_deadline_ns))
+            .store(deadline, Relaxed);
+        self.u64_at(slot, std::mem::offset_of!(Scb, k.hint_seq))
+            .fetch_add(1, SeqCst)
+            + 1
+    }
+
+    /// Counts an escalation against `slot`.
+    pub fn escalate(&self, slot: u32) {
+        self.u32_at(slot, std::mem::offset_of!(Scb, k.escalations))
+            .fetch_add(1, SeqCst);
+    }
+
+    /// `u.ack_seq` of `slot`.
+    pub fn ack_seq(&self, slot: u32) -> u64 {
+        self.u64_at(slot, std::mem::offset_of!(Scb, u.ack_seq))
+            .load(Acquire)
+    }
+
+    /// `u.critical_depth` of `slot`.
+    pub fn critical_depth(&self, slot: u32) -> u32 {
+        self.u32_at(slot, std::mem::offset_of!(Scb, u.critical_depth))
+            .load(Relaxed)
+    }
+
+    /// `u.flags` of `slot`.
+    pub fn user_flags(&self, slot: u32) -> u32 {
+        self.u32_at(slot, std::mem::offset_of!(Scb, u.flags))
+            .load(Relaxed)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Stops: closes the listener and every connection, removes the socket.
+    pub fn stop(mut self) {
+        self.stop.store(true, Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        // The mapping is left in place: the runtime may still read it,
+        // exactly as with a scheduler that went away.
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    conn: OwnedFd,
+    behaviour: Behaviour,
+    stop: &AtomicBool,
+    seen: &Mutex<Vec<Seen>>,
+    map_fd: RawFd,
+    base: *mut u8,
+    max_workers: u32,
+    grace_ns: u64,
+) {
+    let fd = conn.as_raw_fd();
+    let mut used = vec![false; max_workers as usize];
+    let mut generation = 0u64;
+    while !stop.load(Relaxed) {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if unsafe { libc::poll(&mut p, 1, 10) } <= 0 {
+            continue;
+        }
+        let Some((bytes, passed)) = recv(fd) else {
+            return;
+        };
+        let reply = match Message::decode(&bytes) {
+            Err(e) => Message::Error { status: e.status() },
+            Ok(Message::Hello { .. }) => {
+                seen.lock().unwrap().push(Seen::Hello);
+                match behaviour {
+                    Behaviour::BadVersionStatus => Message::HelloReply {
+                        status: Status::BadVersion,
+                        max_workers: 0,
+                        scb_size: 0,
+                        flags: 0,
+                        grace_ns: 0,
+                    },
+                    Behaviour::WrongHeaderVersion => {
+                        let mut b = Message::HelloReply {
+                            status: Status::Ok,
+                            max_workers,
+                            scb_size: SCB_SIZE as u32,
+                            flags: 0,
+                            grace_ns,
+                        }
+                        .encode();
+                        b[4..6].copy_from_slice(&((ABI_VERSION + 1) as u16).to_ne_bytes());
+                        send(fd, &b, Some(map_fd));
+                        continue;
+                    }
+                    _ => {
+                        let m = Message::HelloReply {
+                            status: Status::Ok,
+                            max_workers,
+                            scb_size: SCB_SIZE as u32,
+                            flags: 0,
+                            grace_ns,
+                        };
+                        send(fd, &m.encode(), Some(map_fd));
+                        continue;
+                    }
+                }
+            }
+            Ok(Message::Register { flags, .. }) => {
+                let pidfd_tid = passed.as_ref().and_then(pidfd_tid);
+                seen.lock()
+                    .unwrap()
+                    .push(Seen::Register { flags, pidfd_tid });
+                let free = used.iter().position(|u| !u);
+                match (behaviour, free, passed) {
+                    (Behaviour::TableFull, _, _) | (_, None, _) => Message::RegisterReply {
+                        status: Status::TableFull,
+                        slot: 0,
+                        generation: 0,
+                    },
+                    (_, _, None) => Message::Error {
+                        status: Status::BadMessage,
+                    },
+                    (_, Some(slot), Some(_)) => {
+                        used[slot] = true;
+                        generation += 1;
+                        unsafe {
+                            let scb = base.add(slot * SCB_SIZE).cast::<Scb>();
+                            std::ptr::write_bytes(scb, 0, 1);
+                            (*scb).k.magic = ABI_MAGIC;
+                            (*scb).k.abi_version = ABI_VERSION as u16;
+                            (*scb).k.state = 1;
+                            (*scb).k.generation = generation;
+                        }
+                        Message::RegisterReply {
+                            status: Status::Ok,
+                            slot: slot as u32,
+                            generation,
+                        }
+                    }
+                }
+            }
+            Ok(Message::Unregister { slot, generation }) => {
+                seen.lock()
+                    .unwrap()
+                    .push(Seen::Unregister { slot, generation });
+                match used.get_mut(slot as usize) {
+                    Some(u) if *u => {
+                        *u = false;
+                        Message::UnregisterReply { status: Status::Ok }
+                    }
+                    _ => Message::UnregisterReply {
+                        status: Status::NotFound,
+                    },
+                }
+            }
+            Ok(_) => Message::Error {
+                status: Status::BadMessage,
+            },
+        };
+        send(fd, &reply.encode(), None);
+    }
+}
+
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f()
+}
+
+/// Burns CPU for `d` (wall clock).
+pub fn spin(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// A unique socket path for one test process.
+pub fn socket_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("morpheus-test-{name}-{}.sock", std::process::id()))
+}

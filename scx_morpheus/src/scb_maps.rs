@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The kernel side of registration: per-process SCB arrays (mmapable BPF
+//! arrays inserted into the `scb_maps` hash-of-maps) and per-thread entries
+//! in the `worker_ctxs` task storage, keyed by the thread's pidfd.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::ptr::{addr_of, addr_of_mut};
+
+use anyhow::{Context, Result, anyhow};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
+use morpheus_common::{
+    ABI_MAGIC, ABI_VERSION, MAX_WORKERS_PER_PROCESS, SCB_SIZE, Scb, WorkerState,
+};
+
+use crate::bpf_intf::morpheus_worker_ctx;
+
+/// Handles on the scheduler's registration maps (owned duplicates of the
+/// skeleton's fds, so they can move to the server threads).
+pub struct Kernel {
+    scb_maps: MapHandle,
+    worker_ctxs: MapHandle,
+    /// `MORPHEUS_SCBK_*` flags written into every SCB.
+    pub scb_flags: u32,
+}
+
+impl Kernel {
+    /// Wraps the skeleton's `scb_maps` and `worker_ctxs` maps.
+    pub fn new(scb_maps: MapHandle, worker_ctxs: MapHandle, scb_flags: u32) -> Self {
+        Kernel {
+            scb_maps,
+            worker_ctxs,
+            scb_flags,
+        }
+    }
+
+    /// Creates the SCB array of process `tgid` and publishes it to BPF.
+    pub fn create_array(&self, tgid: u32) -> Result<ScbArray> {
+        let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
+            sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
+            map_flags: libbpf_rs::libbpf_sys::BPF_F_MMAPABLE,
+            ..Default::default()
+        };
+        let map = MapHandle::create(
+            MapType::Array,
+            Some("mph_scb"),
+            4,
+            SCB_SIZE as u32,
+            MAX_WORKERS_PER_PROCESS,
+            &opts,
+        )
+        .context("cannot create an SCB array (BPF map)")?;
+        let len = page_round(MAX_WORKERS_PER_PROCESS as usize * SCB_SIZE);
+        // SAFETY: mapping a fresh mmapable array map of at least `len` bytes.
+        let mem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if mem == libc::MAP_FAILED {
+            return Err(anyhow!(
+                "cannot mmap an SCB array: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let array = ScbArray {
+            map,
+            mem: mem.cast(),
+            len,
+        };
+        let fd = array.map.as_fd().as_raw_fd() as u32;
+        self.scb_maps
+            .update(&tgid.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+            .context("cannot publish an SCB array to the scheduler")?;
+        Ok(array)
+    }
+
+    /// Withdraws the SCB array of `tgid` from BPF.
+    pub fn remove_array(&self, tgid: u32) {
+        let _ = self.scb_maps.delete(&tgid.to_ne_bytes());
+    }
+
+    /// Attaches a registration to the thread behind `pidfd`.
+    pub fn attach_worker(
+        &self,
+        pidfd: BorrowedFd<'_>,
+        tgid: u32,
+        slot: u32,
+        generation: u64,
+        flags: u32,
+        runtime_kind: u32,
+    ) -> Result<()> {
+        // SAFETY: an all-zero POD struct is valid (BPF owns the zeroed tail).
+        let mut ctx: morpheus_worker_ctx = unsafe { std::mem::zeroed() };
+        ctx.tgid = tgid;
+        ctx.slot = slot;
+        ctx.generation = generation;
+        ctx.flags = flags;
+        ctx.runtime_kind = runtime_kind;
+        // SAFETY: a bindgen POD struct viewed as bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(addr_of!(ctx).cast::<u8>(), size_of::<morpheus_worker_ctx>())
+        };
+        self.worker_ctxs
+            .update(&pidfd.as_raw_fd().to_ne_bytes(), bytes, MapFlags::ANY)
+            .context("cannot attach the registration to the thread (task storage)")
+    }
+
+    /// Detaches the registration of the thread behind `pidfd`. Returns
+    /// whether a hint was outstanding (it is counted as dropped).
+    pub fn detach_worker(&self, pidfd: &OwnedFd) -> bool {
+        let key = pidfd.as_raw_fd().to_ne_bytes();
+        let outstanding = match self.worker_ctxs.lookup(&key, MapFlags::ANY) {
+            Ok(Some(v)) if v.len() == size_of::<morpheus_worker_ctx>() => {
+                // SAFETY: the kernel returned exactly one POD value.
+                let ctx: morpheus_worker_ctx =
+                    unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) };
+                ctx.hint_seq != 0 && ctx.flags & crate::bpf_intf::MORPHEUS_CTX_HINT_EXPIRED == 0
+            }
+            _ => false,
+        };
+        let _ = self.worker_ctxs.delete(&key);
+        outstanding
+    }
+}
+
+fn page_round(n: usize) -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    n.div_ceil(page) * page
+}
+
+/// One process's SCB array, mapped into the loader.
+pub struct ScbArray {
+    map: MapHandle,
+    mem: *mut Scb,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; every access goes through
+// volatile reads/writes of individual fields.
+unsafe impl Send for ScbArray {}
+
+impl ScbArray {
+    /// The map's fd, sent to the process with SCM_RIGHTS.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.map.as_fd()
+    }
+
+    fn scb(&self, slot: u32) -> *mut Scb {
+        assert!(slot < MAX_WORKERS_PER_PROCESS, "slot {slot} out of range");
+        // SAFETY: in bounds of the mapping (checked above).
+        unsafe { self.mem.add(slot as usize) }
+    }
+
+    /// Prepares `slot` for a new worker: both cache lines reset, then the
+    /// identity written, before the slot number is handed out.
+    pub fn init_slot(&self, slot: u32, generation: u64, flags: u32) {
+        let scb = self.scb(slot);
+        // SAFETY: a valid SCB in our mapping; no BPF program reads this
+        // slot until the task storage entry is attached after this.
+        unsafe {
+            std::ptr::write_volatile(scb, Scb::default());
+            let k = addr_of_mut!((*scb).k);
+            std::ptr::write_volatile(addr_of_mut!((*k).generation), generation);
+            std::ptr::write_volatile(addr_of_mut!((*k).flags), flags);
+            std::ptr::write_volatile(addr_of_mut!((*k).abi_version), ABI_VERSION as u16);
+            std::ptr::write_volatile(addr_of_mut!((*k).state), WorkerState::Registered as u16);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+            std::ptr::write_volatile(addr_of_mut!((*k).magic), ABI_MAGIC);
+        }
+    }
+
+    /// Sets the state of `slot`.
+    pub fn set_state(&self, slot: u32, state: WorkerState) {
+        // SAFETY: a valid SCB in our mapping.
+        unsafe { std::ptr::write_volatile(addr_of_mut!((*self.scb(slot)).k.state), state as u16) }
+    }
+
+    /// The state of `slot` as last written by the loader or BPF.
+    pub fn state(&self, slot: u32) -> Option<WorkerState> {
+        // SAFETY: a valid SCB in our mapping.
+        let raw = unsafe { std::ptr::read_volatile(addr_of!((*self.scb(slot)).k.state)) };
+        WorkerState::try_from(u32::from(raw)).ok()
+    }
+}
+
+impl Drop for ScbArray {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what create_array mapped.
+        unsafe { libc::munmap(self.mem.cast(), self.len) };
+    }
+}

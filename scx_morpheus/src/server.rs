@@ -1,0 +1,637 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The registration socket: a `SOCK_SEQPACKET` Unix socket on which runtimes
+//! say HELLO (and receive their process's SCB array), REGISTER threads (with a
+//! pidfd) and UNREGISTER them. One thread per connection; every message is
+//! validated; identities come from the kernel.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use log::{debug, info, warn};
+use morpheus_common::protocol::Message;
+use morpheus_common::seqpacket::{self, Received};
+use morpheus_common::{MAX_WORKERS_PER_PROCESS, SCB_SIZE, Status, WorkerState};
+
+use crate::peer;
+use crate::registry::{Limits, Opened, Registry, Worker};
+use crate::scb_maps::{Kernel, ScbArray};
+
+/// Connections served at once; more are closed right after accept.
+const MAX_CONNECTIONS: u64 = 1024;
+/// Invalid messages tolerated on one connection before it is closed.
+const MAX_BAD_MESSAGES: u32 = 16;
+/// The SCHED_EXT policy number (for --partial).
+const SCHED_EXT: libc::c_int = 7;
+
+/// How the socket is set up.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Socket path.
+    pub path: PathBuf,
+    /// Permission bits of the socket file.
+    pub mode: u32,
+    /// Group owning the socket file (members may register), if any.
+    pub group: Option<u32>,
+    /// Switch registered threads to SCHED_EXT (the scheduler runs partial).
+    pub partial: bool,
+    /// The grace period announced to clients.
+    pub grace_ns: u64,
+    /// Registry limits.
+    pub limits: Limits,
+}
+
+/// Counters the loader keeps (the BPF program keeps the rest).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ServerCounters {
+    /// Registrations accepted.
+    pub registrations: u64,
+    /// Registrations refused (any status but OK).
+    pub refusals: u64,
+    /// Invalid messages received.
+    pub bad_messages: u64,
+    /// Workers released after their thread exited.
+    pub reaped: u64,
+    /// Hints outstanding when their worker left (counted as dropped).
+    pub hints_dropped: u64,
+}
+
+/// Everything the connection threads share.
+pub struct State {
+    registry: Registry<OwnedFd>,
+    arrays: HashMap<u32, ScbArray>,
+    kernel: Kernel,
+    partial: bool,
+    /// Loader-side counters.
+    pub counters: ServerCounters,
+}
+
+/// Workers by SCB state, for metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WorkerCounts {
+    /// Processes with a session.
+    pub processes: u64,
+    /// Registered, not yet run.
+    pub registered: u64,
+    /// Have run under the scheduler.
+    pub running: u64,
+    /// Being unregistered.
+    pub quiescing: u64,
+    /// Exited, not yet reaped.
+    pub dead: u64,
+}
+
+impl State {
+    /// Tears down one worker: stop hints, detach from the thread, mark the
+    /// slot dead. The pidfd closes when `w` drops.
+    fn release(&mut self, tgid: u32, slot: u32, w: Worker<OwnedFd>) {
+        if let Some(array) = self.arrays.get(&tgid) {
+            array.set_state(slot, WorkerState::Quiescing);
+        }
+        if self.kernel.detach_worker(&w.handle) {
+            self.counters.hints_dropped += 1;
+        }
+        if let Some(array) = self.arrays.get(&tgid) {
+            array.set_state(slot, WorkerState::Dead);
+        }
+    }
+
+    fn release_all(&mut self, tgid: u32, workers: Vec<(u32, Worker<OwnedFd>)>) {
+        for (slot, w) in workers {
+            self.release(tgid, slot, w);
+        }
+    }
+
+    /// Forgets a process entirely (its SCB array leaves BPF and our mapping).
+    fn drop_process(&mut self, tgid: u32) {
+        self.kernel.remove_array(tgid);
+        self.arrays.remove(&tgid);
+    }
+
+    /// Releases workers whose thread exited (BPF marked the SCB dead, or the
+    /// pidfd says so). Returns how many were reaped.
+    pub fn sweep(&mut self) -> usize {
+        let mut gone = Vec::new();
+        for (&tgid, p) in self.registry.iter() {
+            for (slot, w) in p.slots.iter().enumerate() {
+                let Some(w) = w else { continue };
+                let dead = self
+                    .arrays
+                    .get(&tgid)
+                    .is_some_and(|a| a.state(slot as u32) == Some(WorkerState::Dead));
+                if dead || peer::pidfd_exited(w.handle.as_fd()) {
+                    gone.push((tgid, slot as u32, w.tid));
+                }
+            }
+        }
+        let n = gone.len();
+        for (tgid, slot, tid) in gone {
+            self.reap(tgid, slot, tid);
+        }
+        n
+    }
+
+    /// Releases the slot of thread `tid` that exited.
+    pub fn reap(&mut self, tgid: u32, slot: u32, tid: u32) {
+        if let Some(w) = self.registry.reap(tgid, slot, tid) {
+            debug!("worker {tgid}/{tid} exited; slot {slot} reclaimed");
+            self.counters.reaped += 1;
+            self.release(tgid, slot, w);
+        }
+    }
+
+    /// Workers by state.
+    pub fn counts(&self) -> WorkerCounts {
+        let mut c = WorkerCounts {
+            processes: self.registry.processes() as u64,
+            ..Default::default()
+        };
+        for (tgid, p) in self.registry.iter() {
+            let Some(array) = self.arrays.get(tgid) else {
+                continue;
+            };
+            for (slot, w) in p.slots.iter().enumerate() {
+                if w.is_none() {
+                    continue;
+                }
+                match array.state(slot as u32) {
+                    Some(WorkerState::Registered) => c.registered += 1,
+                    Some(WorkerState::Running) => c.running += 1,
+                    Some(WorkerState::Quiescing) => c.quiescing += 1,
+                    Some(WorkerState::Dead) => c.dead += 1,
+                    _ => {}
+                }
+            }
+        }
+        c
+    }
+}
+
+/// The running socket server.
+pub struct Server {
+    path: PathBuf,
+    state: Arc<Mutex<State>>,
+    shutdown: Arc<AtomicBool>,
+    conns: Arc<Mutex<HashMap<u64, RawFd>>>,
+    active: Arc<AtomicU64>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Server {
+    /// Binds the socket (removing a stale one) and starts serving.
+    pub fn start(cfg: ServerConfig, kernel: Kernel) -> Result<Server> {
+        let listener = bind(&cfg)?;
+        let state = Arc::new(Mutex::new(State {
+            registry: Registry::new(cfg.limits),
+            arrays: HashMap::new(),
+            kernel,
+            partial: cfg.partial,
+            counters: ServerCounters::default(),
+        }));
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(HashMap::new()));
+        let active = Arc::new(AtomicU64::new(0));
+        let acceptor = {
+            let (state, shutdown, conns, active) = (
+                state.clone(),
+                shutdown.clone(),
+                conns.clone(),
+                active.clone(),
+            );
+            let grace_ns = cfg.grace_ns;
+            std::thread::Builder::new()
+                .name("morpheus-accept".into())
+                .spawn(move || accept_loop(listener, state, shutdown, conns, active, grace_ns))
+                .context("cannot start the registration server thread")?
+        };
+        info!(
+            "registration socket: {} (mode {:o})",
+            cfg.path.display(),
+            cfg.mode
+        );
+        Ok(Server {
+            path: cfg.path,
+            state,
+            shutdown,
+            conns,
+            active,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The shared state (for sweeps and metrics).
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+        // Wake every connection thread; clients see the scheduler go away.
+        for (_, fd) in self.conns.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            // SAFETY: shutdown(2) on a socket its connection thread still owns.
+            unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Creates, binds and permissions the listening socket.
+fn bind(cfg: &ServerConfig) -> Result<OwnedFd> {
+    let path = &cfg.path;
+    if path.as_os_str().as_bytes().len() >= 108 {
+        bail!(
+            "socket path {} is too long (at most 107 bytes)",
+            path.display()
+        );
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
+    }
+    remove_stale(path)?;
+
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error()).context("cannot create the registration socket");
+    }
+    // SAFETY: a fresh fd we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let (addr, len) = sockaddr(path);
+    // SAFETY: addr is a valid sockaddr_un of `len` bytes.
+    if unsafe { libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("cannot bind {}", path.display()));
+    }
+    let cpath = CString::new(path.as_os_str().as_bytes()).expect("no NUL in path");
+    // SAFETY: chmod/chown on the path we just bound.
+    unsafe {
+        if libc::chmod(cpath.as_ptr(), cfg.mode as libc::mode_t) != 0 {
+            return Err(io::Error::last_os_error()).context("cannot chmod the socket");
+        }
+        if let Some(gid) = cfg.group
+            && libc::chown(cpath.as_ptr(), u32::MAX, gid) != 0
+        {
+            return Err(io::Error::last_os_error()).context("cannot chown the socket");
+        }
+        if libc::listen(fd, 128) != 0 {
+            return Err(io::Error::last_os_error()).context("cannot listen on the socket");
+        }
+    }
+    Ok(sock)
+}
+
+fn sockaddr(path: &Path) -> (libc::sockaddr_un, libc::socklen_t) {
+    // SAFETY: sockaddr_un is plain data.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    let len = size_of::<libc::sa_family_t>() + path.as_os_str().len() + 1;
+    (addr, len as libc::socklen_t)
+}
+
+/// Removes a socket left behind by a loader that died; refuses to touch a
+/// live one or anything that is not a socket.
+fn remove_stale(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{} exists and is not a socket: remove it or pick another --socket",
+            path.display()
+        );
+    }
+    // SAFETY: plain socket(2) + connect(2) probe.
+    let live = unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+        let probe = OwnedFd::from_raw_fd(fd);
+        let (addr, len) = sockaddr(path);
+        libc::connect(
+            probe.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len,
+        ) == 0
+    };
+    if live {
+        bail!(
+            "another scx_morpheus is serving {}: stop it first (or pick another --socket)",
+            path.display()
+        );
+    }
+    std::fs::remove_file(path)
+        .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    info!(
+        "removed a stale socket left by a previous loader: {}",
+        path.display()
+    );
+    Ok(())
+}
+
+fn accept_loop(
+    listener: OwnedFd,
+    state: Arc<Mutex<State>>,
+    shutdown: Arc<AtomicBool>,
+    conns: Arc<Mutex<HashMap<u64, RawFd>>>,
+    active: Arc<AtomicU64>,
+    grace_ns: u64,
+) {
+    let mut next_id = 0u64;
+    while !shutdown.load(Ordering::Relaxed) {
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 200) } <= 0 {
+            continue;
+        }
+        // SAFETY: accept4 on our listening socket.
+        let fd = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            continue;
+        }
+        // SAFETY: a fresh fd from accept4.
+        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        if active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+            warn!("refusing a connection: {MAX_CONNECTIONS} already open");
+            continue;
+        }
+        next_id += 1;
+        let id = next_id;
+        conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, fd);
+        active.fetch_add(1, Ordering::AcqRel);
+        let (state, conns, active) = (state.clone(), conns.clone(), active.clone());
+        let spawned = std::thread::Builder::new()
+            .name("morpheus-conn".into())
+            .spawn(move || {
+                if let Err(e) = serve(sock.as_fd(), &state, grace_ns) {
+                    debug!("connection ended: {e:#}");
+                }
+                conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                drop(sock);
+                active.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            warn!("cannot start a connection thread");
+        }
+    }
+}
+
+fn reply(sock: BorrowedFd<'_>, msg: Message, fd: Option<BorrowedFd<'_>>) -> Result<()> {
+    seqpacket::send(sock, &msg, fd).context("cannot reply")
+}
+
+/// Serves one connection until it closes; then releases its process's
+/// workers if it was the process's last connection.
+fn serve(sock: BorrowedFd<'_>, state: &Mutex<State>, grace_ns: u64) -> Result<()> {
+    let cred = peer::peer_cred(sock).context("SO_PEERCRED")?;
+    let tgid = cred.pid;
+    let mut session = false;
+    let mut bad = 0u32;
+
+    let result = (|| -> Result<()> {
+        loop {
+            let (msg, fd) = match seqpacket::recv(sock)? {
+                Received::Closed => return Ok(()),
+                Received::Packet(Ok(msg), fd) => (msg, fd),
+                Received::Packet(Err(e), _) => {
+                    lock(state).counters.bad_messages += 1;
+                    bad += 1;
+                    debug!("pid {tgid}: invalid message: {e}");
+                    reply(sock, Message::Error { status: e.status() }, None)?;
+                    if bad >= MAX_BAD_MESSAGES {
+                        bail!("pid {tgid}: too many invalid messages");
+                    }
+                    continue;
+                }
+            };
+            match (msg, fd) {
+                (Message::Hello { runtime_kind }, None) if !session => {
+                    let mut st = lock(state);
+                    match hello(&mut st, tgid) {
+                        Ok(()) => {
+                            session = true;
+                            let array = st.arrays.get(&tgid).expect("created by hello");
+                            debug!(
+                                "pid {tgid} (uid {}) opened a session ({runtime_kind})",
+                                cred.uid
+                            );
+                            reply(
+                                sock,
+                                Message::HelloReply {
+                                    status: Status::Ok,
+                                    max_workers: MAX_WORKERS_PER_PROCESS,
+                                    scb_size: SCB_SIZE as u32,
+                                    flags: st.kernel.scb_flags,
+                                    grace_ns,
+                                },
+                                Some(array.fd()),
+                            )?;
+                        }
+                        Err(status) => {
+                            st.counters.refusals += 1;
+                            drop(st);
+                            reply(
+                                sock,
+                                Message::HelloReply {
+                                    status,
+                                    max_workers: 0,
+                                    scb_size: SCB_SIZE as u32,
+                                    flags: 0,
+                                    grace_ns,
+                                },
+                                None,
+                            )?;
+                        }
+                    }
+                }
+                (
+                    Message::Register {
+                        flags,
+                        runtime_kind,
+                    },
+                    Some(pidfd),
+                ) if session => {
+                    let (status, slot, generation) =
+                        match register(&mut lock(state), tgid, pidfd, flags, runtime_kind.as_u32())
+                        {
+                            Ok((slot, generation)) => (Status::Ok, slot, generation),
+                            Err(status) => (status, 0, 0),
+                        };
+                    reply(
+                        sock,
+                        Message::RegisterReply {
+                            status,
+                            slot,
+                            generation,
+                        },
+                        None,
+                    )?;
+                }
+                (Message::Unregister { slot, generation }, None) if session => {
+                    let mut st = lock(state);
+                    let status = match st.registry.unregister(tgid, slot, generation) {
+                        Ok(w) => {
+                            st.release(tgid, slot, w);
+                            Status::Ok
+                        }
+                        Err(status) => status,
+                    };
+                    drop(st);
+                    reply(sock, Message::UnregisterReply { status }, None)?;
+                }
+                (msg, _) => {
+                    // Out of order, wrong direction, or a stray fd (closed on drop).
+                    lock(state).counters.bad_messages += 1;
+                    bad += 1;
+                    debug!("pid {tgid}: unexpected {msg:?} (session open: {session})");
+                    let status = if session || matches!(msg, Message::Hello { .. }) {
+                        Status::BadMessage
+                    } else {
+                        Status::NotFound
+                    };
+                    reply(sock, Message::Error { status }, None)?;
+                    if bad >= MAX_BAD_MESSAGES {
+                        bail!("pid {tgid}: too many invalid messages");
+                    }
+                }
+            }
+        }
+    })();
+
+    if session {
+        let mut st = lock(state);
+        if let Some(workers) = st.registry.close(tgid) {
+            let n = workers.len();
+            st.release_all(tgid, workers);
+            st.drop_process(tgid);
+            debug!("pid {tgid}: last connection closed, {n} worker(s) released");
+        }
+    }
+    result
+}
+
+/// Opens (or joins) the session of process `tgid`.
+fn hello(st: &mut State, tgid: u32) -> Result<(), Status> {
+    let start = peer::start_time(tgid).map_err(|_| Status::NotPermitted)?;
+    match st.registry.open(tgid, start)? {
+        Opened::Existing if st.arrays.contains_key(&tgid) => return Ok(()),
+        Opened::Existing | Opened::New => {}
+        Opened::Replaced(old) => {
+            st.release_all(tgid, old);
+            st.drop_process(tgid);
+        }
+    }
+    match st.kernel.create_array(tgid) {
+        Ok(array) => {
+            st.arrays.insert(tgid, array);
+            Ok(())
+        }
+        Err(e) => {
+            warn!("pid {tgid}: {e:#}");
+            let _ = st.registry.close(tgid);
+            Err(Status::Internal)
+        }
+    }
+}
+
+/// Registers the thread behind `pidfd`, which must belong to `tgid`.
+fn register(
+    st: &mut State,
+    tgid: u32,
+    pidfd: OwnedFd,
+    flags: u32,
+    kind: u32,
+) -> Result<(u32, u64), Status> {
+    let result = (|| {
+        let tid = peer::pidfd_tid(pidfd.as_fd()).map_err(|_| Status::NotPermitted)?;
+        if peer::tgid_of(tid).map_err(|_| Status::NotPermitted)? != tgid {
+            warn!("pid {tgid} tried to register thread {tid} of another process");
+            return Err(Status::NotPermitted);
+        }
+        let raw = pidfd.as_raw_fd();
+        let a = st.registry.register(tgid, tid, pidfd)?;
+        let array = st.arrays.get(&tgid).ok_or(Status::NotFound)?;
+        let kflags = st.kernel.scb_flags;
+        let existing = st
+            .registry
+            .process(tgid)
+            .and_then(|p| p.slots[a.slot as usize].as_ref())
+            .is_some_and(|w| w.handle.as_raw_fd() != raw);
+        if existing {
+            // Re-registration of a live thread: nothing to set up again.
+            return Ok((a.slot, a.generation));
+        }
+        array.init_slot(a.slot, a.generation, kflags);
+        // SAFETY: borrowing the fd owned by the registry entry just created.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+        if let Err(e) = st
+            .kernel
+            .attach_worker(fd, tgid, a.slot, a.generation, flags, kind)
+        {
+            warn!("pid {tgid} thread {tid}: {e:#}");
+            if let Ok(w) = st.registry.unregister(tgid, a.slot, a.generation) {
+                st.release(tgid, a.slot, w);
+            }
+            return Err(Status::Internal);
+        }
+        if st.partial {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sched_setscheduler on a verified thread of the peer.
+            if unsafe { libc::sched_setscheduler(tid as i32, SCHED_EXT, &param) } != 0 {
+                warn!(
+                    "cannot switch thread {tid} to SCHED_EXT: {}",
+                    io::Error::last_os_error()
+                );
+            }
+        }
+        debug!(
+            "pid {tgid} thread {tid} registered in slot {} gen {} ({} workers in all)",
+            a.slot,
+            a.generation,
+            st.registry.workers()
+        );
+        Ok((a.slot, a.generation))
+    })();
+    match result {
+        Ok(_) => st.counters.registrations += 1,
+        Err(_) => st.counters.refusals += 1,
+    }
+    result
+}

@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Registration: unprivileged, verified by the kernel's word, isolated,
+//! with slots reclaimed and explicit limits.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use morpheus_common::protocol::Message;
+use morpheus_common::{MAX_WORKERS_PER_PROCESS, Status, WorkerState};
+
+use crate::support::client::{Session, metric, request};
+use crate::support::*;
+
+/// Runs `f` in a forked child as `uid`/`gid`; returns its exit code.
+fn as_user(uid: u32, f: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child only runs `f` and _exits; glibc keeps malloc usable after fork.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ok = libc::setgroups(0, std::ptr::null()) == 0
+                && libc::setgid(uid) == 0
+                && libc::setuid(uid) == 0;
+            let code = if ok {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(99)
+            } else {
+                98
+            };
+            libc::_exit(code);
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        libc::WEXITSTATUS(status)
+    }
+}
+
+#[test]
+fn an_unprivileged_worker_registers_and_another_user_cannot_touch_its_scb() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let (sock, _) = endpoints("isolation", 19301);
+    let loader = Loader::start(&["--socket", &sock, "--socket-mode", "666"]);
+
+    // The victim: uid 65534 (nobody), registers a thread, then waits.
+    let mut pipe = [0; 2];
+    // SAFETY: pipe(2).
+    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+    // SAFETY: fresh fds.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+    let sock_path = sock.clone();
+    // SAFETY: fork; the child registers, reports, and sleeps until killed.
+    let victim = unsafe { libc::fork() };
+    if victim == 0 {
+        // SAFETY: dropping privileges in the child.
+        unsafe {
+            libc::setgroups(0, std::ptr::null());
+            libc::setgid(65534);
+            libc::setuid(65534);
+        }
+        let session = Session::open(sock_path.as_ref());
+        let (slot, _) = session
+            .register(0)
+            .expect("an unprivileged worker registers");
+        session.scb(slot).ack(0xfeed);
+        // SAFETY: gettid; write our tid to the parent.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+        let msg = [tid.to_ne_bytes(), slot.to_ne_bytes()].concat();
+        // SAFETY: writing to the pipe.
+        unsafe { libc::write(wr.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    drop(wr);
+    let mut buf = [0u8; 8];
+    // SAFETY: reading from the pipe.
+    let n = unsafe { libc::read(rd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+    assert_eq!(n, 8, "the unprivileged victim did not register");
+    let victim_tid = u32::from_ne_bytes(buf[..4].try_into().unwrap());
+
+    // The attacker: another user (uid 65533).
+    let code = as_user(65533, || {
+        // 1. No BPF map is reachable by id without privilege.
+        for id in 1..4096u32 {
+            // SAFETY: bpf(BPF_MAP_GET_FD_BY_ID) with a zeroed attr holding only the id.
+            let fd = unsafe {
+                let mut attr = [0u8; 128];
+                attr[..4].copy_from_slice(&id.to_ne_bytes());
+                libc::syscall(
+                    libc::SYS_bpf,
+                    14, /* BPF_MAP_GET_FD_BY_ID */
+                    attr.as_ptr(),
+                    128,
+                )
+            };
+            if fd >= 0 {
+                return 1;
+            }
+        }
+        // 2. The victim's descriptors are not reachable through /proc.
+        if let Ok(dir) = std::fs::read_dir(format!("/proc/{victim}/fd")) {
+            for e in dir.flatten() {
+                if std::fs::File::open(e.path()).is_ok() {
+                    return 2;
+                }
+            }
+        }
+        // 3. Registering the victim's thread from our own session is refused.
+        let session = Session::open(sock_path.as_ref());
+        // SAFETY: pidfd_open(PIDFD_THREAD) of another user's thread (allowed by the kernel).
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, victim_tid, libc::O_EXCL) };
+        if pidfd < 0 {
+            return 3;
+        }
+        // SAFETY: a fresh pidfd.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+        let (reply, _) = request(
+            session.socket(),
+            &Message::Register {
+                flags: 0,
+                runtime_kind: morpheus_common::RuntimeKind::Generic,
+            },
+            Some(&pidfd),
+        );
+        if reply
+            != (Message::RegisterReply {
+                status: Status::NotPermitted,
+                slot: 0,
+                generation: 0,
+            })
+        {
+            return 4;
+        }
+        // 4. Our own SCB array is a different one: the victim's ack is not there.
+        if (0..session.max_workers).any(|s| session.scb(s).magic() != 0) {
+            return 5;
+        }
+        0
+    });
+    // SAFETY: ending the victim.
+    unsafe {
+        libc::kill(victim, libc::SIGKILL);
+        libc::waitpid(victim, std::ptr::null_mut(), 0);
+    }
+    assert_eq!(code, 0, "isolation broken (attacker step {code})");
+    assert!(loader.stop().status.success());
+}
+
+#[test]
+fn exited_threads_are_reclaimed_and_slots_never_reuse_a_generation() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let (sock, addr) = endpoints("reclaim", 19302);
+    let loader = Loader::start(&["--socket", &sock, "--metrics-addr", &addr]);
+    let session = Arc::new(Session::open(sock.as_ref()));
+
+    let s = session.clone();
+    let (slot, generation) = std::thread::spawn(move || s.register(0).unwrap())
+        .join()
+        .unwrap();
+    // The thread exited without unregistering: exit_task marks it dead, the
+    // loader reclaims the slot.
+    assert!(
+        wait_for(Duration::from_secs(10), || metric(&addr, "workers_reaped")
+            >= 1),
+        "the exited worker was not reclaimed"
+    );
+    assert_eq!(session.scb(slot).state(), WorkerState::Dead as u16);
+    let s = session.clone();
+    let (slot2, generation2) = std::thread::spawn(move || s.register(0).unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(slot2, slot, "the slot is reused");
+    assert!(generation2 > generation, "with a new generation");
+    assert_eq!(metric(&addr, "registrations"), 2);
+    drop(session);
+    assert!(loader.stop().status.success());
+}
+
+#[test]
+fn a_full_worker_table_is_a_clear_error() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let (sock, addr) = endpoints("full", 19303);
+    let loader = Loader::start(&["--socket", &sock, "--metrics-addr", &addr]);
+    let session = Arc::new(Session::open(sock.as_ref()));
+    let barrier = Arc::new(std::sync::Barrier::new(
+        MAX_WORKERS_PER_PROCESS as usize + 2,
+    ));
+    let mut threads = Vec::new();
+    for _ in 0..=MAX_WORKERS_PER_PROCESS {
+        let (s, b) = (session.clone(), barrier.clone());
+        threads.push(std::thread::spawn(move || {
+            let r = s.register(0);
+            b.wait(); // everyone stays alive until all have tried
+            b.wait();
+            r
+        }));
+    }
+    barrier.wait();
+    let refused = metric(&addr, "registrations_refused");
+    barrier.wait();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let full = results
+        .iter()
+        .filter(|r| **r == Err(Status::TableFull))
+        .count();
+    assert_eq!((ok, full), (MAX_WORKERS_PER_PROCESS as usize, 1));
+    assert_eq!(refused, 1);
+    drop(session);
+    assert!(loader.stop().status.success());
+}
+
+#[test]
+fn garbage_in_a_workers_own_scb_harms_nobody() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let (sock, addr) = endpoints("garbage", 19304);
+    let loader = Loader::start(&[
+        "--socket",
+        &sock,
+        "--metrics-addr",
+        &addr,
+        "--enforce",
+        "--grace-ms",
+        "20",
+    ]);
+    let session = Arc::new(Session::open(sock.as_ref()));
+    let cpu = test_cpu();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hogs = hogs(2, cpu, stop.clone());
+    let s = session.clone();
+    std::thread::spawn(move || {
+        pin_to(cpu);
+        let (slot, _) = s.register(morpheus_common::WORKER_ESCAPABLE).unwrap();
+        for byte in [0xff, 0x00, 0x7f, 0xff] {
+            s.scb(slot).scribble_user_line(byte);
+            spin_us(300_000);
+        }
+    })
+    .join()
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let progress: Vec<u64> = hogs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        progress.iter().all(|&p| p > 0),
+        "a hog starved: {progress:?}"
+    );
+    assert_eq!(sched_ext_state(), "enabled", "the scheduler survived");
+    assert!(
+        metric(&addr, "critical_cap_violations") + metric(&addr, "overrun_cap_violations") >= 1
+    );
+    drop(session);
+    assert!(loader.stop().status.success());
+}

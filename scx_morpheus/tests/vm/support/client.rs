@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! A minimal registration client speaking the real protocol to the real
+//! loader, with exact control over acknowledgements and critical sections.
+//! (morpheus-runtime has the production client; these tests pin down the
+//! scheduler's side of the contract.)
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::ptr::{addr_of, addr_of_mut};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use morpheus_common::protocol::Message;
+use morpheus_common::seqpacket::{self, Received};
+use morpheus_common::{RuntimeKind, SCB_SIZE, Scb, Status};
+
+/// A session with the loader: the connection and the mapped SCB array.
+pub struct Session {
+    sock: OwnedFd,
+    mem: *mut Scb,
+    len: usize,
+    pub max_workers: u32,
+    pub grace_ns: u64,
+    pub flags: u32,
+}
+
+// SAFETY: the mapping is shared memory accessed through atomics/volatile.
+unsafe impl Send for Session {}
+unsafe impl Sync for Session {}
+
+/// Connects a SOCK_SEQPACKET socket to `path`.
+pub fn connect(path: &Path) -> std::io::Result<OwnedFd> {
+    // SAFETY: socket/connect with a correctly built sockaddr_un.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let sock = OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as _;
+        for (d, s) in addr.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
+            *d = *s as _;
+        }
+        let len = size_of::<libc::sa_family_t>() + path.as_os_str().len() + 1;
+        if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len as _) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(sock)
+    }
+}
+
+/// Sends `msg` (with `fd`) and returns the reply and any fd with it.
+pub fn request(sock: &OwnedFd, msg: &Message, fd: Option<&OwnedFd>) -> (Message, Option<OwnedFd>) {
+    seqpacket::send(sock.as_fd(), msg, fd.map(|f| f.as_fd())).expect("send");
+    match seqpacket::recv(sock.as_fd()).expect("recv") {
+        Received::Packet(Ok(m), fd) => (m, fd),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+/// A pidfd of the calling thread.
+pub fn own_thread_pidfd() -> OwnedFd {
+    // SAFETY: gettid and pidfd_open(PIDFD_THREAD = O_EXCL) have no preconditions.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid);
+        let fd = libc::syscall(libc::SYS_pidfd_open, tid, libc::O_EXCL);
+        assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        OwnedFd::from_raw_fd(fd as i32)
+    }
+}
+
+impl Session {
+    /// HELLO: opens a session and maps the SCB array.
+    pub fn open(path: &Path) -> Session {
+        let sock = connect(path).expect("connect to the loader socket");
+        let (reply, fd) = request(
+            &sock,
+            &Message::Hello {
+                runtime_kind: RuntimeKind::Generic,
+            },
+            None,
+        );
+        let Message::HelloReply {
+            status: Status::Ok,
+            max_workers,
+            scb_size,
+            flags,
+            grace_ns,
+        } = reply
+        else {
+            panic!("hello refused: {reply:?}");
+        };
+        assert_eq!(scb_size as usize, SCB_SIZE);
+        let fd = fd.expect("the SCB array fd comes with the reply");
+        let len = (max_workers as usize * SCB_SIZE).div_ceil(4096) * 4096;
+        // SAFETY: mapping the array the loader sent us.
+        let mem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(
+            mem,
+            libc::MAP_FAILED,
+            "mmap SCB array: {}",
+            std::io::Error::last_os_error()
+        );
+        Session {
+            sock,
+            mem: mem.cast(),
+            len,
+            max_workers,
+            grace_ns,
+            flags,
+        }
+    }
+
+    /// REGISTER the calling thread; returns (slot, generation) or the status.
+    pub fn register(&self, flags: u32) -> Result<(u32, u64), Status> {
+        let pidfd = own_thread_pidfd();
+        let (reply, _) = request(
+            &self.sock,
+            &Message::Register {
+                flags,
+                runtime_kind: RuntimeKind::Generic,
+            },
+            Some(&pidfd),
+        );
+        match reply {
+            Message::RegisterReply {
+                status: Status::Ok,
+                slot,
+                generation,
+            } => Ok((slot, generation)),
+            Message::RegisterReply { status, .. } | Message::Error { status } => Err(status),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// UNREGISTER a slot.
+    pub fn unregister(&self, slot: u32, generation: u64) -> Status {
+        match request(&self.sock, &Message::Unregister { slot, generation }, None).0 {
+            Message::UnregisterReply { status } | Message::Error { status } => status,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// The raw socket (for hostile-input tests).
+    pub fn socket(&self) -> &OwnedFd {
+        &self.sock
+    }
+
+    /// A handle on the SCB of `slot`.
+    pub fn scb(&self, slot: u32) -> ScbRef<'_> {
+        assert!(slot < self.max_workers);
+        // SAFETY: in bounds of our mapping.
+        ScbRef {
+            scb: unsafe { &*self.mem.add(slot as usize) },
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what open() mapped.
+        unsafe { libc::munmap(self.mem.cast(), self.len) };
+    }
+}
+
+/// Atomic views of one SCB's fields, as a runtime would use them.
+pub struct ScbRef<'a> {
+    scb: &'a Scb,
+}
+
+impl ScbRef<'_> {
+    fn u64_at(&self, p: *const u64) -> &AtomicU64 {
+        // SAFETY: an aligned u64 field of the shared SCB.
+        unsafe { AtomicU64::from_ptr(p as *mut u64) }
+    }
+    fn u32_at(&self, p: *const u32) -> &AtomicU32 {
+        // SAFETY: an aligned u32 field of the shared SCB.
+        unsafe { AtomicU32::from_ptr(p as *mut u32) }
+    }
+    pub fn magic(&self) -> u32 {
+        self.u32_at(addr_of!(self.scb.k.magic))
+            .load(Ordering::Acquire)
+    }
+    pub fn state(&self) -> u16 {
+        // SAFETY: aligned field of the shared SCB.
+        unsafe { std::ptr::read_volatile(addr_of!(self.scb.k.state)) }
+    }
+    pub fn generation(&self) -> u64 {
+        self.u64_at(addr_of!(self.scb.k.generation))
+            .load(Ordering::Acquire)
+    }
+    pub fn hint_seq(&self) -> u64 {
+        self.u64_at(addr_of!(self.scb.k.hint_seq))
+            .load(Ordering::Relaxed)
+    }
+    pub fn escalations(&self) -> u32 {
+        self.u32_at(addr_of!(self.scb.k.escalations))
+            .load(Ordering::Relaxed)
+    }
+    pub fn hints_answered(&self) -> u64 {
+        self.u64_at(addr_of!(self.scb.k.hints_answered))
+            .load(Ordering::Relaxed)
+    }
+    pub fn pressure(&self) -> u32 {
+        self.u32_at(addr_of!(self.scb.k.pressure))
+            .load(Ordering::Relaxed)
+    }
+    pub fn ack(&self, seq: u64) {
+        self.u64_at(addr_of!(self.scb.u.ack_seq))
+            .store(seq, Ordering::Release);
+    }
+    pub fn set_critical_depth(&self, depth: u32) {
+        self.u32_at(addr_of!(self.scb.u.critical_depth))
+            .store(depth, Ordering::Relaxed);
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    }
+    /// Writes arbitrary bytes over the whole user line (hostile worker).
+    pub fn scribble_user_line(&self, byte: u8) {
+        // SAFETY: the user line is ours to write.
+        unsafe {
+            std::ptr::write_bytes(
+                addr_of_mut!((*(self.scb as *const Scb as *mut Scb)).u),
+                byte,
+                1,
+            )
+        }
+    }
+}
+
+/// Fetches the loader's OpenMetrics text and returns `name`'s value.
+pub fn metric(addr: &str, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to --metrics-addr");
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let wanted = format!("scx_morpheus_{name}");
+    body.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == wanted || k == format!("{wanted}_total")).then(|| v.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
+}
