@@ -1,7 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Morpheus benchmarks and demo workloads.
 //!
-//! Each program in `src/bin/` prints its figures and can write raw data as
-//! JSON; this library holds what they share.
+//! Each program in `src/bin/` prints its figures as a table and can write
+//! raw data as JSON (`--json`) and SVG plots (`--plots`); this library holds
+//! what they share. See the crate README for the programs.
 
+pub mod harness;
+pub mod micro;
+pub mod hogs;
+pub mod probe;
+pub mod report;
+pub mod rtmetrics;
+pub mod sched;
+pub mod service;
+pub mod stats;
+pub mod strategy;
+pub mod svg;
 pub mod work;

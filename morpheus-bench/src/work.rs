@@ -19,6 +19,24 @@ pub fn work_unit(seed: u64) -> u64 {
     black_box(x)
 }
 
+/// Measures the time of one [`work_unit`] on this thread, in nanoseconds
+/// (the median of a few batches of `batch` units).
+pub fn unit_ns(batch: u32) -> f64 {
+    let mut times: Vec<f64> = (0..5)
+        .map(|i| {
+            let t = std::time::Instant::now();
+            let mut acc = i;
+            for _ in 0..batch.max(1) {
+                acc = work_unit(acc);
+            }
+            black_box(acc);
+            t.elapsed().as_nanos() as f64 / f64::from(batch.max(1))
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[2]
+}
+
 /// Summary of per-thread progress.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spread {

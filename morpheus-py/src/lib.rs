@@ -1,11 +1,45 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! `morpheus._morpheus`: the native module behind the `morpheus` Python
 //! package. Every ABI value Python sees comes from here (generated from the
-//! C header through morpheus-common), never from a hand copy.
+//! C header through morpheus-common), never from a hand copy, and every
+//! behaviour comes from the runtime core (`morpheus-runtime` without Tokio):
+//! checkpoints, critical sections, workers, modes, ledger and metrics.
+
+mod checkpoint;
+mod logs;
+mod worker;
 
 use morpheus_common as abi;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+
+pyo3::create_exception!(
+    morpheus,
+    MorpheusError,
+    pyo3::exceptions::PyException,
+    "Misuse of the Morpheus API (e.g. leaving a critical section that is not open), \
+     or a request it cannot satisfy (e.g. configuring after first use)."
+);
+
+/// A runtime error as a Python exception, with a message in Python terms.
+pub(crate) fn runtime_error(e: morpheus_runtime::Error) -> PyErr {
+    use morpheus_runtime::Error;
+    let msg = match e {
+        Error::UnbalancedCriticalSection => "morpheus.exit_critical() called with no critical \
+            section open on this thread: pair every morpheus.enter_critical() with one \
+            morpheus.exit_critical() on the same thread, or use `with morpheus.critical():`"
+            .to_string(),
+        Error::NotAWorker => "this thread is not a Morpheus worker: call morpheus.init_worker(), \
+            pass a morpheus.checkpoint() on it, or run its event loop under morpheus.install()"
+            .to_string(),
+        Error::AlreadyInitialized => "morpheus.configure() must be called before the first \
+            checkpoint, critical section or worker registration; Morpheus is already running \
+            with its configuration"
+            .to_string(),
+        other => other.to_string(),
+    };
+    MorpheusError::new_err(msg)
+}
 
 /// Builds a `{name: value}` dict for one ABI enum.
 fn enum_dict<'py, T: Copy>(
@@ -21,9 +55,40 @@ fn enum_dict<'py, T: Copy>(
     Ok(d)
 }
 
+/// The native core of the `morpheus` package: the Morpheus runtime
+/// (checkpoints, critical sections, workers, metrics) and the ABI values
+/// shared with the scx_morpheus scheduler. Import `morpheus`, not this.
 #[pymodule]
 fn _morpheus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    logs::install();
+    m.add("MorpheusError", py.get_type::<MorpheusError>())?;
+    m.add_function(wrap_pyfunction!(checkpoint::checkpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::async_checkpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::_set_async_yield, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::enter_critical, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::exit_critical, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::critical_depth, m)?)?;
+    m.add_class::<checkpoint::Critical>()?;
+    m.add_class::<checkpoint::Ready>()?;
+    m.add_function(wrap_pyfunction!(worker::init_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::_attach_loop_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::detach_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::record_voluntary_yield, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::configure, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::snapshot, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::current_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::mode, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::openmetrics, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::_flush_logs, m)?)?;
+    m.add(
+        "DEFAULT_BUDGET_MS",
+        morpheus_runtime::DEFAULT_BUDGET.as_secs_f64() * 1000.0,
+    )?;
+    m.add(
+        "RESPONSE_BUCKETS_NS",
+        pyo3::types::PyTuple::new(py, morpheus_runtime::RESPONSE_BUCKETS_NS)?,
+    )?;
     m.add("ABI_MAGIC", abi::ABI_MAGIC)?;
     m.add("ABI_VERSION", abi::ABI_VERSION)?;
     m.add("SCB_SIZE", abi::SCB_SIZE)?;

@@ -1,49 +1,44 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# The demo, run as root under a sched_ext kernel (in the test VM or natively):
-# the same CPU-bound workload under the kernel's default scheduler and under
-# scx_morpheus, with the scheduler's own metrics.
+# The demo, run as root under a sched_ext kernel (in the test VM or
+# natively): short versions of the `latency` and `starvation` benchmarks,
+# each under the kernel's default scheduler and under scx_morpheus, then a
+# side-by-side table with the scheduler's own metrics (hints sent and
+# answered), so that the effect and the mechanism are both visible.
 #
-#   demo.sh BIN_DIR     BIN_DIR holds scx_morpheus and cpu-hogs
+#   demo.sh BIN_DIR     BIN_DIR holds scx_morpheus and the morpheus-bench programs
+#
+# MORPHEUS_DEMO_SECS (default 5): seconds per measurement window.
+# MORPHEUS_VM_OUT: where the raw JSON is kept (default: a temporary dir).
 set -euo pipefail
 
 BIN="${1:?usage: demo.sh BIN_DIR}"
-SECS="${MORPHEUS_DEMO_SECS:-4}"
+SECS="${MORPHEUS_DEMO_SECS:-5}"
 SCHED_EXT=/sys/kernel/sched_ext
-THREADS=$((2 * $(nproc)))
+OUT="${MORPHEUS_VM_OUT:-$(mktemp -d)}"
+mkdir -p "$OUT"
 
 say() { printf '\n== %s\n' "$*"; }
-field() { sed -E "s/.*\"$1\":([0-9.]+).*/\\1/" <<<"$2"; }
 
 [[ -d $SCHED_EXT ]] || { echo "demo: this kernel has no sched_ext" >&2; exit 1; }
+for b in scx_morpheus latency starvation demo-table; do
+    [[ -x "$BIN/$b" ]] || { echo "demo: $BIN/$b missing (cargo build --release -p scx_morpheus -p morpheus-bench)" >&2; exit 1; }
+done
 say "kernel $(uname -r), $(nproc) CPUs, sched_ext state: $(cat $SCHED_EXT/state)"
 
-say "1. $THREADS CPU-bound threads for ${SECS}s under the kernel's default scheduler"
-base="$("$BIN/cpu-hogs" --threads "$THREADS" --duration "$SECS" --json)"
-echo "$base"
+say "1. latency: a Tokio service (Morpheus checkpoints) with light and CPU-heavy
+   requests while CPU hogs saturate every CPU; first under the kernel's default
+   scheduler, then with scx_morpheus attached (it starts and stops around the run)"
+"$BIN/latency" --pressure --duration "$SECS" --warmup 1 --sched default,observer \
+    --json "$OUT/demo-latency.json"
 
-say "2. attaching scx_morpheus"
-"$BIN/scx_morpheus" --stats 1 &
-loader=$!
-for _ in $(seq 600); do
-    [[ "$(cat $SCHED_EXT/state)" == enabled ]] && break
-    kill -0 "$loader" 2>/dev/null || { echo "demo: scx_morpheus exited early" >&2; exit 1; }
-    sleep 0.1
-done
-echo "state: $(cat $SCHED_EXT/state), ops: $(cat $SCHED_EXT/root/ops)"
+say "2. starvation: CPU-bound tasks on every worker plus a 1 ms latency probe,
+   never yielding (Blocking) or with checkpoint!() (Morpheus), CPU hogs beside them"
+"$BIN/starvation" --hogs "$(nproc)" --duration "$((SECS / 2 + 1))" --rounds 1 \
+    --variants blocking,morpheus --sched default,observer --json "$OUT/demo-starvation.json"
 
-say "3. the same workload under scx_morpheus (its per-second metrics interleaved)"
-ours="$("$BIN/cpu-hogs" --threads "$THREADS" --duration "$SECS" --json)"
-echo "$ours"
-
-say "4. detaching (SIGINT)"
-kill -INT "$loader"
-wait "$loader"
-echo "state: $(cat $SCHED_EXT/state)"
-
-say "Side by side ($THREADS threads on $(nproc) CPUs, ${SECS}s each)"
-printf '%-22s %16s %22s\n' scheduler "work units/s" "fairness (min/max)"
-printf '%-22s %16s %22s\n' "kernel default" "$(field units_per_s "$base")" "$(field fairness "$base")"
-printf '%-22s %16s %22s\n' "scx_morpheus" "$(field units_per_s "$ours")" "$(field fairness "$ours")"
-echo "(timings under QEMU software emulation are slow and noisy: compare the two rows, not absolute values)"
+say "Side by side (kernel default vs scx_morpheus observer; ratio = scx_morpheus / default)"
+"$BIN/demo-table" "$OUT/demo-latency.json" "$OUT/demo-starvation.json"
+echo "(under QEMU software emulation timings are slow and noisy: compare the columns,"
+echo " not absolute values; raw data in $OUT; full benchmarks: BENCHMARKS.md)"

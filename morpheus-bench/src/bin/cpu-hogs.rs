@@ -2,13 +2,12 @@
 //! cpu-hogs: N threads doing CPU-bound work for a fixed time, then a report
 //! of how much each got done. Used by the demo and as background load.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use morpheus_bench::work::{Spread, work_unit};
+use morpheus_bench::hogs::Hogs;
+use morpheus_bench::work::Spread;
 
 /// Run CPU-bound threads and report their progress and fairness.
 #[derive(Debug, Parser)]
@@ -41,26 +40,10 @@ fn main() -> Result<()> {
         );
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|i| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut units = 0u64;
-                let mut acc = i as u64;
-                while !stop.load(Ordering::Relaxed) {
-                    acc = work_unit(acc);
-                    units += 1;
-                }
-                std::hint::black_box(acc);
-                units
-            })
-        })
-        .collect();
+    let hogs = Hogs::start(threads, None);
     std::thread::sleep(Duration::from_secs_f64(opts.duration));
-    stop.store(true, Ordering::Relaxed);
-    let counts: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap_or(0)).collect();
+    let counts = hogs.stop();
     let wall = started.elapsed().as_secs_f64();
     let spread = Spread::of(&counts).expect("at least one thread");
 

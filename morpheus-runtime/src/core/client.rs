@@ -11,12 +11,13 @@
 //! tracking every reader.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
-use morpheus_common::protocol::{MAX_MESSAGE_SIZE, Message, ProtocolError};
+use morpheus_common::protocol::{Message, ProtocolError};
+use morpheus_common::seqpacket::{self, Received};
 use morpheus_common::{
     ABI_MAGIC, ABI_VERSION, MAX_WORKERS_PER_PROCESS, RuntimeKind, SCB_SIZE, Scb, Status,
 };
@@ -119,91 +120,31 @@ fn page_size() -> usize {
 }
 
 fn send(fd: RawFd, msg: &Message, pass_fd: Option<RawFd>) -> Result<(), ClientError> {
-    let bytes = msg.encode();
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut libc::c_void,
-        iov_len: bytes.len(),
+    // SAFETY: both fds are open for the duration of the call.
+    let (sock, pass) = unsafe {
+        (
+            BorrowedFd::borrow_raw(fd),
+            pass_fd.map(|p| BorrowedFd::borrow_raw(p)),
+        )
     };
-    // Room for one fd, aligned for cmsghdr.
-    let mut cbuf = [0u64; 4];
-    // SAFETY: msghdr is plain data; every pointer below outlives the call.
-    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
-    mh.msg_iov = &mut iov;
-    mh.msg_iovlen = 1;
-    if let Some(pfd) = pass_fd {
-        // SAFETY: the control buffer has room for CMSG_SPACE(sizeof(int)).
-        unsafe {
-            let space = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as usize;
-            mh.msg_control = cbuf.as_mut_ptr().cast();
-            mh.msg_controllen = space as _;
-            let c = libc::CMSG_FIRSTHDR(&mh);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), pfd);
-        }
-    }
-    // SAFETY: valid msghdr.
-    let n = unsafe { libc::sendmsg(fd, &mh, libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        return Err(ClientError::Lost(errno_text("send")));
-    }
-    if n as usize != bytes.len() {
-        return Err(ClientError::Lost("short send".into()));
-    }
-    Ok(())
+    seqpacket::send(sock, msg, pass).map_err(|e| ClientError::Lost(format!("send: {e}")))
 }
 
 fn recv(fd: RawFd) -> Result<(Message, Option<OwnedFd>), ClientError> {
-    let mut buf = [0u8; MAX_MESSAGE_SIZE + 1];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut cbuf = [0u64; 8];
-    // SAFETY: msghdr is plain data; every pointer below outlives the call.
-    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
-    mh.msg_iov = &mut iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf.as_mut_ptr().cast();
-    mh.msg_controllen = std::mem::size_of_val(&cbuf) as _;
-    // SAFETY: valid msghdr.
-    let n = unsafe { libc::recvmsg(fd, &mut mh, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(ClientError::Lost(errno_text("receive")));
-    }
-    if n == 0 {
-        return Err(ClientError::Lost(
+    // SAFETY: the fd is open for the duration of the call.
+    let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+    match seqpacket::recv(sock).map_err(|e| ClientError::Lost(format!("receive: {e}")))? {
+        Received::Closed => Err(ClientError::Lost(
             "the scheduler closed the connection".into(),
-        ));
-    }
-    // Take ownership of every fd received so none leaks, keep the first.
-    let mut fds = Vec::new();
-    // SAFETY: walking the control messages the kernel filled in.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&mh);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(c).cast::<RawFd>();
-                let count =
-                    ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<RawFd>();
-                for i in 0..count {
-                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-                }
-            }
-            c = libc::CMSG_NXTHDR(&mh, c);
-        }
-    }
-    if mh.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
-        return Err(ClientError::BadReply("oversized message".into()));
-    }
-    let msg = Message::decode(&buf[..n as usize]).map_err(|e| match e {
-        ProtocolError::BadVersion { version } => ClientError::Version(format!(
-            "it sent version {version}, this runtime speaks {ABI_VERSION}"
         )),
-        e => ClientError::BadReply(e.to_string()),
-    })?;
-    Ok((msg, fds.into_iter().next()))
+        Received::Packet(Ok(msg), fd) => Ok((msg, fd)),
+        Received::Packet(Err(ProtocolError::BadVersion { version }), _) => {
+            Err(ClientError::Version(format!(
+                "it sent version {version}, this runtime speaks {ABI_VERSION}"
+            )))
+        }
+        Received::Packet(Err(e), _) => Err(ClientError::BadReply(e.to_string())),
+    }
 }
 
 fn status_error(status: Status) -> ClientError {

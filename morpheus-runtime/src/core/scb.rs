@@ -57,7 +57,7 @@ impl ScbRef {
     }
 
     field!(hint_seq, k.hint_seq, AtomicU64);
-    field!(hint_deadline_ns, k.hint_deadline_ns, AtomicU64);
+    field!(hint_issued_ns, k.hint_issued_ns, AtomicU64);
     field!(escalations, k.escalations, AtomicU32);
     field!(pressure, k.pressure, AtomicU32);
     field!(magic, k.magic, AtomicU32);

@@ -399,8 +399,7 @@ impl Worker {
         let seq = match answer {
             Some(seq) => {
                 let grace = self.grace_ns.load(Relaxed);
-                let deadline = scb.hint_deadline_ns().load(Relaxed);
-                let issued = deadline.saturating_sub(grace);
+                let issued = scb.hint_issued_ns().load(Relaxed);
                 let response = monotonic_ns().saturating_sub(issued);
                 scb.ack_seq().store(seq, Release);
                 self.ledger.hint_answered(response, grace);

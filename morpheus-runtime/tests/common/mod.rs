@@ -247,12 +247,14 @@ impl Server {
         unsafe { AtomicU32::from_ptr(self.scb(slot).cast::<u8>().add(off).cast()) }
     }
 
-    /// Issues a hint as scx_morpheus does: deadline, then atomic add of
-    /// hint_seq. Returns the new sequence.
+    /// Issues a hint as scx_morpheus does: issue time and deadline, then
+    /// atomic add of hint_seq. Returns the new sequence.
     pub fn hint(&self, slot: u32) -> u64 {
-        let deadline = now_ns() + self.grace_ns;
+        let now = now_ns();
+        self.u64_at(slot, std::mem::offset_of!(Scb, k.hint_issued_ns))
+            .store(now, Relaxed);
         self.u64_at(slot, std::mem::offset_of!(Scb, k.hint_deadline_ns))
-            .store(deadline, Relaxed);
+            .store(now + self.grace_ns, Relaxed);
         self.u64_at(slot, std::mem::offset_of!(Scb, k.hint_seq))
             .fetch_add(1, SeqCst)
             + 1

@@ -75,6 +75,7 @@ fn a_checkpointing_worker_answers_within_grace_and_is_measured() {
         "100",
     ]);
     let session = Arc::new(Session::open(sock.as_ref()));
+    assert_eq!(session.grace_ns, 100_000_000, "HELLO announces the grace period");
     let cpu = test_cpu();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -89,6 +90,7 @@ fn a_checkpointing_worker_answers_within_grace_and_is_measured() {
     stop.store(true, Ordering::Relaxed);
     hogs.into_iter().for_each(|h| drop(h.join()));
     println!("checkpointing worker: {report:?}");
+    assert!(report.slot < session.max_workers && report.generation >= 1);
 
     assert!(report.hints >= 1 && report.acked >= 1, "{report:?}");
     assert!(

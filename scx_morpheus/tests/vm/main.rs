@@ -5,7 +5,10 @@
 
 mod escalation;
 mod hints;
+mod hostile;
 mod registration;
+mod runtime;
+mod soak;
 mod support;
 
 use std::process::Command;
@@ -263,4 +266,17 @@ fn sigkill_of_the_loader_returns_to_the_default_scheduler_and_a_restart_works() 
     let session = Session::open(sock.as_ref());
     session.register(0).expect("re-registration after restart");
     assert!(loader.stop().status.success());
+}
+
+#[test]
+fn sysrq_s_ejects_the_scheduler_and_the_loader_reports_it() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let (sock, _) = endpoints("sysrq", 0);
+    let loader = Loader::start(&["--socket", &sock]);
+    std::fs::write("/proc/sysrq-trigger", "S").expect("write /proc/sysrq-trigger");
+    let exit = loader.wait(Duration::from_secs(30));
+    assert!(wait_for(Duration::from_secs(10), || sched_ext_state() == "disabled"));
+    assert!(exit.stderr.contains("sysrq"), "the exit reason names sysrq:\n{}", exit.stderr);
+    assert!(!std::path::Path::new(&sock).exists(), "socket left behind");
 }

@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! latency: the main claim. A Tokio service (Morpheus workers) over
+//! loopback with light requests and CPU-heavy requests (which hold a shared
+//! lock briefly inside a critical section); with `--pressure`, background
+//! CPU hogs saturate every CPU. A client records light-request latency
+//! percentiles and both request rates. Compare scheduler configurations
+//! with `--sched default,observer,enforce` (under a sched_ext kernel).
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Parser;
+use morpheus_bench::harness::{self, ConfigRun, Ctx, RunOpts};
+use morpheus_bench::hogs::{Hogs, cpus};
+use morpheus_bench::report::{self, Table};
+use morpheus_bench::rtmetrics::RuntimeFigures;
+use morpheus_bench::service::{HeavyWork, Load, run_client, start_server};
+use morpheus_bench::stats::{Summary, cdf, fmt_ms, fmt_ratio, ratio};
+use morpheus_bench::strategy::Strategy;
+use morpheus_bench::svg::{self, Series};
+use morpheus_bench::work::unit_ns;
+use serde::{Deserialize, Serialize};
+
+/// Light-request latency and request rates of a mixed service under load.
+#[derive(Debug, Parser, Serialize)]
+#[command(name = "latency")]
+struct Opts {
+    /// Measurement window in seconds (default: 20, or 2 with --quick).
+    #[arg(long)]
+    duration: Option<f64>,
+
+    /// Service worker threads (default: the number of CPUs).
+    #[arg(long)]
+    workers: Option<usize>,
+
+    /// Saturate every CPU with background CPU hogs (one per CPU).
+    #[arg(long)]
+    pressure: bool,
+
+    /// Light requests per second (open loop).
+    #[arg(long, default_value_t = 200.0)]
+    light_rate: f64,
+
+    /// Closed-loop heavy clients (default: twice the workers).
+    #[arg(long)]
+    heavy_clients: Option<usize>,
+
+    /// CPU time of one heavy request in milliseconds (converted to work
+    /// units measured on this machine).
+    #[arg(long, default_value_t = 20.0)]
+    heavy_ms: f64,
+
+    /// CPU time spent holding the shared lock, in milliseconds.
+    #[arg(long, default_value_t = 0.2)]
+    locked_ms: f64,
+
+    /// CPU time between checkpoints in heavy requests, microseconds.
+    #[arg(long, default_value_t = 50.0)]
+    checkpoint_us: f64,
+
+    /// Warm-up seconds before the window (default: 2, or 0.5 with --quick).
+    #[arg(long)]
+    warmup: Option<f64>,
+
+    #[command(flatten)]
+    run: RunOpts,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Measurement {
+    workers: usize,
+    hogs: usize,
+    unit_us: f64,
+    heavy_units: u64,
+    window_s: f64,
+    light: Summary,
+    light_cdf: Vec<(u64, f64)>,
+    light_per_s: f64,
+    heavy_per_s: f64,
+    errors: u64,
+    hog_units_per_s: f64,
+    runtime: RuntimeFigures,
+}
+
+impl Opts {
+    fn validate(&mut self) -> Result<()> {
+        let w = *self.workers.get_or_insert(cpus());
+        if !(1..=256).contains(&w) {
+            bail!("--workers must be between 1 and 256 (got {w})");
+        }
+        let d = *self.duration.get_or_insert(self.run.pick(2.0, 20.0));
+        if !(d > 0.0 && d <= 3600.0) {
+            bail!("--duration must be between 0 and 3600 seconds (got {d})");
+        }
+        let wu = *self.warmup.get_or_insert(self.run.pick(0.5, 2.0));
+        if !(0.0..=600.0).contains(&wu) {
+            bail!("--warmup must be between 0 and 600 seconds (got {wu})");
+        }
+        if !(self.light_rate > 0.0 && self.light_rate <= 100_000.0) {
+            bail!("--light-rate must be between 0 and 100000 per second");
+        }
+        let hc = *self.heavy_clients.get_or_insert(2 * w);
+        if hc > 1024 {
+            bail!("--heavy-clients must be at most 1024");
+        }
+        for (name, v, max) in [
+            ("--heavy-ms", self.heavy_ms, 10_000.0),
+            ("--locked-ms", self.locked_ms, 1_000.0),
+            ("--checkpoint-us", self.checkpoint_us, 1e6),
+        ] {
+            if !(v > 0.0 && v <= max) {
+                bail!("{name} must be between 0 and {max} (got {v})");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
+    let unit_us = unit_ns(200) / 1e3;
+    let units = |us: f64| ((us / unit_us).round() as u64).max(1);
+    let work = HeavyWork {
+        units: units(o.heavy_ms * 1e3),
+        every: units(o.checkpoint_us),
+        locked_units: units(o.locked_ms * 1e3),
+    };
+    let workers = o.workers.unwrap_or(1);
+    let rt = Strategy::Morpheus.runtime(workers, None)?;
+    let addr = start_server(&rt, work)?;
+    let nhogs = if o.pressure { cpus() } else { 0 };
+    let hogs = Hogs::start(nhogs, None);
+    let before = RuntimeFigures::now();
+    let window = Duration::from_secs_f64(o.duration.unwrap_or(1.0));
+    let load = Load {
+        light_rate: o.light_rate,
+        light_conns: 16,
+        heavy_clients: o.heavy_clients.unwrap_or(1),
+        warmup: Duration::from_secs_f64(o.warmup.unwrap_or(0.0)),
+        window,
+    };
+    let total = load.warmup + window;
+    let mut r = run_client(addr, load)?;
+    let runtime = RuntimeFigures::now().since(&before);
+    let hog_units: u64 = hogs.stop().iter().sum();
+    rt.shutdown_timeout(Duration::from_secs(10));
+    let w = window.as_secs_f64();
+    let light = Summary::of(&mut r.light_ns);
+    Ok(Measurement {
+        workers,
+        hogs: nhogs,
+        unit_us,
+        heavy_units: work.units,
+        window_s: w,
+        light_per_s: light.count as f64 / w,
+        light_cdf: cdf(&r.light_ns, 200),
+        light,
+        heavy_per_s: r.heavy_done as f64 / w,
+        errors: r.errors,
+        hog_units_per_s: hog_units as f64 / total.as_secs_f64(),
+        runtime,
+    })
+}
+
+fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
+    let Some(first) = runs.first() else { return };
+    let m0 = &first.result;
+    println!(
+        "\nlatency: {} workers, {} hog thread(s), light {}/s, {} heavy clients x {} ms ({} units of {:.1} us), lock held {} ms, checkpoint every {} us, window {}s",
+        m0.workers, m0.hogs, o.light_rate, o.heavy_clients.unwrap_or(0), o.heavy_ms, m0.heavy_units, m0.unit_us, o.locked_ms, o.checkpoint_us, m0.window_s
+    );
+    let mut t = Table::new(&[
+        "scheduler", "light p50 ms", "p99", "p99.9", "max", "light/s", "heavy/s", "p99 vs first", "heavy vs first", "errors",
+    ]);
+    for run in runs {
+        let m = &run.result;
+        t.row(&[
+            run.label.clone(),
+            fmt_ms(m.light.p50_ns),
+            fmt_ms(m.light.p99_ns),
+            fmt_ms(m.light.p999_ns),
+            fmt_ms(m.light.max_ns),
+            format!("{:.0}", m.light_per_s),
+            format!("{:.1}", m.heavy_per_s),
+            fmt_ratio(ratio(m.light.p99_ns as f64, m0.light.p99_ns as f64)),
+            fmt_ratio(ratio(m.heavy_per_s, m0.heavy_per_s)),
+            m.errors.to_string(),
+        ]);
+    }
+    print!("{}", t.render());
+    for run in runs {
+        println!("{}: runtime {}", run.label, run.result.runtime.brief());
+        if let Some(s) = &run.sched_metrics {
+            println!("{}: scheduler {}", run.label, s.brief());
+        }
+    }
+    if runs.len() > 1 && first.label == "kernel default" {
+        println!("targets (vs kernel default): light p99 <= 0.5x, heavy throughput >= 0.95x");
+        for run in &runs[1..] {
+            let p = ratio(run.result.light.p99_ns as f64, m0.light.p99_ns as f64);
+            let h = ratio(run.result.heavy_per_s, m0.heavy_per_s);
+            println!(
+                "  {}: p99 {} ({}), heavy {} ({})",
+                run.label,
+                fmt_ratio(p),
+                if p <= 0.5 { "met" } else { "MISSED" },
+                fmt_ratio(h),
+                if h >= 0.95 { "met" } else { "MISSED" }
+            );
+        }
+    }
+}
+
+fn plots(o: &Opts, runs: &[ConfigRun<Measurement>]) -> Result<()> {
+    let series: Vec<Series> = runs
+        .iter()
+        .map(|r| Series {
+            name: r.label.clone(),
+            points: r.result.light_cdf.iter().map(|&(x, y)| (x as f64 / 1e6, y)).collect(),
+        })
+        .collect();
+    harness::plot(&o.run, "latency-light-cdf", &svg::cdf_chart("latency: light requests", "latency (ms, log scale)", &series))?;
+    let bars: Vec<(String, f64)> = runs.iter().map(|r| (r.label.clone(), r.result.heavy_per_s)).collect();
+    harness::plot(&o.run, "latency-heavy-throughput", &svg::bar_chart("latency: heavy requests completed", "requests per second", &bars))
+}
+
+fn main() -> Result<()> {
+    let mut o = Opts::parse();
+    o.validate()?;
+    let Some(runs) = harness::run_configs(&o.run, |ctx| measure(&o, ctx))? else {
+        return Ok(());
+    };
+    println!("machine: {}", report::Machine::detect().describe());
+    print(&o, &runs);
+    plots(&o, &runs)?;
+    if let Some(path) = &o.run.json {
+        report::save(path, &o, &runs)?;
+    }
+    Ok(())
+}

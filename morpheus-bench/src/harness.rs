@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Options every program shares, and running a measurement once per
+//! scheduler configuration.
+//!
+//! With `--sched default,observer,enforce` the program runs its measurement
+//! once per configuration, each in a fresh child process (the same program
+//! and arguments; environment variables tell it to measure once and write
+//! its result to a file): runtime state such as a kernel registration never
+//! carries over from one configuration to the next. The parent starts and
+//! stops scx_morpheus around each child and records the scheduler's
+//! metrics over the child's run. Without `--sched` the measurement runs
+//! once, in-process, under whatever scheduler is running.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::sched::{self, Loader, SchedConfig, SchedMetrics};
+
+const ENV_OUT: &str = "MORPHEUS_BENCH_CHILD_OUT";
+const ENV_SCHED: &str = "MORPHEUS_BENCH_SCHED";
+const ENV_METRICS: &str = "MORPHEUS_BENCH_METRICS";
+
+/// Options shared by every program.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct RunOpts {
+    /// Short run (a few seconds) that proves the program works; for the
+    /// test suite, not for figures.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Write the raw data as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Write SVG plots into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+
+    /// Prefix of the plot file names (e.g. host, vm-latest).
+    #[arg(long, default_value = "run")]
+    pub tag: String,
+
+    /// Scheduler configurations to compare, comma-separated: default,
+    /// observer, enforce. Needs sched_ext and root; each configuration runs
+    /// in a fresh process. Without it: one run under the current scheduler.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub sched: Vec<SchedConfig>,
+
+    /// The scx_morpheus loader binary (default: next to this program).
+    #[arg(long, value_name = "PATH")]
+    pub loader: Option<PathBuf>,
+
+    /// Extra argument for scx_morpheus (repeatable), e.g.
+    /// --loader-arg=--max-critical-ms=50.
+    #[arg(long = "loader-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub loader_args: Vec<String>,
+
+    /// Local port of scx_morpheus's metrics endpoint.
+    #[arg(long, default_value_t = 9477)]
+    pub metrics_port: u16,
+}
+
+impl RunOpts {
+    /// Picks the quick or the full value of a setting.
+    pub fn pick<T>(&self, quick: T, full: T) -> T {
+        if self.quick { quick } else { full }
+    }
+}
+
+/// Writes the plot `svg` as `DIR/TAG-NAME.svg` when `--plots DIR` is given.
+pub fn plot(opts: &RunOpts, name: &str, svg: &str) -> Result<()> {
+    if let Some(dir) = &opts.plots {
+        let path = crate::svg::write(dir, &format!("{}-{name}.svg", opts.tag), svg)?;
+        eprintln!("plot written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// What a measurement knows about the scheduler it runs under.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx {
+    /// The configuration (None: not chosen by us).
+    pub sched: Option<SchedConfig>,
+    /// scx_morpheus's metrics endpoint, when it runs.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Ctx {
+    /// The scheduler's metrics now, if scx_morpheus runs (errors ignored:
+    /// metrics are informative).
+    pub fn scrape(&self) -> Option<SchedMetrics> {
+        self.metrics.and_then(|a| sched::scrape(a).ok())
+    }
+}
+
+/// One configuration's run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigRun<T> {
+    /// Human-readable configuration ("kernel default", "scx_morpheus", ...).
+    pub label: String,
+    /// The configuration, if chosen by `--sched`.
+    pub sched: Option<SchedConfig>,
+    /// The scheduler's counters over the whole run (scx_morpheus only).
+    pub sched_metrics: Option<SchedMetrics>,
+    /// Seconds scx_morpheus took to attach (BPF load and verification).
+    pub attach_secs: Option<f64>,
+    /// The measurement.
+    pub result: T,
+}
+
+/// Runs `measure` once per configuration of `opts.sched` (or once, here,
+/// without `--sched`). Returns `None` in a child process, which has written
+/// its result for the parent and should exit successfully.
+pub fn run_configs<T, F>(opts: &RunOpts, measure: F) -> Result<Option<Vec<ConfigRun<T>>>>
+where
+    T: Serialize + DeserializeOwned,
+    F: Fn(&Ctx) -> Result<T>,
+{
+    if let Ok(out) = std::env::var(ENV_OUT) {
+        let ctx = Ctx {
+            sched: std::env::var(ENV_SCHED).ok().and_then(|s| s.parse().ok()),
+            metrics: std::env::var(ENV_METRICS).ok().and_then(|s| s.parse().ok()),
+        };
+        let result = measure(&ctx)?;
+        crate::report::write_json(out.as_ref(), &result)?;
+        return Ok(None);
+    }
+    if opts.sched.is_empty() {
+        let result = measure(&Ctx::default())?;
+        let label = match sched::sched_ext_state().as_deref() {
+            Some("enabled") => "sched_ext scheduler",
+            _ => "kernel default",
+        };
+        return Ok(Some(vec![ConfigRun {
+            label: label.into(),
+            sched: None,
+            sched_metrics: None,
+            attach_secs: None,
+            result,
+        }]));
+    }
+    sched::require_sched_ext()?;
+    let loader_bin = opts.loader.clone().unwrap_or_else(sched::default_loader);
+    let addr: SocketAddr = ([127, 0, 0, 1], opts.metrics_port).into();
+    let mut runs = Vec::new();
+    for &config in &opts.sched {
+        eprintln!("== {}: {}", crate::report::program(), config.label());
+        let mut run = match config.loader_args() {
+            None => ConfigRun {
+                label: config.label().into(),
+                sched: Some(config),
+                sched_metrics: None,
+                attach_secs: None,
+                result: run_child(config, None)?,
+            },
+            Some(mut args) => {
+                args.extend(opts.loader_args.iter().cloned());
+                let loader = Loader::start(&loader_bin, &args, addr)?;
+                eprintln!("   scx_morpheus attached in {:.1}s (args: {:?})", loader.attach_secs, args);
+                let before = loader.scrape()?;
+                let result = run_child(config, Some(addr));
+                // The loader refreshes its metrics every 100 ms.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let after = loader.scrape();
+                let attach = loader.attach_secs;
+                let report = loader.stop()?;
+                let result = result.with_context(|| format!("loader output:\n{report}"))?;
+                let delta = after?.since(&before);
+                eprintln!("   scheduler over the run: {}", delta.brief());
+                ConfigRun {
+                    label: config.label().into(),
+                    sched: Some(config),
+                    sched_metrics: Some(delta),
+                    attach_secs: Some(attach),
+                    result,
+                }
+            }
+        };
+        run.label = config.label().into();
+        runs.push(run);
+    }
+    Ok(Some(runs))
+}
+
+fn run_child<T: DeserializeOwned>(config: SchedConfig, metrics: Option<SocketAddr>) -> Result<T> {
+    let out = std::env::temp_dir().join(format!(
+        "morpheus-bench-{}-{}.json",
+        std::process::id(),
+        config.as_str()
+    ));
+    let _ = std::fs::remove_file(&out);
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env(ENV_OUT, &out)
+        .env(ENV_SCHED, config.as_str());
+    if let Some(a) = metrics {
+        cmd.env(ENV_METRICS, a.to_string());
+    }
+    let status = cmd.status().context("cannot run the measurement process")?;
+    if !status.success() {
+        bail!("the {} measurement failed ({status})", config.label());
+    }
+    let text = std::fs::read_to_string(&out)
+        .with_context(|| format!("the measurement wrote no result to {}", out.display()))?;
+    let _ = std::fs::remove_file(&out);
+    Ok(serde_json::from_str(&text)?)
+}

@@ -1,0 +1,289 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The `latency` benchmark's service and load generator: a Tokio service
+//! over loopback TCP with light requests (answered at once) and CPU-heavy
+//! requests (work with checkpoints, holding a shared lock briefly inside a
+//! critical section), and a client that sends light requests open-loop at a
+//! fixed rate (latency measured from the scheduled send time, so queueing
+//! counts) and heavy requests closed-loop (throughput).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::work::work_unit;
+
+const LIGHT: u8 = 1;
+const HEAVY: u8 = 2;
+
+/// What a heavy request does.
+#[derive(Debug, Clone, Copy)]
+pub struct HeavyWork {
+    /// Work units per heavy request.
+    pub units: u64,
+    /// Units between checkpoints.
+    pub every: u64,
+    /// Units done while holding the shared lock, inside a critical section.
+    pub locked_units: u64,
+}
+
+static SHARED: Mutex<u64> = Mutex::new(0);
+
+async fn heavy(w: HeavyWork, seed: u64) -> u64 {
+    let mut acc = seed;
+    let half = w.units / 2;
+    for i in 0..w.units {
+        acc = work_unit(acc);
+        if i == half {
+            let _cs = morpheus_runtime::critical_section();
+            let mut g = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+            for _ in 0..w.locked_units {
+                acc = work_unit(acc);
+            }
+            *g = g.wrapping_add(acc);
+        }
+        if (i + 1) % w.every == 0 {
+            morpheus_runtime::checkpoint!();
+        }
+    }
+    acc
+}
+
+async fn serve_conn(mut s: TcpStream, w: HeavyWork) -> std::io::Result<()> {
+    s.set_nodelay(true)?;
+    let mut req = [0u8; 16];
+    loop {
+        if s.read_exact(&mut req).await.is_err() {
+            return Ok(()); // client closed
+        }
+        let id = u64::from_le_bytes(req[8..16].try_into().expect("8 bytes"));
+        let answer = match req[0] {
+            LIGHT => id,
+            HEAVY => heavy(w, id).await,
+            _ => return Ok(()),
+        };
+        let mut resp = [0u8; 16];
+        resp[..8].copy_from_slice(&id.to_le_bytes());
+        resp[8..].copy_from_slice(&answer.to_le_bytes());
+        s.write_all(&resp).await?;
+    }
+}
+
+/// Starts the service on `rt` (listening on 127.0.0.1, any port).
+pub fn start_server(rt: &tokio::runtime::Runtime, w: HeavyWork) -> std::io::Result<SocketAddr> {
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    rt.spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(serve_conn(s, w));
+        }
+    });
+    Ok(addr)
+}
+
+async fn call(s: &mut TcpStream, kind: u8, id: u64) -> std::io::Result<()> {
+    let mut req = [0u8; 16];
+    req[0] = kind;
+    req[8..].copy_from_slice(&id.to_le_bytes());
+    s.write_all(&req).await?;
+    let mut resp = [0u8; 16];
+    s.read_exact(&mut resp).await?;
+    if resp[..8] != req[8..] {
+        return Err(std::io::Error::other("response for another request"));
+    }
+    Ok(())
+}
+
+/// Load settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// Light requests per second (open loop).
+    pub light_rate: f64,
+    /// Connections the light requests are spread over.
+    pub light_conns: usize,
+    /// Closed-loop heavy clients.
+    pub heavy_clients: usize,
+    /// Time before the measurement window.
+    pub warmup: Duration,
+    /// The measurement window.
+    pub window: Duration,
+}
+
+/// What the client measured.
+#[derive(Debug, Default)]
+pub struct ClientResult {
+    /// Latency of each light request scheduled in the window (ns from its
+    /// scheduled send time), including requests still unanswered at the
+    /// end (their wait so far).
+    pub light_ns: Vec<u64>,
+    /// Light requests scheduled in the window.
+    pub light_sent: u64,
+    /// Heavy requests completed in the window.
+    pub heavy_done: u64,
+    /// Connection or protocol errors.
+    pub errors: u64,
+}
+
+struct Shared {
+    start: Instant,
+    window_start: Instant,
+    window_end: Instant,
+    samples: Mutex<Vec<u64>>,
+    /// Per light connection: scheduled time (ns since start) of the
+    /// request in flight, or u64::MAX.
+    in_flight: Vec<AtomicU64>,
+    heavy_done: AtomicU64,
+    errors: AtomicU64,
+}
+
+async fn light_conn(addr: SocketAddr, sh: Arc<Shared>, k: usize, period: Duration) {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        sh.errors.fetch_add(1, Relaxed);
+        return;
+    };
+    let _ = s.set_nodelay(true);
+    let n = sh.in_flight.len() as u32;
+    let mut i = k as u32;
+    loop {
+        let at = sh.start + period * i;
+        if at >= sh.window_end {
+            return;
+        }
+        tokio::time::sleep_until(at.into()).await;
+        sh.in_flight[k].store(at.duration_since(sh.start).as_nanos() as u64, Relaxed);
+        let r = call(&mut s, LIGHT, u64::from(i)).await;
+        let lat = at.elapsed().as_nanos() as u64;
+        sh.in_flight[k].store(u64::MAX, Relaxed);
+        if r.is_err() {
+            sh.errors.fetch_add(1, Relaxed);
+            return;
+        }
+        if at >= sh.window_start {
+            sh.samples.lock().unwrap_or_else(|e| e.into_inner()).push(lat);
+        }
+        i += n;
+    }
+}
+
+async fn heavy_client(addr: SocketAddr, sh: Arc<Shared>, seed: u64) {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        sh.errors.fetch_add(1, Relaxed);
+        return;
+    };
+    let _ = s.set_nodelay(true);
+    let mut id = seed << 32;
+    while Instant::now() < sh.window_end {
+        if call(&mut s, HEAVY, id).await.is_err() {
+            sh.errors.fetch_add(1, Relaxed);
+            return;
+        }
+        let now = Instant::now();
+        if now >= sh.window_start && now < sh.window_end {
+            sh.heavy_done.fetch_add(1, Relaxed);
+        }
+        id += 1;
+    }
+}
+
+fn client_thread(name: &str, f: impl FnOnce(&tokio::runtime::Runtime) + Send + 'static) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name(name.into()).spawn(move || {
+        f(&rt);
+        rt.shutdown_background();
+    })
+}
+
+/// Runs the load against `addr` for warmup + window and returns what it
+/// measured. Light and heavy clients run on two threads of their own
+/// (current-thread Tokio runtimes, not Morpheus workers).
+pub fn run_client(addr: SocketAddr, load: Load) -> std::io::Result<ClientResult> {
+    let start = Instant::now();
+    let sh = Arc::new(Shared {
+        start,
+        window_start: start + load.warmup,
+        window_end: start + load.warmup + load.window,
+        samples: Mutex::new(Vec::new()),
+        in_flight: (0..load.light_conns.max(1)).map(|_| AtomicU64::new(u64::MAX)).collect(),
+        heavy_done: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+    });
+    let period = Duration::from_secs_f64(1.0 / load.light_rate);
+    let (s1, s2) = (sh.clone(), sh.clone());
+    let light = client_thread("light-client", move |rt| {
+        rt.block_on(async move {
+            let tasks: Vec<_> = (0..s1.in_flight.len())
+                .map(|k| tokio::spawn(light_conn(addr, s1.clone(), k, period)))
+                .collect();
+            // Unanswered requests must not hold up the end: give them a grace
+            // period and count their wait so far.
+            let _ = tokio::time::timeout_at((s1.window_end + Duration::from_secs(2)).into(), async {
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+            .await;
+        });
+    })?;
+    let heavy_clients = load.heavy_clients;
+    let heavy = client_thread("heavy-client", move |rt| {
+        rt.block_on(async move {
+            let tasks: Vec<_> = (0..heavy_clients)
+                .map(|i| tokio::spawn(heavy_client(addr, s2.clone(), i as u64)))
+                .collect();
+            let _ = tokio::time::timeout_at((s2.window_end + Duration::from_secs(2)).into(), async {
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+            .await;
+        });
+    })?;
+    let _ = light.join();
+    let _ = heavy.join();
+    let now_ns = start.elapsed().as_nanos() as u64;
+    let mut light_ns = std::mem::take(&mut *sh.samples.lock().unwrap_or_else(|e| e.into_inner()));
+    let ws = (sh.window_start - start).as_nanos() as u64;
+    for f in &sh.in_flight {
+        let at = f.load(Relaxed);
+        if at != u64::MAX && at >= ws {
+            light_ns.push(now_ns - at);
+        }
+    }
+    let light_sent = ((load.window.as_secs_f64() * load.light_rate).round()) as u64;
+    Ok(ClientResult {
+        light_ns,
+        light_sent,
+        heavy_done: sh.heavy_done.load(Relaxed),
+        errors: sh.errors.load(Relaxed),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn light_and_heavy_requests_are_served() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let w = HeavyWork { units: 50, every: 10, locked_units: 2 };
+        let addr = start_server(&rt, w).unwrap();
+        let load = Load {
+            light_rate: 200.0,
+            light_conns: 4,
+            heavy_clients: 2,
+            warmup: Duration::from_millis(100),
+            window: Duration::from_millis(300),
+        };
+        let r = run_client(addr, load).unwrap();
+        assert_eq!(r.errors, 0);
+        assert!(r.light_ns.len() >= 40, "{} light samples", r.light_ns.len());
+        assert!(r.heavy_done > 0);
+    }
+}

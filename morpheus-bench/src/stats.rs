@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Percentiles, CDFs and ratios of latency samples (nanoseconds).
+
+use serde::{Deserialize, Serialize};
+
+/// Summary of a set of latency samples, in nanoseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Number of samples.
+    pub count: usize,
+    /// Arithmetic mean.
+    pub mean_ns: u64,
+    /// Median.
+    pub p50_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// Largest sample.
+    pub max_ns: u64,
+}
+
+impl Summary {
+    /// Summarises `samples` (sorted in place). All zero when empty.
+    pub fn of(samples: &mut [u64]) -> Summary {
+        samples.sort_unstable();
+        if samples.is_empty() {
+            return Summary::default();
+        }
+        let sum: u128 = samples.iter().map(|&s| u128::from(s)).sum();
+        Summary {
+            count: samples.len(),
+            mean_ns: (sum / samples.len() as u128) as u64,
+            p50_ns: percentile(samples, 0.50),
+            p99_ns: percentile(samples, 0.99),
+            p999_ns: percentile(samples, 0.999),
+            max_ns: *samples.last().unwrap_or(&0),
+        }
+    }
+}
+
+/// Nearest-rank percentile `q` (0..=1) of sorted samples; 0 when empty.
+pub fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The empirical CDF of sorted samples as at most `points` (value, fraction)
+/// pairs, always including the largest sample.
+pub fn cdf(sorted: &[u64], points: usize) -> Vec<(u64, f64)> {
+    let n = sorted.len();
+    if n == 0 || points == 0 {
+        return Vec::new();
+    }
+    let step = n.div_ceil(points).max(1);
+    let mut out: Vec<(u64, f64)> = (0..n)
+        .step_by(step)
+        .map(|i| (sorted[i], (i + 1) as f64 / n as f64))
+        .collect();
+    if out.last().map(|p| p.1) != Some(1.0) {
+        out.push((sorted[n - 1], 1.0));
+    }
+    out
+}
+
+/// `a / b`, or NaN when `b` is zero (printed as "n/a").
+pub fn ratio(a: f64, b: f64) -> f64 {
+    if b == 0.0 { f64::NAN } else { a / b }
+}
+
+/// Nanoseconds as milliseconds with a sensible number of digits.
+pub fn fmt_ms(ns: u64) -> String {
+    let ms = ns as f64 / 1e6;
+    if ms >= 100.0 {
+        format!("{ms:.0}")
+    } else if ms >= 10.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.2}")
+    }
+}
+
+/// A ratio with two decimals, or "n/a".
+pub fn fmt_ratio(r: f64) -> String {
+    if r.is_finite() {
+        format!("{r:.2}x")
+    } else {
+        "n/a".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let mut v: Vec<u64> = (1..=1000).rev().collect();
+        let s = Summary::of(&mut v);
+        assert_eq!((s.p50_ns, s.p99_ns, s.p999_ns, s.max_ns), (500, 990, 999, 1000));
+        assert_eq!(s.count, 1000);
+        assert_eq!(s.mean_ns, 500);
+        assert_eq!(percentile(&[7], 0.999), 7);
+        assert_eq!(Summary::of(&mut []), Summary::default());
+    }
+
+    #[test]
+    fn cdf_is_monotonic_and_ends_at_one() {
+        let v: Vec<u64> = (0..10_000).collect();
+        let c = cdf(&v, 100);
+        assert!(c.len() <= 101);
+        assert!(c.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1));
+        assert_eq!(c.last(), Some(&(9_999, 1.0)));
+        assert!(cdf(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn ratios_and_formatting() {
+        assert_eq!(ratio(1.0, 2.0), 0.5);
+        assert!(ratio(1.0, 0.0).is_nan());
+        assert_eq!(fmt_ratio(f64::NAN), "n/a");
+        assert_eq!(fmt_ratio(1.234), "1.23x");
+        assert_eq!(fmt_ms(1_500_000), "1.50");
+        assert_eq!(fmt_ms(250_000_000), "250");
+    }
+}

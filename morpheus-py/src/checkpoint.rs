@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Checkpoints and critical sections.
+//!
+//! The fast path of [`checkpoint`] is this one native call: PyO3's argument-
+//! less trampoline, then the runtime's single thread-local compare. The GIL
+//! is released only on the slow path, when the thread actually yields.
+
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+use pyo3::exceptions::PyStopIteration;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+use crate::{MorpheusError, logs, runtime_error};
+
+/// What `async with morpheus.critical()` binds with `as`: an awaitable
+/// already completed with `None` (like `asyncio.Lock`'s `__aenter__`).
+static READY_NONE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// Called by the async slow path to let the event loop's other tasks run
+/// (`morpheus._yield_to_loop`, set at import by the package).
+static ASYNC_YIELD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// The awaitable `async_checkpoint()` returns when nothing is pending: an
+/// `asyncio.Future` already done with `False` (set at import by the
+/// package), or else a [`Ready`].
+static READY_FALSE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Gives the CPU away with the GIL released (the yield itself), then hands
+/// queued log records to Python.
+#[cold]
+#[inline(never)]
+fn yield_cpu(py: Python<'_>) {
+    // RUNTIME-API: `checkpoint_sync()` has already called sched_yield()
+    // once, with the GIL held: other processes could run then, but not this
+    // process's other Python threads. This second yield is the one that
+    // matters for Python. With a runtime split such as
+    // `signal_pending()` + a non-yielding slow path, the first one goes away
+    // (see the package README, "Runtime API").
+    py.detach(|| {
+        // SAFETY: no arguments, no memory effects.
+        unsafe { libc::sched_yield() };
+    });
+    logs::flush(py);
+}
+
+/// The synchronous checkpoint: returns whether the thread yielded.
+///
+/// When nothing is pending (almost always) this is one native call and one
+/// compare, with the GIL held throughout. When a kernel hint, the local
+/// budget or CPU pressure says to yield, it acknowledges the hint, records
+/// the cause in the yield ledger and gives up the CPU with the GIL
+/// released, so other Python threads and other processes run. Inside a
+/// critical section it never yields (the yield is deferred to the first
+/// checkpoint after the section). The first call on a thread makes it a
+/// worker. In a coroutine, `await async_checkpoint()` also lets the event
+/// loop's other tasks run.
+#[pyfunction]
+pub(crate) fn checkpoint(py: Python<'_>) -> bool {
+    match morpheus_runtime::checkpoint_sync() {
+        None => false,
+        Some(_) => {
+            yield_cpu(py);
+            true
+        }
+    }
+}
+
+/// The asynchronous checkpoint: `await morpheus.async_checkpoint()`.
+///
+/// Same check as `checkpoint()`. When nothing is pending it returns an
+/// already-completed awaitable (the `await` does not suspend) whose value is
+/// `False`. When the thread should yield it gives up the CPU with the GIL
+/// released and returns a coroutine that lets the event loop's other tasks
+/// run (two `asyncio.sleep(0)`: the second puts this task behind the
+/// callbacks that I/O made ready meanwhile) and evaluates to `True`.
+#[pyfunction]
+pub(crate) fn async_checkpoint(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    match morpheus_runtime::checkpoint_sync() {
+        None => ready_false(py),
+        Some(_) => {
+            yield_cpu(py);
+            match ASYNC_YIELD.get(py) {
+                Some(f) => f.call0(py),
+                None => Ok(Py::new(py, Ready::new(py, true))?.into_any()),
+            }
+        }
+    }
+}
+
+fn ready_false(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let ready =
+        READY_FALSE.get_or_try_init(py, || Py::new(py, Ready::new(py, false)).map(Py::into_any))?;
+    Ok(ready.clone_ref(py))
+}
+
+/// Registers what `async_checkpoint()` returns: `slow`, the coroutine
+/// function called on its slow path (the package passes
+/// `morpheus._yield_to_loop`), and `done_false`, an awaitable already
+/// completed with `False` for the fast path. A done `asyncio.Future` is the
+/// cheapest one: awaiting it returns its result through `am_send`, without
+/// the `StopIteration` a `Ready` must raise (~40 ns instead of ~250 ns).
+#[pyfunction]
+pub(crate) fn _set_async_yield(
+    py: Python<'_>,
+    slow: Py<PyAny>,
+    done_false: Py<PyAny>,
+    done_none: Py<PyAny>,
+) {
+    let _ = ASYNC_YIELD.set(py, slow);
+    let _ = READY_FALSE.set(py, done_false);
+    let _ = READY_NONE.set(py, done_none);
+}
+
+fn ready_none(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let ready = READY_NONE.get_or_try_init(py, || {
+        Py::new(py, Ready { value: py.None() }).map(Py::into_any)
+    })?;
+    Ok(ready.clone_ref(py))
+}
+
+/// An awaitable that is already complete: `await` returns its value without
+/// suspending the coroutine.
+#[pyclass(frozen, module = "morpheus._morpheus", name = "_Ready")]
+pub(crate) struct Ready {
+    value: Py<PyAny>,
+}
+
+impl Ready {
+    fn new(py: Python<'_>, value: bool) -> Ready {
+        Ready {
+            value: pyo3::types::PyBool::new(py, value)
+                .to_owned()
+                .into_any()
+                .unbind(),
+        }
+    }
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Err(PyStopIteration::new_err((self.value.clone_ref(py),)))
+    }
+
+    fn send(&self, py: Python<'_>, _value: Py<PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        self.__next__(py)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!("<morpheus ready: {}>", self.value.bind(py))
+    }
+}
+
+/// Opens a critical section on the calling thread (sections nest): the
+/// scheduler will not force-preempt the thread and checkpoints do not yield
+/// until the matching `exit_critical()`. Prefer `with morpheus.critical():`.
+#[pyfunction]
+pub(crate) fn enter_critical() -> PyResult<()> {
+    morpheus_runtime::enter_critical().map_err(runtime_error)
+}
+
+/// Closes the innermost critical section opened on the calling thread;
+/// raises `MorpheusError` if none is open.
+#[pyfunction]
+pub(crate) fn exit_critical() -> PyResult<()> {
+    morpheus_runtime::exit_critical().map_err(runtime_error)
+}
+
+/// The calling thread's critical-section depth (0 outside any section).
+#[pyfunction]
+pub(crate) fn critical_depth() -> u32 {
+    morpheus_runtime::critical_depth()
+}
+
+/// A critical section: `with morpheus.critical():` or
+/// `async with morpheus.critical():`.
+///
+/// While the section is open the scheduler will not force-preempt the
+/// thread and checkpoints do not yield (they defer to the first checkpoint
+/// after it). Sections nest; leaving always closes the level, also when
+/// the body raises, and the exception propagates. Sections belong to the
+/// thread: in a coroutine, awaiting inside the section keeps it open while
+/// the loop runs other tasks (the scheduler caps sections, 50 ms by
+/// default), so keep awaits out of it. The object may be reused and nested
+/// with itself; leaving it more often than it was entered raises
+/// `MorpheusError`.
+#[pyclass(
+    frozen,
+    freelist = 64,
+    module = "morpheus._morpheus",
+    name = "critical"
+)]
+pub(crate) struct Critical {
+    /// Levels opened through this object and not closed yet.
+    open: AtomicU32,
+}
+
+impl Critical {
+    fn enter(&self) -> PyResult<()> {
+        morpheus_runtime::enter_critical().map_err(runtime_error)?;
+        self.open.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    fn exit(&self) -> PyResult<()> {
+        let opened = self
+            .open
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if !opened {
+            return Err(MorpheusError::new_err(
+                "this morpheus.critical() section is not open: leave a section only after \
+                 entering it (use `with morpheus.critical():`)",
+            ));
+        }
+        morpheus_runtime::exit_critical().map_err(runtime_error)
+    }
+}
+
+#[pymethods]
+impl Critical {
+    #[new]
+    fn new() -> Critical {
+        Critical {
+            open: AtomicU32::new(0),
+        }
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyResult<PyRef<'_, Self>> {
+        slf.enter()?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, _exc_info: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.exit()?;
+        Ok(false)
+    }
+
+    /// Enters the section; `async with ... as x` binds `None` (like
+    /// `asyncio.Lock`).
+    fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.enter()?;
+        ready_none(py)
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__(
+        &self,
+        py: Python<'_>,
+        _exc_info: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<Py<PyAny>> {
+        self.exit()?;
+        ready_false(py)
+    }
+
+    /// Levels this object has opened and not yet closed.
+    #[getter]
+    fn open(&self) -> u32 {
+        self.open.load(Relaxed)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<morpheus.critical open={}>", self.open.load(Relaxed))
+    }
+}

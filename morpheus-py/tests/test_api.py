@@ -1,0 +1,311 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The API: checkpoints, workers, configuration, mode/ledger/metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+import pytest
+
+import morpheus
+from _support import NO_SOCKET, last_json, run_python
+
+
+def in_thread(fn, *args):
+    """Runs ``fn`` on a new thread (a fresh, unregistered one) and returns
+    its result, re-raising what it raised."""
+    out = {}
+
+    def body():
+        try:
+            out["value"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            out["error"] = e
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "test thread hung"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def spin(seconds: float) -> None:
+    """Burns CPU for ``seconds`` without any checkpoint."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_first_checkpoint_makes_the_thread_a_worker():
+    def body():
+        with pytest.raises(morpheus.MorpheusError, match="not a Morpheus worker"):
+            morpheus.current_worker()
+        assert morpheus.checkpoint() is False  # attaches, never yields at once
+        w = morpheus.current_worker()
+        assert w.tid == threading.get_native_id()
+        assert w.escapable is False
+        assert w.budget_ms == morpheus.DEFAULT_BUDGET_MS
+        return w
+
+    w = in_thread(body)
+    assert w.critical_depth == 0 and w.ledger.yields_total == 0
+
+
+def test_init_worker_registers_an_asyncio_worker_that_is_not_escapable():
+    def body():
+        w = morpheus.init_worker()
+        assert (w.kind, w.escapable, w.slot, w.registered) == ("asyncio", False, None, False)
+        # Same options again: harmless. Other options: refused, with advice.
+        assert morpheus.init_worker().id == w.id
+        with pytest.raises(morpheus.MorpheusError, match="detach_worker"):
+            morpheus.init_worker(escapable=True)
+        with pytest.raises(morpheus.MorpheusError, match="already a Morpheus worker"):
+            morpheus.init_worker(budget_ms=3)
+        morpheus.detach_worker()
+        with pytest.raises(morpheus.MorpheusError):
+            morpheus.current_worker()
+        w2 = morpheus.init_worker(escapable=True, budget_ms=3, mode="pressured")
+        assert w2.id != w.id
+        assert (w2.escapable, w2.budget_ms, w2.pinned_mode, w2.mode) == (True, 3.0, "pressured", "pressured")
+        with pytest.raises(morpheus.MorpheusError, match="budget_ms"):
+            morpheus.init_worker(budget_ms=0)
+        with pytest.raises(morpheus.MorpheusError, match="expected one of"):
+            morpheus.init_worker(mode="turbo")
+
+    in_thread(body)
+
+
+def test_seed_usage_works_as_written():
+    """The README's loop, verbatim, inside an ``async def``."""
+
+    async def handler():
+        yielded = 0
+        acc = 0
+        t0 = time.perf_counter()
+        for i in range(1_000_000):
+            acc = (acc + i * i) % 7  # ... work ...
+            if i % 1000 == 0:
+                if morpheus.checkpoint():
+                    yielded += 1
+        return yielded, time.perf_counter() - t0
+
+    def body():
+        morpheus.init_worker(budget_ms=2)
+        yielded, elapsed = asyncio.run(handler())
+        return yielded, elapsed, morpheus.current_worker().ledger
+
+    yielded, elapsed, ledger = in_thread(body)
+    # The loop ran for many budgets: the budget source made it yield, and
+    # every yield was recorded with its cause.
+    assert elapsed > 0.02, "the loop was too fast to measure"
+    assert yielded >= 1
+    assert ledger.yields["budget"] >= yielded
+    assert ledger.yields_total == sum(ledger.yields.values())
+
+
+def test_a_yield_releases_the_gil_to_other_threads():
+    """A thread calling checkpoint() lets another Python thread on the same
+    CPU run when it yields: the GIL is released around the yield. CPython's
+    own forced GIL switch is pushed out of the way (10 s switch interval),
+    so the other thread can only run when the checkpointing one lets it."""
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    stop = threading.Event()
+    progress = [0]
+
+    def other():
+        os.sched_setaffinity(0, {cpu})  # this thread only
+        while not stop.is_set():
+            progress[0] += 1
+            time.sleep(0.0002)  # releases the GIL: the checkpointing thread resumes
+
+    def checkpointing(with_checkpoints: bool) -> int:
+        os.sched_setaffinity(0, {cpu})
+        morpheus.init_worker(budget_ms=1)
+        before = progress[0]
+        end = time.perf_counter() + 0.4
+        n = 0
+        while time.perf_counter() < end:
+            n += 1
+            if with_checkpoints and n % 100 == 0:
+                morpheus.checkpoint()
+        return progress[0] - before
+
+    old = os.sched_getaffinity(0)
+    interval = __import__("sys").getswitchinterval()
+    t = threading.Thread(target=other, daemon=True)
+    t.start()
+    try:
+        time.sleep(0.05)
+        __import__("sys").setswitchinterval(10.0)
+        starved = in_thread(checkpointing, False)
+        served = in_thread(checkpointing, True)
+    finally:
+        __import__("sys").setswitchinterval(interval)
+        stop.set()
+        t.join(20)
+        os.sched_setaffinity(0, old)
+    # Without checkpoints the other thread waits for the GIL (it may get it
+    # once or twice as the thread starts and ends); with them it runs about
+    # once per budget (1 ms) over 0.4 s.
+    assert starved <= 5, starved
+    assert served >= 20, (served, starved)
+
+
+def test_async_checkpoint_completes_at_once_when_nothing_is_pending():
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        t = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        seen = ticks
+        results = [await morpheus.async_checkpoint() for _ in range(1000)]
+        # No signal: never suspended, so the ticker did not run meanwhile.
+        assert ticks == seen
+        t.cancel()
+        return results
+
+    def body():
+        morpheus.init_worker(budget_ms=10_000)
+        return asyncio.run(main())
+
+    assert in_thread(body) == [False] * 1000
+
+
+def test_async_checkpoint_lets_other_tasks_run_when_the_budget_is_spent():
+    async def main():
+        ticks = []
+
+        async def ticker():
+            while True:
+                ticks.append(time.perf_counter())
+                await asyncio.sleep(0.001)
+
+        t = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.01)
+        before = len(ticks)
+        yielded = 0
+        end = time.perf_counter() + 0.3
+        i = 0
+        while time.perf_counter() < end:  # CPU-bound, no await but checkpoints
+            i += 1
+            if i % 100 == 0 and await morpheus.async_checkpoint():
+                yielded += 1
+        t.cancel()
+        return yielded, len(ticks) - before
+
+    def body():
+        morpheus.init_worker(budget_ms=2)
+        return asyncio.run(main())
+
+    yielded, ticks = in_thread(body)
+    assert yielded >= 10, yielded
+    assert ticks >= 10, (ticks, yielded)
+
+
+def test_accessors_mirror_the_runtime():
+    def body():
+        morpheus.init_worker(budget_ms=1)
+        spin(0.02)
+        for _ in range(3):
+            morpheus.checkpoint()
+            spin(0.005)
+        return morpheus.current_worker()
+
+    w = in_thread(body)
+    assert w.ledger.yields["budget"] >= 1
+    assert set(w.ledger.yields) == set(morpheus.YIELD_CAUSES)
+    assert len(w.ledger.hint_response.counts) == len(morpheus.RESPONSE_BUCKETS_NS) + 1
+    assert w.ledger.hint_response.count == 0  # no kernel, no hints
+    assert w.mode in morpheus.RUNTIME_MODES and w.kind in morpheus.RUNTIME_KINDS
+
+    snap = morpheus.snapshot()
+    assert snap.enabled is True
+    assert snap.mode == morpheus.mode() and snap.mode in morpheus.RUNTIME_MODES
+    assert snap.registration == "unavailable"
+    assert NO_SOCKET in snap.registration_reason and "scx_morpheus is not running" in snap.registration_reason
+    assert snap.sources_configured == morpheus.Sources(kernel=True, budget=True, pressure=False)
+    assert snap.sources_active.kernel is False
+    assert snap.escalations == 0
+    # The process ledger includes exited workers (the threads above).
+    assert snap.retired_workers >= 1
+    assert morpheus.ledger().yields_total >= w.ledger.yields_total
+    assert snap.process.yields["budget"] >= w.ledger.yields["budget"]
+    assert all(isinstance(x, morpheus.WorkerInfo) for x in snap.workers)
+
+    text = morpheus.openmetrics()
+    assert text.endswith("# EOF\n")
+    assert 'morpheus_runtime_yields_total{cause="budget"}' in text
+    assert 'morpheus_runtime_registration{state="unavailable"} 1' in text
+
+
+def test_metrics_and_mode_do_not_require_a_worker():
+    """Accessors work on any thread (they do not attach it)."""
+
+    def body():
+        morpheus.mode()
+        morpheus.snapshot()
+        morpheus.openmetrics()
+        with pytest.raises(morpheus.MorpheusError):
+            morpheus.current_worker()
+
+    in_thread(body)
+
+
+def test_configure_before_first_use_and_errors_after():
+    out = run_python(
+        """
+        import json, morpheus
+        morpheus.configure(budget_ms=3, mode="defensive", sources=["budget"], socket="/nonexistent/x.sock")
+        w = morpheus.init_worker()
+        s = morpheus.snapshot()
+        try:
+            morpheus.configure(budget_ms=4)
+        except morpheus.MorpheusError as e:
+            late = str(e)
+        print(json.dumps({"budget": w.budget_ms, "mode": s.mode, "registration": s.registration,
+                          "sources": [s.sources_configured.kernel, s.sources_configured.budget], "late": late}))
+        """
+    )
+    r = last_json(out.stdout)
+    assert r["budget"] == 3.0 and r["mode"] == "defensive"
+    assert r["registration"] == "disabled" and r["sources"] == [False, True]
+    assert "before the first checkpoint" in r["late"]
+    # In this process Morpheus is in use already.
+    with pytest.raises(morpheus.MorpheusError, match="configure"):
+        morpheus.configure(budget_ms=5)
+
+
+def test_configure_rejects_bad_values():
+    run_python(
+        """
+        import morpheus
+        for kwargs, words in [({"budget_ms": 0}, "budget_ms"), ({"mode": "fast"}, "expected one of"),
+                              ({"sources": "kernel,gpu"}, "not a hint source")]:
+            try:
+                morpheus.configure(**kwargs)
+            except morpheus.MorpheusError as e:
+                assert words in str(e), (kwargs, e)
+            else:
+                raise AssertionError(kwargs)
+        """
+    )
+
+
+def test_record_voluntary_yield_is_counted():
+    def body():
+        morpheus.init_worker()
+        morpheus.record_voluntary_yield()
+        return morpheus.current_worker().ledger.yields["voluntary"]
+
+    assert in_thread(body) == 1

@@ -1,0 +1,227 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""``python -m morpheus.run``: any module or script under Morpheus, and a
+real uvicorn server serving real requests during a CPU-heavy one."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from _support import PACKAGE_DIR, child_env, last_json
+
+PROBE = """
+import asyncio, json, sys
+import morpheus
+
+async def main():
+    w = morpheus.current_worker()
+    return {"argv": sys.argv, "name": __name__, "instrumented": morpheus.installed(asyncio.get_running_loop()),
+            "kind": w.kind, "budget_ms": w.budget_ms, "path0": sys.path[0]}
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def morpheus_run(*args: str, cwd=None, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "morpheus.run", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=child_env(**env),
+    )
+
+
+def test_runs_a_module_like_python_m(tmp_path):
+    (tmp_path / "probe_mod.py").write_text(PROBE)
+    p = morpheus_run("--budget-ms", "7", "-m", "probe_mod", "a", "--flag", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    r = last_json(p.stdout)
+    assert r["argv"] == [str(tmp_path / "probe_mod.py"), "a", "--flag"]
+    assert r["name"] == "__main__"
+    assert r["instrumented"] and r["kind"] == "asyncio" and r["budget_ms"] == 7.0
+    # The kernel path is off here, and it says so once, on stderr.
+    assert p.stderr.count("scx_morpheus is not running") == 1, p.stderr
+
+
+def test_runs_a_script_and_code(tmp_path):
+    script = tmp_path / "sub" / "probe_script.py"
+    script.parent.mkdir()
+    script.write_text(PROBE)
+    p = morpheus_run(str(script), "x")
+    assert p.returncode == 0, p.stderr
+    r = last_json(p.stdout)
+    assert r["argv"] == [str(script), "x"] and r["path0"] == str(script.parent)
+    assert r["instrumented"] and r["budget_ms"] == 10.0
+
+    p = morpheus_run("-c", PROBE, "y")
+    assert p.returncode == 0, p.stderr
+    r = last_json(p.stdout)
+    assert r["argv"] == ["-c", "y"] and r["instrumented"]
+
+
+def test_exit_status_and_usage_errors(tmp_path):
+    p = morpheus_run("-c", "raise SystemExit(3)")
+    assert p.returncode == 3
+    p = morpheus_run("--no-install", "-c", "import asyncio, morpheus\n"
+                     "async def m(): return morpheus.installed(asyncio.get_running_loop())\n"
+                     "print(asyncio.run(m()))")
+    assert p.returncode == 0 and p.stdout.strip() == "False", p.stderr
+    for args, words in [((), "no program"), (("--bogus", "x"), "unknown option"),
+                        (("--budget-ms", "fast", "-c", "pass"), "milliseconds"),
+                        (("--mode", "turbo", "-c", "pass"), "expected one of"), (("-m",), "needs an argument")]:
+        p = morpheus_run(*args)
+        assert p.returncode == 2 and words in p.stderr, (args, p.stderr)
+    p = morpheus_run("--help")
+    assert p.returncode == 0 and "python -m morpheus.run" in p.stdout
+
+
+# ----------------------------------------------------------------- uvicorn
+
+BUDGET_MS = 5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``python -m morpheus.run -m uvicorn examples.fastapi_app:app`` on
+    127.0.0.1, stopped (and killed if need be) on exit."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "morpheus.run", "-m", "uvicorn", "examples.fastapi_app:app",
+             "--loop", "asyncio", "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
+            cwd=PACKAGE_DIR,
+            env=child_env(MORPHEUS_BUDGET_MS=str(BUDGET_MS)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "Server":
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"uvicorn exited ({self.proc.returncode}):\n{self.proc.stdout.read()}")
+            try:
+                if httpx.get(self.url + "/light", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"uvicorn did not start:\n{self.output}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
+        self.output = self.proc.stdout.read()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def latencies_during(client, url: str, heavy_path: str, max_requests: int = 400):
+    """Sends light requests (at most ``max_requests``, within 60 s) while
+    ``heavy_path`` runs on its own connection; returns the light latencies
+    (ms, sorted), the heavy response and its duration (s)."""
+    import httpx
+
+    heavy = {}
+
+    def run_heavy() -> None:
+        t0 = time.perf_counter()
+        with httpx.Client(base_url=url, timeout=120) as c:
+            heavy["response"] = c.get(heavy_path).json()
+        heavy["seconds"] = time.perf_counter() - t0
+
+    t = threading.Thread(target=run_heavy)
+    t.start()
+    time.sleep(0.1)  # let the heavy request start computing
+    lat = []
+    deadline = time.monotonic() + 60
+    while t.is_alive() and len(lat) < max_requests and time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        assert client.get("/light").status_code == 200
+        lat.append((time.perf_counter() - t0) * 1000)
+    t.join(120)
+    assert "response" in heavy, "the heavy request failed"
+    return sorted(lat), heavy["response"], heavy["seconds"]
+
+
+def pct(xs, p):
+    return xs[min(len(xs) - 1, int(len(xs) * p))]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with Server() as s:
+        yield s
+    assert "scx_morpheus is not running" in s.output  # said once, why the kernel path is off
+    assert s.output.count("scx_morpheus is not running") == 1, s.output
+
+
+def test_uvicorn_serves_light_requests_during_a_heavy_one(server, capsys):
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        # Size the heavy request to about 1.5 s on this machine.
+        t0 = time.perf_counter()
+        client.get("/heavy-blocking", params={"n": 200_000})
+        n = int(min(20_000_000, max(1_000_000, 200_000 * 1.5 / (time.perf_counter() - t0))))
+
+        lat, heavy, heavy_s = latencies_during(client, server.url, f"/heavy?n={n}")
+        blocked, _, blocking_s = latencies_during(client, server.url, f"/heavy-blocking?n={n}", max_requests=5)
+
+        stats = client.get("/stats").json()
+        metrics = client.get("/metrics").text
+
+    with capsys.disabled():
+        print(
+            f"\nuvicorn, budget {BUDGET_MS} ms, heavy request {heavy_s:.2f} s ({heavy['yields']} yields): "
+            f"{len(lat)} light requests, p50 {pct(lat, .5):.1f} ms, p90 {pct(lat, .9):.1f} ms, "
+            f"max {lat[-1]:.1f} ms; without checkpoints: light request waited {blocked[-1]:.0f} ms "
+            f"(heavy {blocking_s:.2f} s)"
+        )
+    assert heavy["yields"] >= 10
+    assert len(lat) >= 10, lat
+    # Bounded by the budget: the heavy handler gives the loop back every
+    # budget, and a light request needs a couple of loop turns. Generous
+    # factors for a busy CI machine; without checkpoints the light request
+    # waits for the whole heavy one.
+    assert pct(lat, 0.5) <= 6 * BUDGET_MS + 20, lat
+    assert pct(lat, 0.9) <= 12 * BUDGET_MS + 40, lat
+    assert blocked[0] >= 0.5 * blocking_s * 1000 > 4 * pct(lat, 0.9), (blocked, lat)
+
+    assert stats["heavy_requests"] == 1
+    assert stats["loop_thread_yields"]["budget"] >= heavy["yields"]
+    assert 'morpheus_runtime_yields_total{cause="budget"}' in metrics and metrics.endswith("# EOF\n")
+
+
+def test_uvicorn_sync_endpoint_hands_the_gil_back(server):
+    """A plain ``def`` endpoint runs in the thread pool; its checkpoints hand
+    the GIL to the event loop's thread when the budget runs out."""
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        lat, heavy, _ = latencies_during(client, server.url, "/heavy-sync?n=3000000")
+    assert heavy["yields"] >= 5
+    assert len(lat) >= 5 and pct(lat, 0.5) <= 6 * BUDGET_MS + 20, lat

@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""A Python worker for the VM tests: registers, computes on one CPU, and
+prints its ledger as JSON.
+
+    python vm_worker.py --cpu N --seconds S [--escapable] [--critical]
+                        [--every K | --never]
+
+It registers (and with ``--critical`` enters a critical section), prints
+``ready`` and waits for a line on stdin: the test starts the CPU hogs in
+between, so the contention, and any hint, starts only once the worker is set
+up. Then it computes for S seconds, passing ``morpheus.checkpoint()`` every K
+iterations (or never), leaves the section and passes one more checkpoint,
+prints ``computed`` (the test stops the hogs), waits for the runtime's
+monitor to account for escalations, and prints its report as one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import morpheus
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--cpu", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=1.5)
+    p.add_argument("--escapable", action="store_true")
+    p.add_argument("--critical", action="store_true")
+    p.add_argument("--every", type=int, default=100)
+    p.add_argument("--never", action="store_true", help="never pass a checkpoint")
+    a = p.parse_args()
+
+    os.sched_setaffinity(0, {a.cpu})
+    w = morpheus.init_worker(escapable=a.escapable)
+    started = {"slot": w.slot, "mode": morpheus.snapshot().mode}
+    yielded = 0
+    acc = 0
+    i = 0
+
+    def compute() -> None:
+        nonlocal yielded, acc, i
+        end = time.monotonic() + a.seconds
+        while time.monotonic() < end:
+            for _ in range(a.every):
+                acc = (acc + i * i) % 1_000_003
+                i += 1
+            if not a.never and morpheus.checkpoint():
+                yielded += 1
+
+    section = morpheus.critical()
+    if a.critical:
+        section.__enter__()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    compute()
+    if a.critical:
+        section.__exit__(None, None, None)
+    after_section = morpheus.checkpoint()  # a deferred hint is answered here
+    print("computed", flush=True)
+    time.sleep(1.5)  # the monitor accounts escalations once a second
+    me = morpheus.current_worker()
+    snap = morpheus.snapshot()
+    print(json.dumps({
+        "started": started,
+        "slot": me.slot,
+        "escapable": me.escapable,
+        "mode": me.mode,
+        "yielded": yielded,
+        "after_section": after_section,
+        "iterations": i,
+        "yields": me.ledger.yields,
+        "hints_seen": me.ledger.hints_seen,
+        "hints_answered": me.ledger.hints_answered,
+        "hints_late": me.ledger.hints_late,
+        "deferred": me.ledger.deferred,
+        "response_count": me.ledger.hint_response.count,
+        "escalations": snap.escalations,
+        "registration": snap.registration,
+        "reason": snap.registration_reason,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! morpheus-runtime against the real scheduler: Tokio workers register,
+//! receive kernel hints under contention, answer them at checkpoints, and
+//! are not escalated inside critical sections; a plain Tokio runtime works
+//! the same. All tests use the default socket: the runtime is configured
+//! once per process and reconnects to each new loader by itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use morpheus_runtime::{Builder, RegistrationState, YieldCause, checkpoint, critical_section, metrics};
+
+use crate::support::client::metric;
+use crate::support::*;
+
+/// Runs checkpointing work until this worker is registered with the kernel.
+async fn until_registered() {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        spin_us(50);
+        checkpoint!();
+        let s = metrics::snapshot();
+        let me = morpheus_runtime::current_worker().ok();
+        if s.registration == RegistrationState::Connected && me.is_some_and(|w| w.slot.is_some()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never registered: {:?}", s.registration_reason);
+    }
+}
+
+/// CPU-bound work with a checkpoint every ~50 µs, for `dur`.
+async fn checkpointing_work(dur: Duration) {
+    let end = Instant::now() + dur;
+    while Instant::now() < end {
+        spin_us(50);
+        checkpoint!();
+    }
+}
+
+fn with_hogs<T>(f: impl FnOnce() -> T) -> T {
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs = hogs(2, test_cpu(), stop.clone());
+    let r = f();
+    stop.store(true, Ordering::Relaxed);
+    hogs.into_iter().for_each(|h| drop(h.join()));
+    r
+}
+
+#[test]
+fn builder_workers_register_and_answer_kernel_hints_within_grace() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let addr = "127.0.0.1:19401";
+    let loader = Loader::start(&["--metrics-addr", addr]);
+    let cpu = test_cpu();
+    let rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(move || pin_to(cpu))
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = metrics::snapshot().process;
+    with_hogs(|| {
+        rt.block_on(async {
+            tokio::spawn(async {
+                until_registered().await;
+                checkpointing_work(Duration::from_secs(2)).await;
+            })
+            .await
+            .unwrap()
+        })
+    });
+    let after = metrics::snapshot();
+    let hints = after.process.hints_seen - before.hints_seen;
+    let answered = after.process.hints_answered - before.hints_answered;
+    let hint_yields = after.process.yields_by(YieldCause::Hint) - before.yields_by(YieldCause::Hint);
+    println!(
+        "runtime: hints seen {hints}, answered {answered}, hint yields {hint_yields}; loader: sent {} in grace {}",
+        metric(addr, "hints_sent"),
+        metric(addr, "hints_answered_in_grace")
+    );
+    assert!(hints >= 1 && answered >= 1 && hint_yields >= 1);
+    assert!(metric(addr, "hints_answered_in_grace") >= 1);
+    assert_eq!(metric(addr, "escalations_kick"), 0);
+    drop(rt);
+    assert!(loader.stop().status.success());
+}
+
+#[test]
+fn critical_sections_are_never_escalated_but_ignored_hints_are() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let addr = "127.0.0.1:19402";
+    let loader = Loader::start(&[
+        "--metrics-addr", addr, "--enforce", "--grace-ms", "20", "--max-critical-ms", "2000",
+    ]);
+    let cpu = test_cpu();
+    let rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .escapable(true)
+        .on_thread_start(move || pin_to(cpu))
+        .enable_all()
+        .build()
+        .unwrap();
+    let escalations_before = metrics::snapshot().escalations;
+    with_hogs(|| {
+        rt.block_on(async {
+            tokio::spawn(async {
+                until_registered().await;
+                // Inside a critical section (synchronous code: the guard
+                // cannot be held across an await), checkpoints defer and
+                // nothing forces us.
+                let guard = critical_section();
+                let end = Instant::now() + Duration::from_millis(1500);
+                while Instant::now() < end {
+                    spin_us(50);
+                    assert_eq!(morpheus_runtime::checkpoint_sync(), None, "yielded inside a critical section");
+                }
+                drop(guard);
+                checkpoint!();
+            })
+            .await
+            .unwrap()
+        })
+    });
+    let sent = metric(addr, "hints_sent");
+    let kicks = metric(addr, "escalations_kick");
+    println!("critical phase: hints sent {sent}, escalations {kicks}");
+    assert!(sent >= 1, "the worker was hinted");
+    assert_eq!(kicks, 0, "a worker inside a critical section was escalated");
+    assert_eq!(metrics::snapshot().escalations, escalations_before);
+
+    // The same escapable worker ignoring hints outside a critical section is.
+    with_hogs(|| {
+        rt.block_on(async {
+            tokio::spawn(async {
+                let end = Instant::now() + Duration::from_millis(1500);
+                while Instant::now() < end {
+                    spin_us(50);
+                }
+                checkpoint!();
+            })
+            .await
+            .unwrap()
+        })
+    });
+    let kicks = metric(addr, "escalations_kick");
+    println!("ignoring phase: escalations {kicks}, runtime saw {}", metrics::snapshot().escalations);
+    assert!(kicks >= 1, "an escapable worker ignoring hints under --enforce was not escalated");
+    drop(rt);
+    assert!(loader.stop().status.success());
+}
+
+#[test]
+fn a_plain_tokio_runtime_registers_and_answers_hints_too() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let addr = "127.0.0.1:19403";
+    let loader = Loader::start(&["--metrics-addr", addr]);
+    let cpu = test_cpu();
+    // What #[tokio::main] builds, with the worker pinned to the contended CPU.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(move || pin_to(cpu))
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = metrics::snapshot().process;
+    with_hogs(|| {
+        rt.block_on(async {
+            tokio::spawn(async {
+                until_registered().await;
+                checkpointing_work(Duration::from_secs(2)).await;
+            })
+            .await
+            .unwrap()
+        })
+    });
+    let after = metrics::snapshot().process;
+    println!("plain tokio: hints seen {} answered {}", after.hints_seen - before.hints_seen, after.hints_answered - before.hints_answered);
+    assert!(after.hints_answered > before.hints_answered);
+    assert!(metric(addr, "hints_answered") >= 1);
+    drop(rt);
+    assert!(loader.stop().status.success());
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Every kernel test suite, run as root under a sched_ext kernel (inside the
+# test VM, or natively). One boot per kernel runs all of them.
+#
+#   vm-suite.sh VM_TEST_BINARY
+#
+# VM_TEST_BINARY is scx_morpheus's `vm` test binary (built on the host by
+# `cargo test --no-run -p scx_morpheus --test vm`). Later suites are skipped
+# when their prerequisites were not built (each says so).
+set -uo pipefail
+
+VM_TEST="${1:?usage: vm-suite.sh VM_TEST_BINARY}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+status=0
+
+echo "vm-suite: kernel $(uname -r), $(nproc) CPUs, sched_ext $(cat /sys/kernel/sched_ext/state)"
+
+echo "vm-suite: [1] scheduler and runtime tests against the real kernel"
+"$VM_TEST" --test-threads=1 || status=1
+
+# The Python worker tests need the venv that `./morpheus-dev test` built.
+if [[ -x "$ROOT/.venv/bin/python" && -d "$ROOT/morpheus-py/tests/vm" ]]; then
+    echo "vm-suite: [2] Python worker tests against the real kernel"
+    PYTHONDONTWRITEBYTECODE=1 "$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider \
+        "$ROOT/morpheus-py/tests/vm" || status=1
+fi
+
+echo "vm-suite: kernel $(uname -r) done, status $status"
+exit "$status"
