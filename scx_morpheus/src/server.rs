@@ -521,10 +521,14 @@ fn serve(sock: BorrowedFd<'_>, state: &Mutex<State>, grace_ns: u64) -> Result<()
                     lock(state).counters.bad_messages += 1;
                     bad += 1;
                     debug!("pid {tgid}: unexpected {msg:?} (session open: {session})");
-                    let status = if session || matches!(msg, Message::Hello { .. }) {
-                        Status::BadMessage
-                    } else {
+                    // A request before HELLO has no session to act on; anything
+                    // else (a reply type, a stray or missing fd) is malformed.
+                    let request =
+                        matches!(msg, Message::Register { .. } | Message::Unregister { .. });
+                    let status = if request && !session {
                         Status::NotFound
+                    } else {
+                        Status::BadMessage
                     };
                     reply(sock, Message::Error { status }, None)?;
                     if bad >= MAX_BAD_MESSAGES {

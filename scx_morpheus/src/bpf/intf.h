@@ -17,6 +17,8 @@ enum morpheus_sched_consts {
 	MORPHEUS_HYBRID_REPEAT = 3,
 	/* Throttled workloads are charged this many times their run time. */
 	MORPHEUS_THROTTLE_FACTOR = 4,
+	/* Consecutive ticks with waiters before a hint: ignores blips. */
+	MORPHEUS_CONTENDED_TICKS = 2,
 	/* Throttle map capacity (cgroups or processes penalised at once). */
 	MORPHEUS_MAX_THROTTLED = 1024,
 	/* Event ring buffer size in bytes. */
@@ -46,13 +48,16 @@ struct morpheus_worker_ctx {
 	__u32 runtime_kind;
 	/* owned by BPF */
 	__u64 run_start;      /* when the thread last started running */
+	__u64 ran_acc;	      /* CPU time since it last blocked or answered,
+			       * before the current run (kept across
+			       * involuntary preemptions) */
 	__u64 hint_seq;	      /* outstanding hint, 0 when none */
 	__u64 hint_ts;	      /* when it was issued */
 	__u64 hint_deadline;  /* hint_ts + grace */
 	__u64 crit_start;     /* first tick that saw it in a critical section */
 	__u64 escalation_ts;  /* last escalation */
 	__u32 escalations_recent; /* escalations within the hybrid window */
-	__u32 __pad;
+	__u32 contended_ticks;	  /* consecutive ticks that saw waiters */
 };
 
 /* Throttle map value: a cgroup (or, for the root cgroup, a process) serving a penalty. */

@@ -280,7 +280,7 @@ static __always_inline u64 task_slice(struct task_struct *p)
 	 * the tick enforces the hint, the grace period and the caps.
 	 */
 	if (worker_of(p))
-		return slice + cap + NSEC_PER_MSEC * 10;
+		slice += cap + NSEC_PER_MSEC * 10;
 	return slice;
 }
 
@@ -359,7 +359,8 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 {
 	struct morpheus_worker_ctx *wc;
 	struct morpheus_scb *scb;
-	u64 used = p->scx.slice < task_slice(p) ? task_slice(p) - p->scx.slice : 0;
+	u64 slice = cur_slice_ns ?: slice_ns;
+	u64 used = p->scx.slice < slice ? slice - p->scx.slice : 0;
 	u64 now = bpf_ktime_get_ns();
 
 	wc = worker_of(p);
@@ -369,11 +370,19 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 		scb = scb_of(wc);
 		/*
 		 * A hint is answered by an acknowledgement or by giving up the
-		 * CPU (blocking). Involuntary preemption does not answer it.
+		 * CPU (blocking). Involuntary preemption does not answer it,
+		 * and the CPU time keeps counting towards the next hint and the
+		 * caps.
 		 */
 		if (wc->hint_seq && scb &&
-		    (READ_ONCE(scb->u.ack_seq) >= wc->hint_seq || !runnable))
+		    (READ_ONCE(scb->u.ack_seq) >= wc->hint_seq || !runnable)) {
 			hint_answered(p, wc, scb, now);
+			wc->ran_acc = 0;
+		} else if (!runnable) {
+			wc->ran_acc = 0;
+		} else {
+			wc->ran_acc += used;
+		}
 	}
 
 	if (is_throttled(p, now))
@@ -423,7 +432,8 @@ static void tick_worker(struct task_struct *p, struct morpheus_worker_ctx *wc, b
 	scb->k.pressure = cur_pressure;
 	scb->k.slice_us = slice / 1000;
 
-	ran = wc->run_start && now > wc->run_start ? now - wc->run_start : 0;
+	/* CPU time since it last blocked or answered a hint. */
+	ran = wc->ran_acc + (wc->run_start && now > wc->run_start ? now - wc->run_start : 0);
 	/* Untrusted: only ever compared with zero. */
 	depth = READ_ONCE(scb->u.critical_depth);
 	if (depth) {
@@ -443,11 +453,18 @@ static void tick_worker(struct task_struct *p, struct morpheus_worker_ctx *wc, b
 		}
 	}
 
-	if (!waiters)
+	if (!waiters) {
+		wc->contended_ticks = 0;
 		return;
+	}
+	if (wc->contended_ticks < MORPHEUS_CONTENDED_TICKS)
+		wc->contended_ticks++;
 
-	/* Ran a slice while others wait: ask for a yield at the next safe point. */
-	if (!wc->hint_seq && ran >= slice) {
+	/*
+	 * Ran a slice while others wait (for more than a passing moment): ask
+	 * for a yield at the next safe point.
+	 */
+	if (!wc->hint_seq && ran >= slice && wc->contended_ticks >= MORPHEUS_CONTENDED_TICKS) {
 		wc->hint_ts = now;
 		wc->hint_deadline = now + grace_ns;
 		wc->flags &= ~MORPHEUS_CTX_HINT_EXPIRED;
@@ -480,8 +497,12 @@ static void tick_worker(struct task_struct *p, struct morpheus_worker_ctx *wc, b
 		preempt = true;
 	}
 
-	if (preempt)
+	if (preempt) {
+		/* A new round starts when it next runs. */
+		wc->ran_acc = 0;
+		wc->run_start = now;
 		scx_bpf_task_set_slice(p, 0);
+	}
 }
 
 void BPF_STRUCT_OPS(morpheus_tick, struct task_struct *p)

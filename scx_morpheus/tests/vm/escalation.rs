@@ -170,7 +170,7 @@ fn a_liar_in_a_critical_section_delays_others_by_at_most_the_cap() {
         "--grace-ms",
         "20",
         "--max-overrun-ms",
-        "50",
+        "400",
     ]);
     let session = Arc::new(Session::open(sock.as_ref()));
     let cpu = test_cpu();
@@ -206,9 +206,12 @@ fn a_liar_in_a_critical_section_delays_others_by_at_most_the_cap() {
         "liar {liar:?}: worst probe delay {worst_ms:.1} ms (cap {CAP_MS} ms), cap violations {violations}"
     );
     assert!(violations >= 1, "the liar was not stopped at the cap");
-    // Cap + one 4 ms tick + wakeup, with slack for software emulation.
+    // Without the cap the liar could hold the CPU for its whole grant
+    // (slice + --max-overrun-ms 400 ms). With it: cap + one 4 ms tick +
+    // wakeup, plus slack for software emulation, whose stalls count as
+    // delay too (the liar benchmark reports the precise figures).
     assert!(
-        worst_ms <= (CAP_MS + 4 + 40) as f64,
+        worst_ms <= (CAP_MS + 4 + 120) as f64,
         "probe delayed {worst_ms:.1} ms with a {CAP_MS} ms cap"
     );
     assert_eq!(liar.escalations, 0);

@@ -15,7 +15,14 @@ use crate::support::*;
 
 fn send_raw(sock: &OwnedFd, bytes: &[u8]) {
     // SAFETY: send(2) on our socket.
-    unsafe { libc::send(sock.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+    unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
 }
 
 /// The status of an Error reply, or None if the loader closed the connection.
@@ -29,7 +36,9 @@ fn error_reply(sock: &OwnedFd) -> Option<Status> {
 }
 
 fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fn rss_kb(pid: i32) -> u64 {
@@ -51,16 +60,26 @@ fn hostile_clients_get_clear_errors_and_the_loader_leaks_nothing() {
 
     // Warm up (threads, allocations), then take the baseline.
     drop(Session::open(path));
-    assert!(wait_for(Duration::from_secs(10), || metric(&addr, "processes") == 0));
+    assert!(wait_for(Duration::from_secs(10), || metric(
+        &addr,
+        "processes"
+    ) == 0));
     let (fds0, rss0) = (fd_count(loader.pid()), rss_kb(loader.pid()));
 
-    let good_hello = Message::Hello { runtime_kind: RuntimeKind::Tokio }.encode();
+    let good_hello = Message::Hello {
+        runtime_kind: RuntimeKind::Tokio,
+    }
+    .encode();
     let mut tried = 0;
     for round in 0..40 {
         // Truncated.
         let s = connect(path).unwrap();
         send_raw(&s, &good_hello[..5]);
-        assert_eq!(error_reply(&s), Some(Status::BadMessage), "truncated, round {round}");
+        assert_eq!(
+            error_reply(&s),
+            Some(Status::BadMessage),
+            "truncated, round {round}"
+        );
         // Oversized.
         send_raw(&s, &[0x5a; 200]);
         assert_eq!(error_reply(&s), Some(Status::BadMessage), "oversized");
@@ -71,10 +90,27 @@ fn hostile_clients_get_clear_errors_and_the_loader_leaks_nothing() {
         assert_eq!(error_reply(&s), Some(Status::BadVersion), "wrong version");
         // Out of order: REGISTER before HELLO.
         let pidfd = own_thread_pidfd();
-        seqpacket::send(s.as_fd(), &Message::Register { flags: 0, runtime_kind: RuntimeKind::Tokio }, Some(pidfd.as_fd())).unwrap();
-        assert_eq!(error_reply(&s), Some(Status::NotFound), "register before hello");
+        seqpacket::send(
+            s.as_fd(),
+            &Message::Register {
+                flags: 0,
+                runtime_kind: RuntimeKind::Tokio,
+            },
+            Some(pidfd.as_fd()),
+        )
+        .unwrap();
+        assert_eq!(
+            error_reply(&s),
+            Some(Status::NotFound),
+            "register before hello"
+        );
         // A reply type sent by a client.
-        seqpacket::send(s.as_fd(), &Message::UnregisterReply { status: Status::Ok }, None).unwrap();
+        seqpacket::send(
+            s.as_fd(),
+            &Message::UnregisterReply { status: Status::Ok },
+            None,
+        )
+        .unwrap();
         assert_eq!(error_reply(&s), Some(Status::BadMessage), "wrong direction");
         // Garbage with the right magic.
         let mut g = vec![0u8; 24];
@@ -83,14 +119,47 @@ fn hostile_clients_get_clear_errors_and_the_loader_leaks_nothing() {
         send_raw(&s, &g);
         assert!(error_reply(&s).is_some(), "garbage");
         // HELLO twice, and REGISTER with someone else's fd type (a socket).
-        seqpacket::send(s.as_fd(), &Message::Hello { runtime_kind: RuntimeKind::Tokio }, None).unwrap();
-        assert!(matches!(seqpacket::recv(s.as_fd()).unwrap(), Received::Packet(Ok(Message::HelloReply { status: Status::Ok, .. }), Some(_))));
-        seqpacket::send(s.as_fd(), &Message::Hello { runtime_kind: RuntimeKind::Tokio }, None).unwrap();
+        seqpacket::send(
+            s.as_fd(),
+            &Message::Hello {
+                runtime_kind: RuntimeKind::Tokio,
+            },
+            None,
+        )
+        .unwrap();
+        assert!(matches!(
+            seqpacket::recv(s.as_fd()).unwrap(),
+            Received::Packet(
+                Ok(Message::HelloReply {
+                    status: Status::Ok,
+                    ..
+                }),
+                Some(_)
+            )
+        ));
+        seqpacket::send(
+            s.as_fd(),
+            &Message::Hello {
+                runtime_kind: RuntimeKind::Tokio,
+            },
+            None,
+        )
+        .unwrap();
         assert_eq!(error_reply(&s), Some(Status::BadMessage), "second hello");
         let other = connect(path).unwrap();
-        seqpacket::send(s.as_fd(), &Message::Register { flags: 0, runtime_kind: RuntimeKind::Tokio }, Some(other.as_fd())).unwrap();
+        seqpacket::send(
+            s.as_fd(),
+            &Message::Register {
+                flags: 0,
+                runtime_kind: RuntimeKind::Tokio,
+            },
+            Some(other.as_fd()),
+        )
+        .unwrap();
         match seqpacket::recv(s.as_fd()).unwrap() {
-            Received::Packet(Ok(Message::RegisterReply { status, .. }), _) => assert_eq!(status, Status::NotPermitted),
+            Received::Packet(Ok(Message::RegisterReply { status, .. }), _) => {
+                assert_eq!(status, Status::NotPermitted)
+            }
             r => panic!("socket instead of pidfd: {r:?}"),
         }
         drop(other);
@@ -103,7 +172,11 @@ fn hostile_clients_get_clear_errors_and_the_loader_leaks_nothing() {
 
     // Hundreds of connections at once, then all gone.
     let many: Vec<OwnedFd> = (0..300).filter_map(|_| connect(path).ok()).collect();
-    assert!(many.len() >= 250, "only {} connections accepted", many.len());
+    assert!(
+        many.len() >= 250,
+        "only {} connections accepted",
+        many.len()
+    );
     drop(many);
 
     // A well-behaved client is still served.
@@ -111,13 +184,31 @@ fn hostile_clients_get_clear_errors_and_the_loader_leaks_nothing() {
     session.register(0).expect("served after the abuse");
     drop(session);
 
-    assert!(wait_for(Duration::from_secs(20), || metric(&addr, "processes") == 0), "sessions leaked");
-    assert_eq!(metric(&addr, "workers_registered") + metric(&addr, "workers_running"), 0, "slots leaked");
-    assert!(wait_for(Duration::from_secs(20), || fd_count(loader.pid()) <= fds0), "fds leaked: {} -> {}", fds0, fd_count(loader.pid()));
+    assert!(
+        wait_for(Duration::from_secs(20), || metric(&addr, "processes") == 0),
+        "sessions leaked"
+    );
+    assert_eq!(
+        metric(&addr, "workers_registered") + metric(&addr, "workers_running"),
+        0,
+        "slots leaked"
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || fd_count(loader.pid()) <= fds0),
+        "fds leaked: {} -> {}",
+        fds0,
+        fd_count(loader.pid())
+    );
     let rss1 = rss_kb(loader.pid());
     let bad = metric(&addr, "bad_messages");
-    println!("hostile input: {tried} bad exchanges, {bad} bad messages counted, fds {fds0} -> {}, RSS {rss0} -> {rss1} kB", fd_count(loader.pid()));
+    println!(
+        "hostile input: {tried} bad exchanges, {bad} bad messages counted, fds {fds0} -> {}, RSS {rss0} -> {rss1} kB",
+        fd_count(loader.pid())
+    );
     assert!(bad >= 200);
-    assert!(rss1 < rss0 + 16 * 1024, "loader memory grew from {rss0} to {rss1} kB");
+    assert!(
+        rss1 < rss0 + 16 * 1024,
+        "loader memory grew from {rss0} to {rss1} kB"
+    );
     assert!(loader.stop().status.success());
 }

@@ -277,6 +277,10 @@ fn sysrq_s_ejects_the_scheduler_and_the_loader_reports_it() {
     std::fs::write("/proc/sysrq-trigger", "S").expect("write /proc/sysrq-trigger");
     let exit = loader.wait(Duration::from_secs(30));
     assert!(wait_for(Duration::from_secs(10), || sched_ext_state() == "disabled"));
-    assert!(exit.stderr.contains("sysrq"), "the exit reason names sysrq:\n{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("sysrq"),
+        "the exit reason names sysrq:\n{}",
+        exit.stderr
+    );
     assert!(!std::path::Path::new(&sock).exists(), "socket left behind");
 }

@@ -173,7 +173,11 @@ fn exited_threads_are_reclaimed_and_slots_never_reuse_a_generation() {
         .unwrap();
     assert_eq!(slot2, slot, "the slot is reused");
     assert!(generation2 > generation, "with a new generation");
-    assert_eq!(session.scb(slot2).generation(), generation2, "the SCB carries it");
+    assert_eq!(
+        session.scb(slot2).generation(),
+        generation2,
+        "the SCB carries it"
+    );
     assert_eq!(metric(&addr, "registrations"), 2);
     drop(session);
     assert!(loader.stop().status.success());
@@ -264,12 +268,17 @@ fn the_default_socket_admits_only_root_and_its_group() {
     let (sock, _) = endpoints("default-mode", 0);
     let loader = Loader::start(&["--socket", &sock]);
     let path = sock.clone();
-    let code = as_user(65534, move || match crate::support::client::connect(path.as_ref()) {
-        Err(e) if e.raw_os_error() == Some(libc::EACCES) => 0,
-        Err(_) => 1,
-        Ok(_) => 2,
+    let code = as_user(65534, move || {
+        match crate::support::client::connect(path.as_ref()) {
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => 0,
+            Err(_) => 1,
+            Ok(_) => 2,
+        }
     });
-    assert_eq!(code, 0, "an unprivileged user could connect to a 0660 root socket");
+    assert_eq!(
+        code, 0,
+        "an unprivileged user could connect to a 0660 root socket"
+    );
     assert!(loader.stop().status.success());
 }
 
@@ -293,7 +302,9 @@ fn a_process_inside_a_pid_namespace_registers_its_own_threads() {
                 let ok = std::panic::catch_unwind(|| {
                     assert_eq!(libc::getpid(), 1, "not in a new PID namespace");
                     let session = Session::open(path.as_ref());
-                    let (slot, _) = session.register(0).expect("registration from a PID namespace");
+                    let (slot, _) = session
+                        .register(0)
+                        .expect("registration from a PID namespace");
                     assert_eq!(session.scb(slot).magic(), morpheus_common::ABI_MAGIC);
                 })
                 .is_ok();
@@ -309,7 +320,11 @@ fn a_process_inside_a_pid_namespace_registers_its_own_threads() {
     let mut status = 0;
     // SAFETY: reaping our child.
     unsafe { libc::waitpid(child, &mut status, 0) };
-    assert_eq!(libc::WEXITSTATUS(status), 0, "registration from a PID namespace failed");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "registration from a PID namespace failed"
+    );
     assert_eq!(metric(&addr, "registrations"), 1);
     assert!(loader.stop().status.success());
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use morpheus_runtime::{Builder, RegistrationState, YieldCause, checkpoint, critical_section, metrics};
+use morpheus_runtime::{
+    Builder, RegistrationState, YieldCause, checkpoint, critical_section, metrics,
+};
 
 use crate::support::client::metric;
 use crate::support::*;
@@ -25,7 +27,11 @@ async fn until_registered() {
         if s.registration == RegistrationState::Connected && me.is_some_and(|w| w.slot.is_some()) {
             return;
         }
-        assert!(Instant::now() < deadline, "never registered: {:?}", s.registration_reason);
+        assert!(
+            Instant::now() < deadline,
+            "never registered: {:?}",
+            s.registration_reason
+        );
     }
 }
 
@@ -74,7 +80,8 @@ fn builder_workers_register_and_answer_kernel_hints_within_grace() {
     let after = metrics::snapshot();
     let hints = after.process.hints_seen - before.hints_seen;
     let answered = after.process.hints_answered - before.hints_answered;
-    let hint_yields = after.process.yields_by(YieldCause::Hint) - before.yields_by(YieldCause::Hint);
+    let hint_yields =
+        after.process.yields_by(YieldCause::Hint) - before.yields_by(YieldCause::Hint);
     println!(
         "runtime: hints seen {hints}, answered {answered}, hint yields {hint_yields}; loader: sent {} in grace {}",
         metric(addr, "hints_sent"),
@@ -93,7 +100,13 @@ fn critical_sections_are_never_escalated_but_ignored_hints_are() {
     let _slot = exclusive();
     let addr = "127.0.0.1:19402";
     let loader = Loader::start(&[
-        "--metrics-addr", addr, "--enforce", "--grace-ms", "20", "--max-critical-ms", "2000",
+        "--metrics-addr",
+        addr,
+        "--enforce",
+        "--grace-ms",
+        "20",
+        "--max-critical-ms",
+        "2000",
     ]);
     let cpu = test_cpu();
     let rt = Builder::new_multi_thread()
@@ -115,7 +128,11 @@ fn critical_sections_are_never_escalated_but_ignored_hints_are() {
                 let end = Instant::now() + Duration::from_millis(1500);
                 while Instant::now() < end {
                     spin_us(50);
-                    assert_eq!(morpheus_runtime::checkpoint_sync(), None, "yielded inside a critical section");
+                    assert_eq!(
+                        morpheus_runtime::checkpoint_sync(),
+                        None,
+                        "yielded inside a critical section"
+                    );
                 }
                 drop(guard);
                 checkpoint!();
@@ -146,8 +163,14 @@ fn critical_sections_are_never_escalated_but_ignored_hints_are() {
         })
     });
     let kicks = metric(addr, "escalations_kick");
-    println!("ignoring phase: escalations {kicks}, runtime saw {}", metrics::snapshot().escalations);
-    assert!(kicks >= 1, "an escapable worker ignoring hints under --enforce was not escalated");
+    println!(
+        "ignoring phase: escalations {kicks}, runtime saw {}",
+        metrics::snapshot().escalations
+    );
+    assert!(
+        kicks >= 1,
+        "an escapable worker ignoring hints under --enforce was not escalated"
+    );
     drop(rt);
     assert!(loader.stop().status.success());
 }
@@ -178,7 +201,11 @@ fn a_plain_tokio_runtime_registers_and_answers_hints_too() {
         })
     });
     let after = metrics::snapshot().process;
-    println!("plain tokio: hints seen {} answered {}", after.hints_seen - before.hints_seen, after.hints_answered - before.hints_answered);
+    println!(
+        "plain tokio: hints seen {} answered {}",
+        after.hints_seen - before.hints_seen,
+        after.hints_answered - before.hints_answered
+    );
     assert!(after.hints_answered > before.hints_answered);
     assert!(metric(addr, "hints_answered") >= 1);
     drop(rt);

@@ -20,7 +20,10 @@ const PHASES: u64 = 4; // the loader restarts PHASES - 1 times
 fn soak_with_churn_restarts_and_full_load() {
     require_sched_ext();
     let _slot = exclusive();
-    let secs: u64 = std::env::var("MORPHEUS_SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let secs: u64 = std::env::var("MORPHEUS_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     let addr = "127.0.0.1:19601";
     let cpus = std::thread::available_parallelism().unwrap().get();
 
@@ -29,7 +32,11 @@ fn soak_with_churn_restarts_and_full_load() {
     let hog_threads: Vec<_> = (0..cpus).flat_map(|c| hogs(1, c, stop.clone())).collect();
 
     // A Tokio service: checkpointing CPU tasks plus a 1 ms probe.
-    let rt = Builder::new_multi_thread().worker_threads(cpus).enable_all().build().unwrap();
+    let rt = Builder::new_multi_thread()
+        .worker_threads(cpus)
+        .enable_all()
+        .build()
+        .unwrap();
     let worst_probe_us = Arc::new(AtomicU64::new(0));
     for _ in 0..cpus {
         let stop = stop.clone();
@@ -81,14 +88,21 @@ fn soak_with_churn_restarts_and_full_load() {
             churned += 16;
         }
         // Every exited worker is reclaimed; only the service's workers stay.
-        let live = |addr: &str| metric(addr, "workers_registered") + metric(addr, "workers_running") + metric(addr, "workers_dead");
+        let live = |addr: &str| {
+            metric(addr, "workers_registered")
+                + metric(addr, "workers_running")
+                + metric(addr, "workers_dead")
+        };
         assert!(
             wait_for(Duration::from_secs(10), || live(addr) <= cpus as u64),
             "phase {phase}: slots leaked: {} live workers, service has {cpus}",
             live(addr)
         );
+        // Outcomes first: counters only grow, so sent read last bounds them.
+        let resolved = metric(addr, "hints_answered")
+            + metric(addr, "hints_expired")
+            + metric(addr, "hints_dropped");
         let sent = metric(addr, "hints_sent");
-        let resolved = metric(addr, "hints_answered") + metric(addr, "hints_expired") + metric(addr, "hints_dropped");
         println!(
             "phase {phase}: sent {sent} answered {} expired {} dropped {} escalations {} reaped {}",
             metric(addr, "hints_answered"),
@@ -97,12 +111,19 @@ fn soak_with_churn_restarts_and_full_load() {
             metric(addr, "escalations_kick"),
             metric(addr, "workers_reaped")
         );
-        assert!(resolved <= sent && sent - resolved <= live(addr) + cpus as u64, "phase {phase}: hint accounting: sent {sent}, resolved {resolved}");
+        assert!(
+            resolved <= sent && sent - resolved <= live(addr) + cpus as u64,
+            "phase {phase}: hint accounting: sent {sent}, resolved {resolved}"
+        );
         hints += sent;
         drop(session);
         let exit = loader.stop();
         assert!(exit.status.success(), "phase {phase}: {}", exit.stderr);
-        assert!(!exit.stderr.contains("stall"), "phase {phase}: watchdog ejection:\n{}", exit.stderr);
+        assert!(
+            !exit.stderr.contains("stall"),
+            "phase {phase}: watchdog ejection:\n{}",
+            exit.stderr
+        );
     }
     stop.store(true, Ordering::Relaxed);
     drop(rt);

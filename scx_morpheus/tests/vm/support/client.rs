@@ -17,6 +17,8 @@ use morpheus_common::{RuntimeKind, SCB_SIZE, Scb, Status};
 /// A session with the loader: the connection and the mapped SCB array.
 pub struct Session {
     sock: OwnedFd,
+    /// One request/reply exchange at a time (threads share the session).
+    exchange: std::sync::Mutex<()>,
     mem: *mut Scb,
     len: usize,
     pub max_workers: u32,
@@ -113,6 +115,7 @@ impl Session {
         );
         Session {
             sock,
+            exchange: Default::default(),
             mem: mem.cast(),
             len,
             max_workers,
@@ -124,6 +127,7 @@ impl Session {
     /// REGISTER the calling thread; returns (slot, generation) or the status.
     pub fn register(&self, flags: u32) -> Result<(u32, u64), Status> {
         let pidfd = own_thread_pidfd();
+        let _one_at_a_time = self.exchange.lock().unwrap_or_else(|e| e.into_inner());
         let (reply, _) = request(
             &self.sock,
             &Message::Register {
@@ -145,6 +149,7 @@ impl Session {
 
     /// UNREGISTER a slot.
     pub fn unregister(&self, slot: u32, generation: u64) -> Status {
+        let _one_at_a_time = self.exchange.lock().unwrap_or_else(|e| e.into_inner());
         match request(&self.sock, &Message::Unregister { slot, generation }, None).0 {
             Message::UnregisterReply { status } | Message::Error { status } => status,
             other => panic!("unexpected {other:?}"),
