@@ -15,7 +15,9 @@ fn bench(c: &mut Criterion) {
         if !case.env.is_empty() {
             continue;
         }
-        g.bench_function(case.name, |b| b.iter_custom(|iters| (case.run)(iters.max(1))));
+        g.bench_function(case.name, |b| {
+            b.iter_custom(|iters| (case.run)(iters.max(1)))
+        });
     }
     g.finish();
 }

@@ -11,7 +11,8 @@
 # morpheus-bench). Results (JSON per program, SVG plots) go to
 # $MORPHEUS_BENCH_OUT (default /tmp/morpheus-bench-host). quick = a few
 # seconds per program (the test suite; under a minute in all); full = the
-# figures in BENCHMARKS.md.
+# figures in BENCHMARKS.md. The Python benchmark runs when
+# $MORPHEUS_BENCH_PYTHON (default python3) can import morpheus.
 set -euo pipefail
 
 BIN="$(cd "${1:?usage: host-suite.sh BIN_DIR [quick|full]}" && pwd)"
@@ -27,6 +28,7 @@ for b in starvation latency liar neutrality microbench; do
     [[ -x "$BIN/$b" ]] || { echo "host-suite: $BIN/$b missing (cargo build --release -p morpheus-bench)" >&2; exit 1; }
 done
 
+export RUST_LIB_BACKTRACE=0
 TAG=host
 T0=$SECONDS
 run() {
@@ -49,5 +51,14 @@ if command -v valgrind >/dev/null; then
     fi
 else
     run microbench
+fi
+# The Python table, when the morpheus package is importable
+# ($MORPHEUS_BENCH_PYTHON, default python3; e.g. the test suite's .venv).
+PY="${MORPHEUS_BENCH_PYTHON:-python3}"
+if "$PY" -c 'import morpheus' 2>/dev/null; then
+    printf '\n==== python asyncio_bench (%ss into the suite)\n' "$((SECONDS - T0))"
+    "$PY" "$(dirname "${BASH_SOURCE[0]}")/../python/asyncio_bench.py" "${Q[@]}" --json "$OUT/$TAG-python.json"
+else
+    echo "host-suite: skipping the Python benchmark ($PY cannot import morpheus: pip install ./morpheus-py)"
 fi
 printf '\n==== done in %ss\n' "$((SECONDS - T0))"

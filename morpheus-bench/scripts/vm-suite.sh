@@ -28,6 +28,8 @@ for b in scx_morpheus starvation latency liar neutrality microbench; do
     [[ -x "$BIN/$b" ]] || { echo "vm-suite: $BIN/$b missing (cargo build --release -p scx_morpheus -p morpheus-bench)" >&2; exit 1; }
 done
 
+# anyhow: no backtraces in error messages (RUST_BACKTRACE may be set).
+export RUST_LIB_BACKTRACE=0
 KREL="$(uname -r)"
 TAG="vm-${KREL%%+*}"
 T0=$SECONDS
@@ -45,8 +47,12 @@ echo "vm-suite: kernel $KREL, $(nproc) CPUs, mode $MODE, output $OUT"
 run starvation --hogs "$(nproc)" --sched observer
 # The main claim, in all three configurations.
 run latency --pressure --sched default,observer,enforce
-# A critical section that lies: the cap must hold.
-run liar --critical-duration-ms 500 --sched default,observer
+# A critical section that lies: the cap must hold. The same with honest
+# 1 ms sections first: the delays the machine shows without a liar.
+step "liar (honest 1 ms sections, the baseline)"
+"$BIN/liar" "${Q[@]}" --critical-duration-ms 1 --sched default,observer \
+    --json "$OUT/$TAG-liar-honest.json"
+run liar --critical-duration-ms 500 --sched default,observer,enforce
 # Ordinary workloads must not pay for scx_morpheus.
 run neutrality --sched default,observer
 # The fast path with the worker registered with the kernel; exact

@@ -161,7 +161,10 @@ where
             Some(mut args) => {
                 args.extend(opts.loader_args.iter().cloned());
                 let loader = Loader::start(&loader_bin, &args, addr)?;
-                eprintln!("   scx_morpheus attached in {:.1}s (args: {:?})", loader.attach_secs, args);
+                eprintln!(
+                    "   scx_morpheus attached in {:.1}s (args: {:?})",
+                    loader.attach_secs, args
+                );
                 let before = loader.scrape()?;
                 let result = run_child(config, Some(addr));
                 // The loader refreshes its metrics every 100 ms.

@@ -45,7 +45,10 @@ impl Hogs {
     /// Stops the hogs; returns the work units each completed.
     pub fn stop(self) -> Vec<u64> {
         self.stop.store(true, Ordering::Relaxed);
-        self.threads.into_iter().map(|t| t.join().unwrap_or(0)).collect()
+        self.threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or(0))
+            .collect()
     }
 }
 

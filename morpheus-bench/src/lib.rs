@@ -6,8 +6,8 @@
 //! what they share. See the crate README for the programs.
 
 pub mod harness;
-pub mod micro;
 pub mod hogs;
+pub mod micro;
 pub mod probe;
 pub mod report;
 pub mod rtmetrics;

@@ -121,7 +121,10 @@ pub fn case(name: &str) -> Option<&'static Case> {
 pub static REGISTERED: AtomicBool = AtomicBool::new(false);
 
 fn worker(budget: Duration) {
-    let opts = WorkerOptions { budget: Some(budget), ..Default::default() };
+    let opts = WorkerOptions {
+        budget: Some(budget),
+        ..Default::default()
+    };
     attach_current_thread(opts).expect("attach the benchmark thread");
     let slot = morpheus_runtime::current_worker().ok().and_then(|w| w.slot);
     REGISTERED.store(slot.is_some(), Ordering::Relaxed);
@@ -130,7 +133,9 @@ fn worker(budget: Duration) {
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn on_thread(f: impl FnOnce() -> Duration + Send + 'static) -> Duration {
-    std::thread::spawn(f).join().expect("benchmark thread panicked")
+    std::thread::spawn(f)
+        .join()
+        .expect("benchmark thread panicked")
 }
 
 fn timed(f: impl FnOnce()) -> Duration {
@@ -142,7 +147,9 @@ fn timed(f: impl FnOnce()) -> Duration {
 /// A current-thread runtime on this thread, running `fut` to completion and
 /// timing it.
 fn in_task<F: Future<Output = ()>>(fut: impl FnOnce() -> F) -> Duration {
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let t = Instant::now();
         fut().await;
@@ -176,7 +183,9 @@ pub fn mb_async_loop(rt: &tokio::runtime::Runtime, n: u64) {
 }
 fn run_async_loop(n: u64) -> Duration {
     on_thread(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         timed(|| mb_async_loop(&rt, n))
     })
 }
@@ -205,7 +214,9 @@ pub fn mb_tokio_consume_budget(rt: &tokio::runtime::Runtime, n: u64) {
 }
 fn run_consume_budget(n: u64) -> Duration {
     on_thread(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         timed(|| mb_tokio_consume_budget(&rt, n))
     })
 }
@@ -222,7 +233,9 @@ pub fn mb_tokio_yield_now(rt: &tokio::runtime::Runtime, n: u64) {
 }
 fn run_yield_now(n: u64) -> Duration {
     on_thread(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         timed(|| mb_tokio_yield_now(&rt, n))
     })
 }
@@ -240,7 +253,9 @@ pub fn mb_checkpoint_async(rt: &tokio::runtime::Runtime, n: u64) {
 fn run_checkpoint_async(n: u64) -> Duration {
     on_thread(move || {
         worker(HOUR);
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         timed(|| mb_checkpoint_async(&rt, n))
     })
 }

@@ -59,7 +59,11 @@ impl Machine {
             self.cpus,
             self.cpu_model,
             self.loadavg,
-            if self.in_vm { ", in the QEMU test VM" } else { "" }
+            if self.in_vm {
+                ", in the QEMU test VM"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -73,7 +77,11 @@ pub fn command_line() -> String {
 pub fn program() -> String {
     std::env::args()
         .next()
-        .and_then(|a| std::path::Path::new(&a).file_name().map(|f| f.to_string_lossy().into_owned()))
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| "bench".into())
 }
 
@@ -133,7 +141,8 @@ impl Table {
 
     /// Appends a row.
     pub fn row<S: ToString>(&mut self, cells: &[S]) {
-        self.rows.push(cells.iter().map(ToString::to_string).collect());
+        self.rows
+            .push(cells.iter().map(ToString::to_string).collect());
     }
 
     /// Renders the table.

@@ -58,18 +58,42 @@ impl RuntimeFigures {
         d.hints_seen = self.hints_seen.saturating_sub(before.hints_seen);
         d.hints_answered = self.hints_answered.saturating_sub(before.hints_answered);
         d.deferred = self.deferred.saturating_sub(before.deferred);
-        d.checkpoints_slow = self.checkpoints_slow.saturating_sub(before.checkpoints_slow);
+        d.checkpoints_slow = self
+            .checkpoints_slow
+            .saturating_sub(before.checkpoints_slow);
         d
+    }
+
+    /// Adds the increments of `b` (a later run) into `self`; state fields
+    /// become `b`'s.
+    pub fn absorb(&mut self, b: &RuntimeFigures) {
+        for (k, v) in &b.yields {
+            *self.yields.entry(k.clone()).or_default() += v;
+        }
+        self.hints_seen += b.hints_seen;
+        self.hints_answered += b.hints_answered;
+        self.deferred += b.deferred;
+        self.checkpoints_slow += b.checkpoints_slow;
+        self.registration.clone_from(&b.registration);
+        self.registered_workers = b.registered_workers;
     }
 
     /// One line: "yields hint=12 budget=3; hints seen 14 answered 12".
     pub fn brief(&self) -> String {
-        let yields: Vec<String> = self.yields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let yields: Vec<String> = self
+            .yields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         format!(
             "{} ({} registered); yields {}; hints seen {} answered {}",
             self.registration,
             self.registered_workers,
-            if yields.is_empty() { "none".into() } else { yields.join(" ") },
+            if yields.is_empty() {
+                "none".into()
+            } else {
+                yields.join(" ")
+            },
             self.hints_seen,
             self.hints_answered
         )

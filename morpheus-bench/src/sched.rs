@@ -136,7 +136,8 @@ impl Loader {
     /// socket and metrics endpoint answer.
     pub fn start(bin: &Path, args: &[String], metrics: SocketAddr) -> Result<Loader> {
         require_sched_ext()?;
-        let log = std::env::temp_dir().join(format!("scx_morpheus-bench-{}.log", std::process::id()));
+        let log =
+            std::env::temp_dir().join(format!("scx_morpheus-bench-{}.log", std::process::id()));
         let out = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let started = Instant::now();
@@ -148,8 +149,18 @@ impl Loader {
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()
-            .with_context(|| format!("cannot start {} (build it, or pass --loader)", bin.display()))?;
-        let mut loader = Loader { child, metrics, log, attach_secs: 0.0 };
+            .with_context(|| {
+                format!(
+                    "cannot start {} (build it, or pass --loader)",
+                    bin.display()
+                )
+            })?;
+        let mut loader = Loader {
+            child,
+            metrics,
+            log,
+            attach_secs: 0.0,
+        };
         let socket = Path::new(morpheus_common::DEFAULT_SOCKET_PATH);
         let mut why = String::new();
         let ready = wait_for(ATTACH_TIMEOUT, || {
@@ -245,9 +256,15 @@ impl SchedMetrics {
     pub fn parse(text: &str) -> SchedMetrics {
         let mut m = SchedMetrics::default();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((name, value)) = line.split_once(' ') else { continue };
-            let Some(name) = name.strip_prefix("scx_morpheus_") else { continue };
-            let Ok(value) = value.trim().parse::<f64>() else { continue };
+            let Some((name, value)) = line.split_once(' ') else {
+                continue;
+            };
+            let Some(name) = name.strip_prefix("scx_morpheus_") else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
             match name.strip_suffix("_total") {
                 Some(c) => m.counters.insert(c.to_string(), value as u64),
                 None => m.gauges.insert(name.to_string(), value as u64),
@@ -262,10 +279,23 @@ impl SchedMetrics {
             counters: self
                 .counters
                 .iter()
-                .map(|(k, v)| (k.clone(), v.saturating_sub(*before.counters.get(k).unwrap_or(&0))))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.saturating_sub(*before.counters.get(k).unwrap_or(&0)),
+                    )
+                })
                 .collect(),
             gauges: self.gauges.clone(),
         }
+    }
+
+    /// Adds the counter increments of `b` into `self`; gauges become `b`'s.
+    pub fn absorb(&mut self, b: &SchedMetrics) {
+        for (k, v) in &b.counters {
+            *self.counters.entry(k.clone()).or_default() += v;
+        }
+        self.gauges.clone_from(&b.gauges);
     }
 
     /// A counter (or gauge) by name, 0 if absent.
@@ -303,7 +333,10 @@ pub fn scrape(addr: SocketAddr) -> Result<SchedMetrics> {
     s.read_to_string(&mut text)?;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or(("", &text));
     if !head.starts_with("HTTP/1.") || !head.contains(" 200") {
-        bail!("unexpected answer from {addr}: {}", head.lines().next().unwrap_or(""));
+        bail!(
+            "unexpected answer from {addr}: {}",
+            head.lines().next().unwrap_or("")
+        );
     }
     Ok(SchedMetrics::parse(body))
 }
@@ -316,8 +349,16 @@ mod tests {
     fn configs_parse_with_clear_errors() {
         assert_eq!("Default".parse::<SchedConfig>(), Ok(SchedConfig::Default));
         assert_eq!("enforce".parse::<SchedConfig>(), Ok(SchedConfig::Enforce));
-        assert!("cfs".parse::<SchedConfig>().unwrap_err().contains("expected default"));
-        assert_eq!(SchedConfig::Enforce.loader_args(), Some(vec!["--enforce".to_string()]));
+        assert!(
+            "cfs"
+                .parse::<SchedConfig>()
+                .unwrap_err()
+                .contains("expected default")
+        );
+        assert_eq!(
+            SchedConfig::Enforce.loader_args(),
+            Some(vec!["--enforce".to_string()])
+        );
         assert_eq!(SchedConfig::Default.loader_args(), None);
     }
 
@@ -327,7 +368,8 @@ mod tests {
             "# TYPE scx_morpheus_hints_sent counter\nscx_morpheus_hints_sent_total 10\n\
              scx_morpheus_pressure 2048\nother_metric 1\n# EOF\n",
         );
-        let b = SchedMetrics::parse("scx_morpheus_hints_sent_total 25\nscx_morpheus_pressure 512\n");
+        let b =
+            SchedMetrics::parse("scx_morpheus_hints_sent_total 25\nscx_morpheus_pressure 512\n");
         let d = b.since(&a);
         assert_eq!(d.get("hints_sent"), 15);
         assert_eq!(d.get("pressure"), 512);

@@ -45,7 +45,7 @@ async fn heavy(w: HeavyWork, seed: u64) -> u64 {
             }
             *g = g.wrapping_add(acc);
         }
-        if (i + 1) % w.every == 0 {
+        if (i + 1).is_multiple_of(w.every) {
             morpheus_runtime::checkpoint!();
         }
     }
@@ -162,7 +162,10 @@ async fn light_conn(addr: SocketAddr, sh: Arc<Shared>, k: usize, period: Duratio
             return;
         }
         if at >= sh.window_start {
-            sh.samples.lock().unwrap_or_else(|e| e.into_inner()).push(lat);
+            sh.samples
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(lat);
         }
         i += n;
     }
@@ -188,12 +191,19 @@ async fn heavy_client(addr: SocketAddr, sh: Arc<Shared>, seed: u64) {
     }
 }
 
-fn client_thread(name: &str, f: impl FnOnce(&tokio::runtime::Runtime) + Send + 'static) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new().name(name.into()).spawn(move || {
-        f(&rt);
-        rt.shutdown_background();
-    })
+fn client_thread(
+    name: &str,
+    f: impl FnOnce(&tokio::runtime::Runtime) + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            f(&rt);
+            rt.shutdown_background();
+        })
 }
 
 /// Runs the load against `addr` for warmup + window and returns what it
@@ -206,7 +216,9 @@ pub fn run_client(addr: SocketAddr, load: Load) -> std::io::Result<ClientResult>
         window_start: start + load.warmup,
         window_end: start + load.warmup + load.window,
         samples: Mutex::new(Vec::new()),
-        in_flight: (0..load.light_conns.max(1)).map(|_| AtomicU64::new(u64::MAX)).collect(),
+        in_flight: (0..load.light_conns.max(1))
+            .map(|_| AtomicU64::new(u64::MAX))
+            .collect(),
         heavy_done: AtomicU64::new(0),
         errors: AtomicU64::new(0),
     });
@@ -219,12 +231,13 @@ pub fn run_client(addr: SocketAddr, load: Load) -> std::io::Result<ClientResult>
                 .collect();
             // Unanswered requests must not hold up the end: give them a grace
             // period and count their wait so far.
-            let _ = tokio::time::timeout_at((s1.window_end + Duration::from_secs(2)).into(), async {
-                for t in tasks {
-                    let _ = t.await;
-                }
-            })
-            .await;
+            let _ =
+                tokio::time::timeout_at((s1.window_end + Duration::from_secs(2)).into(), async {
+                    for t in tasks {
+                        let _ = t.await;
+                    }
+                })
+                .await;
         });
     })?;
     let heavy_clients = load.heavy_clients;
@@ -233,12 +246,13 @@ pub fn run_client(addr: SocketAddr, load: Load) -> std::io::Result<ClientResult>
             let tasks: Vec<_> = (0..heavy_clients)
                 .map(|i| tokio::spawn(heavy_client(addr, s2.clone(), i as u64)))
                 .collect();
-            let _ = tokio::time::timeout_at((s2.window_end + Duration::from_secs(2)).into(), async {
-                for t in tasks {
-                    let _ = t.await;
-                }
-            })
-            .await;
+            let _ =
+                tokio::time::timeout_at((s2.window_end + Duration::from_secs(2)).into(), async {
+                    for t in tasks {
+                        let _ = t.await;
+                    }
+                })
+                .await;
         });
     })?;
     let _ = light.join();
@@ -272,7 +286,11 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let w = HeavyWork { units: 50, every: 10, locked_units: 2 };
+        let w = HeavyWork {
+            units: 50,
+            every: 10,
+            locked_units: 2,
+        };
         let addr = start_server(&rt, w).unwrap();
         let load = Load {
             light_rate: 200.0,

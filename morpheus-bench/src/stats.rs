@@ -100,7 +100,10 @@ mod tests {
     fn percentiles_use_nearest_rank() {
         let mut v: Vec<u64> = (1..=1000).rev().collect();
         let s = Summary::of(&mut v);
-        assert_eq!((s.p50_ns, s.p99_ns, s.p999_ns, s.max_ns), (500, 990, 999, 1000));
+        assert_eq!(
+            (s.p50_ns, s.p99_ns, s.p999_ns, s.max_ns),
+            (500, 990, 999, 1000)
+        );
         assert_eq!(s.count, 1000);
         assert_eq!(s.mean_ns, 500);
         assert_eq!(percentile(&[7], 0.999), 7);

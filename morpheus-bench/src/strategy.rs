@@ -53,7 +53,11 @@ impl Strategy {
     /// A multi-thread runtime with `workers` workers (all drivers on): a
     /// Morpheus [`Builder`](morpheus_runtime::Builder) runtime for
     /// `Morpheus` (with `budget` if given), a plain Tokio one otherwise.
-    pub fn runtime(self, workers: usize, budget: Option<Duration>) -> std::io::Result<tokio::runtime::Runtime> {
+    pub fn runtime(
+        self,
+        workers: usize,
+        budget: Option<Duration>,
+    ) -> std::io::Result<tokio::runtime::Runtime> {
         match self {
             Strategy::Morpheus => {
                 let mut b = morpheus_runtime::Builder::new_multi_thread();

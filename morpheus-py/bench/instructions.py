@@ -4,8 +4,9 @@ overhead figures of ``overhead.py`` without the noise of a busy machine.
 
     python bench/instructions.py [--n 20000]
 
-Each workload runs in a fresh interpreter under ``valgrind --tool=callgrind``
-twice, with ``n`` and ``2 n`` operations; the difference divided by ``n`` is
+Valgrind counts user-space instructions only (system calls, which dominate
+the echo workload's time, are not in its figures). Each workload runs in a
+fresh interpreter under ``valgrind --tool=callgrind`` twice, with ``n`` and ``2 n`` operations; the difference divided by ``n`` is
 the cost of one operation, start-up excluded. Morpheus runs with its hint
 sources off (``MORPHEUS_SOURCES=none``) so that only the fast path is
 counted: the slow path (a yield, about once per budget) is a system call
@@ -27,6 +28,7 @@ WORKLOADS = {
     "await": ("await: done future vs morpheus.async_checkpoint()", "await_done", "await_checkpoint"),
     "callback": ("call_soon callback: plain loop vs morpheus loop", "callback_plain", "callback_morpheus"),
     "task_step": ("task step (sleep(0)): plain vs morpheus loop", "step_plain", "step_morpheus"),
+    "echo": ("TCP echo round trip: plain vs morpheus loop", "echo_plain", "echo_morpheus"),
 }
 
 
@@ -59,9 +61,9 @@ def inner(variant: str, n: int) -> None:
         return
     loop = morpheus.new_event_loop() if variant.endswith("morpheus") else asyncio.SelectorEventLoop()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from overhead import callback_chain, task_steps
+    from overhead import callback_chain, echo_round_trips, task_steps
 
-    work = callback_chain if variant.startswith("callback") else task_steps
+    work = {"callback": callback_chain, "step": task_steps, "echo": echo_round_trips}[variant.split("_")[0]]
     loop.run_until_complete(work(n))
     loop.close()
 
@@ -82,6 +84,8 @@ def count(variant: str, n: int) -> int:
 
 
 def per_op(variant: str, n: int) -> float:
+    if variant.startswith("echo"):
+        n = max(1, n // 10)  # each round trip is tens of callbacks' worth
     return (count(variant, 2 * n) - count(variant, n)) / n
 
 

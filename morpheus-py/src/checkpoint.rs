@@ -97,7 +97,8 @@ fn ready_false(py: Python<'_>) -> PyResult<Py<PyAny>> {
 /// `morpheus._yield_to_loop`), and `done_false`, an awaitable already
 /// completed with `False` for the fast path. A done `asyncio.Future` is the
 /// cheapest one: awaiting it returns its result through `am_send`, without
-/// the `StopIteration` a `Ready` must raise (~40 ns instead of ~250 ns).
+/// the `StopIteration` a `Ready` must raise (measured: about a third of
+/// the cost, ~80 ns instead of ~280 ns per `await`).
 #[pyfunction]
 pub(crate) fn _set_async_yield(
     py: Python<'_>,

@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod logs;
+mod ready;
 mod worker;
 
 use morpheus_common as abi;
@@ -71,6 +72,7 @@ fn _morpheus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::critical_depth, m)?)?;
     m.add_class::<checkpoint::Critical>()?;
     m.add_class::<checkpoint::Ready>()?;
+    m.add("ReadyQueue", ready::ready_queue_type(py)?)?;
     m.add_function(wrap_pyfunction!(worker::init_worker, m)?)?;
     m.add_function(wrap_pyfunction!(worker::_attach_loop_thread, m)?)?;
     m.add_function(wrap_pyfunction!(worker::detach_worker, m)?)?;

@@ -96,14 +96,18 @@ def test_seed_usage_works_as_written():
 
     def body():
         morpheus.init_worker(budget_ms=2)
-        yielded, elapsed = asyncio.run(handler())
-        return yielded, elapsed, morpheus.current_worker().ledger
+        total, elapsed = 0, 0.0
+        for _ in range(10):  # more rounds only if a busy machine starved us
+            yielded, seconds = asyncio.run(handler())
+            total, elapsed = total + yielded, elapsed + seconds
+            if total >= 3:
+                break
+        return total, elapsed, morpheus.current_worker().ledger
 
     yielded, elapsed, ledger = in_thread(body)
     # The loop ran for many budgets: the budget source made it yield, and
     # every yield was recorded with its cause.
-    assert elapsed > 0.02, "the loop was too fast to measure"
-    assert yielded >= 1
+    assert yielded >= 3, (yielded, elapsed)
     assert ledger.yields["budget"] >= yielded
     assert ledger.yields_total == sum(ledger.yields.values())
 
@@ -195,9 +199,10 @@ def test_async_checkpoint_lets_other_tasks_run_when_the_budget_is_spent():
         await asyncio.sleep(0.01)
         before = len(ticks)
         yielded = 0
-        end = time.perf_counter() + 0.3
+        deadline = time.perf_counter() + 20
         i = 0
-        while time.perf_counter() < end:  # CPU-bound, no await but checkpoints
+        # CPU-bound, no await but checkpoints, until 20 yields happened.
+        while yielded < 20 and time.perf_counter() < deadline:
             i += 1
             if i % 100 == 0 and await morpheus.async_checkpoint():
                 yielded += 1
@@ -209,7 +214,8 @@ def test_async_checkpoint_lets_other_tasks_run_when_the_budget_is_spent():
         return asyncio.run(main())
 
     yielded, ticks = in_thread(body)
-    assert yielded >= 10, yielded
+    assert yielded == 20, yielded
+    # The ticker's timer is due at most yields; it runs at about every one.
     assert ticks >= 10, (ticks, yielded)
 
 

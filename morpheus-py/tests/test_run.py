@@ -139,10 +139,12 @@ class Server:
         self.stop()
 
 
-def latencies_during(client, url: str, heavy_path: str, max_requests: int = 400):
-    """Sends light requests (at most ``max_requests``, within 60 s) while
-    ``heavy_path`` runs on its own connection; returns the light latencies
-    (ms, sorted), the heavy response and its duration (s)."""
+def latencies_during(client, url: str, heavy_path: str, max_requests: int = 2000):
+    """Sends light requests (at most ``max_requests``, within 60 s) until
+    ``heavy_path``, sent on its own connection, is answered; returns the
+    light latencies (ms, sorted), the heavy response and its duration (s).
+    (The first light requests may be served before the heavy one reaches
+    the server: they only add fast samples.)"""
     import httpx
 
     heavy = {}
@@ -189,7 +191,7 @@ def test_uvicorn_serves_light_requests_during_a_heavy_one(server, capsys):
         n = int(min(20_000_000, max(1_000_000, 200_000 * 1.5 / (time.perf_counter() - t0))))
 
         lat, heavy, heavy_s = latencies_during(client, server.url, f"/heavy?n={n}")
-        blocked, _, blocking_s = latencies_during(client, server.url, f"/heavy-blocking?n={n}", max_requests=5)
+        blocked, _, blocking_s = latencies_during(client, server.url, f"/heavy-blocking?n={n}")
 
         stats = client.get("/stats").json()
         metrics = client.get("/metrics").text
@@ -209,7 +211,7 @@ def test_uvicorn_serves_light_requests_during_a_heavy_one(server, capsys):
     # waits for the whole heavy one.
     assert pct(lat, 0.5) <= 6 * BUDGET_MS + 20, lat
     assert pct(lat, 0.9) <= 12 * BUDGET_MS + 40, lat
-    assert blocked[0] >= 0.5 * blocking_s * 1000 > 4 * pct(lat, 0.9), (blocked, lat)
+    assert blocked[-1] >= 0.5 * blocking_s * 1000 > 4 * pct(lat, 0.9), (blocked, lat)
 
     assert stats["heavy_requests"] == 1
     assert stats["loop_thread_yields"]["budget"] >= heavy["yields"]

@@ -30,7 +30,7 @@ say "kernel $(uname -r), $(nproc) CPUs, sched_ext state: $(cat $SCHED_EXT/state)
 say "1. latency: a Tokio service (Morpheus checkpoints) with light and CPU-heavy
    requests while CPU hogs saturate every CPU; first under the kernel's default
    scheduler, then with scx_morpheus attached (it starts and stops around the run)"
-"$BIN/latency" --pressure --duration "$SECS" --warmup 1 --sched default,observer \
+"$BIN/latency" --pressure --duration "$SECS" --warmup 1 --rounds 1 --sched default,observer \
     --json "$OUT/demo-latency.json"
 
 say "2. starvation: CPU-bound tasks on every worker plus a 1 ms latency probe,

@@ -25,9 +25,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Parser, Serialize)]
 #[command(name = "latency")]
 struct Opts {
-    /// Measurement window in seconds (default: 20, or 2 with --quick).
+    /// Measurement window per round, seconds (default: 10, or 2 with --quick).
     #[arg(long)]
     duration: Option<f64>,
+
+    /// Rounds: each runs every configuration once, in turn; the figures
+    /// merge all rounds (default: 3, or 1 with --quick).
+    #[arg(long)]
+    rounds: Option<usize>,
 
     /// Service worker threads (default: the number of CPUs).
     #[arg(long)]
@@ -66,20 +71,71 @@ struct Opts {
     run: RunOpts,
 }
 
+/// One configuration's figures (merged over rounds: raw fields add up,
+/// derived ones are recomputed by [`Measurement::derive`]).
 #[derive(Debug, Serialize, Deserialize)]
 struct Measurement {
     workers: usize,
     hogs: usize,
     unit_us: f64,
     heavy_units: u64,
+    rounds: usize,
     window_s: f64,
+    /// Raw light-request latencies (ns).
+    light_ns: Vec<u64>,
+    heavy_done: u64,
+    hog_units: u64,
+    /// Warm-up plus window: the time the hogs ran.
+    total_s: f64,
+    errors: u64,
     light: Summary,
     light_cdf: Vec<(u64, f64)>,
     light_per_s: f64,
     heavy_per_s: f64,
-    errors: u64,
     hog_units_per_s: f64,
     runtime: RuntimeFigures,
+}
+
+impl Measurement {
+    fn derive(&mut self) {
+        let mut sorted = self.light_ns.clone();
+        self.light = Summary::of(&mut sorted);
+        self.light_cdf = cdf(&sorted, 200);
+        self.light_per_s = self.light.count as f64 / self.window_s;
+        self.heavy_per_s = self.heavy_done as f64 / self.window_s;
+        self.hog_units_per_s = self.hog_units as f64 / self.total_s;
+    }
+
+    fn absorb(&mut self, b: Measurement) {
+        self.rounds += b.rounds;
+        self.window_s += b.window_s;
+        self.light_ns.extend(b.light_ns);
+        self.heavy_done += b.heavy_done;
+        self.hog_units += b.hog_units;
+        self.total_s += b.total_s;
+        self.errors += b.errors;
+        self.runtime.absorb(&b.runtime);
+        self.derive();
+    }
+}
+
+/// Merges the per-round runs of each configuration.
+fn merge(rounds: Vec<Vec<ConfigRun<Measurement>>>) -> Vec<ConfigRun<Measurement>> {
+    let mut it = rounds.into_iter();
+    let mut merged = it.next().unwrap_or_default();
+    for round in it {
+        for (m, r) in merged.iter_mut().zip(round) {
+            m.result.absorb(r.result);
+            m.sched_metrics = match (m.sched_metrics.take(), r.sched_metrics) {
+                (Some(mut a), Some(b)) => {
+                    a.absorb(&b);
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    merged
 }
 
 impl Opts {
@@ -88,7 +144,11 @@ impl Opts {
         if !(1..=256).contains(&w) {
             bail!("--workers must be between 1 and 256 (got {w})");
         }
-        let d = *self.duration.get_or_insert(self.run.pick(2.0, 20.0));
+        let d = *self.duration.get_or_insert(self.run.pick(2.0, 10.0));
+        let r = *self.rounds.get_or_insert(self.run.pick(1, 3));
+        if !(1..=100).contains(&r) {
+            bail!("--rounds must be between 1 and 100 (got {r})");
+        }
         if !(d > 0.0 && d <= 3600.0) {
             bail!("--duration must be between 0 and 3600 seconds (got {d})");
         }
@@ -116,8 +176,16 @@ impl Opts {
     }
 }
 
+/// Carries the parent's calibration to the measurement processes, so that
+/// every configuration does the same work per heavy request.
+const UNIT_ENV: &str = "MORPHEUS_BENCH_UNIT_US";
+
 fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
-    let unit_us = unit_ns(200) / 1e3;
+    let unit_us = std::env::var(UNIT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|u| *u > 0.0)
+        .unwrap_or_else(|| unit_ns(200) / 1e3);
     let units = |us: f64| ((us / unit_us).round() as u64).max(1);
     let work = HeavyWork {
         units: units(o.heavy_ms * 1e3),
@@ -143,22 +211,27 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
     let runtime = RuntimeFigures::now().since(&before);
     let hog_units: u64 = hogs.stop().iter().sum();
     rt.shutdown_timeout(Duration::from_secs(10));
-    let w = window.as_secs_f64();
-    let light = Summary::of(&mut r.light_ns);
-    Ok(Measurement {
+    let mut m = Measurement {
         workers,
         hogs: nhogs,
         unit_us,
         heavy_units: work.units,
-        window_s: w,
-        light_per_s: light.count as f64 / w,
-        light_cdf: cdf(&r.light_ns, 200),
-        light,
-        heavy_per_s: r.heavy_done as f64 / w,
+        rounds: 1,
+        window_s: window.as_secs_f64(),
+        light_ns: std::mem::take(&mut r.light_ns),
+        heavy_done: r.heavy_done,
+        hog_units,
+        total_s: total.as_secs_f64(),
         errors: r.errors,
-        hog_units_per_s: hog_units as f64 / total.as_secs_f64(),
+        light: Summary::default(),
+        light_cdf: Vec::new(),
+        light_per_s: 0.0,
+        heavy_per_s: 0.0,
+        hog_units_per_s: 0.0,
         runtime,
-    })
+    };
+    m.derive();
+    Ok(m)
 }
 
 fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
@@ -166,10 +239,28 @@ fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
     let m0 = &first.result;
     println!(
         "\nlatency: {} workers, {} hog thread(s), light {}/s, {} heavy clients x {} ms ({} units of {:.1} us), lock held {} ms, checkpoint every {} us, window {}s",
-        m0.workers, m0.hogs, o.light_rate, o.heavy_clients.unwrap_or(0), o.heavy_ms, m0.heavy_units, m0.unit_us, o.locked_ms, o.checkpoint_us, m0.window_s
+        m0.workers,
+        m0.hogs,
+        o.light_rate,
+        o.heavy_clients.unwrap_or(0),
+        o.heavy_ms,
+        m0.heavy_units,
+        m0.unit_us,
+        o.locked_ms,
+        o.checkpoint_us,
+        m0.window_s
     );
     let mut t = Table::new(&[
-        "scheduler", "light p50 ms", "p99", "p99.9", "max", "light/s", "heavy/s", "p99 vs first", "heavy vs first", "errors",
+        "scheduler",
+        "light p50 ms",
+        "p99",
+        "p99.9",
+        "max",
+        "light/s",
+        "heavy/s",
+        "p99 vs first",
+        "heavy vs first",
+        "errors",
     ]);
     for run in runs {
         let m = &run.result;
@@ -215,20 +306,56 @@ fn plots(o: &Opts, runs: &[ConfigRun<Measurement>]) -> Result<()> {
         .iter()
         .map(|r| Series {
             name: r.label.clone(),
-            points: r.result.light_cdf.iter().map(|&(x, y)| (x as f64 / 1e6, y)).collect(),
+            points: r
+                .result
+                .light_cdf
+                .iter()
+                .map(|&(x, y)| (x as f64 / 1e6, y))
+                .collect(),
         })
         .collect();
-    harness::plot(&o.run, "latency-light-cdf", &svg::cdf_chart("latency: light requests", "latency (ms, log scale)", &series))?;
-    let bars: Vec<(String, f64)> = runs.iter().map(|r| (r.label.clone(), r.result.heavy_per_s)).collect();
-    harness::plot(&o.run, "latency-heavy-throughput", &svg::bar_chart("latency: heavy requests completed", "requests per second", &bars))
+    harness::plot(
+        &o.run,
+        "latency-light-cdf",
+        &svg::cdf_chart(
+            "latency: light requests",
+            "latency (ms, log scale)",
+            &series,
+        ),
+    )?;
+    let bars: Vec<(String, f64)> = runs
+        .iter()
+        .map(|r| (r.label.clone(), r.result.heavy_per_s))
+        .collect();
+    harness::plot(
+        &o.run,
+        "latency-heavy-throughput",
+        &svg::bar_chart(
+            "latency: heavy requests completed",
+            "requests per second",
+            &bars,
+        ),
+    )
 }
 
 fn main() -> Result<()> {
+    if std::env::var_os(UNIT_ENV).is_none() {
+        let unit_us = unit_ns(1000) / 1e3;
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var(UNIT_ENV, unit_us.to_string()) };
+    }
     let mut o = Opts::parse();
     o.validate()?;
-    let Some(runs) = harness::run_configs(&o.run, |ctx| measure(&o, ctx))? else {
-        return Ok(());
-    };
+    // Rounds interleave the configurations (default, observer, enforce,
+    // default, ...), so drifting background load hits each alike.
+    let mut rounds = Vec::new();
+    for _ in 0..o.rounds.unwrap_or(1) {
+        let Some(runs) = harness::run_configs(&o.run, |ctx| measure(&o, ctx))? else {
+            return Ok(());
+        };
+        rounds.push(runs);
+    }
+    let runs = merge(rounds);
     println!("machine: {}", report::Machine::detect().describe());
     print(&o, &runs);
     plots(&o, &runs)?;

@@ -70,7 +70,8 @@ impl Opts {
         }
         if self.cap_ms.is_none() {
             let from_args = self.run.loader_args.iter().find_map(|a| {
-                a.strip_prefix("--max-critical-ms=").and_then(|v| v.parse().ok())
+                a.strip_prefix("--max-critical-ms=")
+                    .and_then(|v| v.parse().ok())
             });
             self.cap_ms = Some(from_args.unwrap_or(morpheus_common::DEFAULT_MAX_CRITICAL_MS));
         }
@@ -88,58 +89,84 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
     let cpu = cpus() - 1;
     let stop = Arc::new(AtomicBool::new(false));
     let competitor = gap_recorder("competitor", cpu, stop.clone())?;
-    let control = (cpu > 0).then(|| gap_recorder("control", 0, stop.clone())).transpose()?;
+    let control = (cpu > 0)
+        .then(|| gap_recorder("control", 0, stop.clone()))
+        .transpose()?;
     let before = RuntimeFigures::now();
     let section = Duration::from_millis(o.critical_duration_ms);
     let duration = Duration::from_secs_f64(o.duration.unwrap_or(1.0));
-    let liar = std::thread::Builder::new().name("liar".into()).spawn(move || -> Result<u64> {
-        pin_to(cpu)?;
-        attach_current_thread(WorkerOptions { escapable: Some(true), ..Default::default() })?;
-        let end = Instant::now() + duration;
-        let mut sections = 0;
-        while Instant::now() < end {
-            {
-                let _cs = critical_section();
-                spin_until(Instant::now() + section);
-            }
-            sections += 1;
-            morpheus_runtime::checkpoint_sync();
-            // A little honest work between sections.
-            for _ in 0..10 {
-                spin_until(Instant::now() + Duration::from_millis(1));
+    let liar = std::thread::Builder::new()
+        .name("liar".into())
+        .spawn(move || -> Result<u64> {
+            pin_to(cpu)?;
+            attach_current_thread(WorkerOptions {
+                escapable: Some(true),
+                ..Default::default()
+            })?;
+            let end = Instant::now() + duration;
+            let mut sections = 0;
+            while Instant::now() < end {
+                {
+                    let _cs = critical_section();
+                    spin_until(Instant::now() + section);
+                }
+                sections += 1;
                 morpheus_runtime::checkpoint_sync();
+                // A little honest work between sections.
+                for _ in 0..10 {
+                    spin_until(Instant::now() + Duration::from_millis(1));
+                    morpheus_runtime::checkpoint_sync();
+                }
             }
-        }
-        Ok(sections)
-    })?;
-    let sections = liar.join().map_err(|_| anyhow::anyhow!("the liar thread panicked"))??;
+            Ok(sections)
+        })?;
+    let sections = liar
+        .join()
+        .map_err(|_| anyhow::anyhow!("the liar thread panicked"))??;
     let runtime = RuntimeFigures::now().since(&before);
     stop.store(true, Relaxed);
-    let mut gaps = competitor.join().map_err(|_| anyhow::anyhow!("the competitor panicked"))?;
+    let mut gaps = competitor
+        .join()
+        .map_err(|_| anyhow::anyhow!("the competitor panicked"))?;
     let control = control
-        .map(|c| c.join().map_err(|_| anyhow::anyhow!("the control thread panicked")))
+        .map(|c| {
+            c.join()
+                .map_err(|_| anyhow::anyhow!("the control thread panicked"))
+        })
         .transpose()?
         .map(|mut g| Summary::of(&mut g));
-    Ok(Measurement { cpu, sections, gaps: Summary::of(&mut gaps), control, runtime })
+    Ok(Measurement {
+        cpu,
+        sections,
+        gaps: Summary::of(&mut gaps),
+        control,
+        runtime,
+    })
 }
 
 /// A thread pinned to `cpu` that records every gap longer than 1 ms in its
 /// own progress until `stop`.
-fn gap_recorder(name: &str, cpu: usize, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<Vec<u64>>> {
-    std::thread::Builder::new().name(name.into()).spawn(move || {
-        let _ = pin_to(cpu);
-        let mut gaps = Vec::new();
-        let mut last = Instant::now();
-        while !stop.load(Relaxed) {
-            let now = Instant::now();
-            let gap = now.duration_since(last).as_nanos() as u64;
-            if gap > 1_000_000 {
-                gaps.push(gap);
+fn gap_recorder(
+    name: &str,
+    cpu: usize,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<Vec<u64>>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = pin_to(cpu);
+            let mut gaps = Vec::new();
+            let mut last = Instant::now();
+            while !stop.load(Relaxed) {
+                let now = Instant::now();
+                let gap = now.duration_since(last).as_nanos() as u64;
+                if gap > 1_000_000 {
+                    gaps.push(gap);
+                }
+                last = now;
             }
-            last = now;
-        }
-        gaps
-    })
+            gaps
+        })
 }
 
 fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
@@ -154,13 +181,27 @@ fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
         fmt_ms(bound_ns)
     );
     let mut t = Table::new(&[
-        "scheduler", "sections", "longest delay ms", "p99 gap", "gaps > 1 ms", "control max ms", "cap violations", "within cap+tick",
+        "scheduler",
+        "sections",
+        "longest delay ms",
+        "p99 gap",
+        "gaps > 1 ms",
+        "control max ms",
+        "cap violations",
+        "within cap+tick",
     ]);
     for run in runs {
         let m = &run.result;
-        let violations = run.sched_metrics.as_ref().map(|s| s.get("critical_cap_violations").to_string());
+        let violations = run
+            .sched_metrics
+            .as_ref()
+            .map(|s| s.get("critical_cap_violations").to_string());
         let within = if run.sched_metrics.is_some() {
-            if m.gaps.max_ns <= bound_ns { "yes" } else { "NO" }
+            if m.gaps.max_ns <= bound_ns {
+                "yes"
+            } else {
+                "NO"
+            }
         } else {
             "n/a (no cap)"
         };
@@ -192,8 +233,19 @@ fn main() -> Result<()> {
     };
     println!("machine: {}", report::Machine::detect().describe());
     print(&o, &runs);
-    let bars: Vec<(String, f64)> = runs.iter().map(|r| (r.label.clone(), r.result.gaps.max_ns as f64 / 1e6)).collect();
-    harness::plot(&o.run, "liar-longest-delay", &morpheus_bench::svg::bar_chart("liar: longest delay of the competitor", "milliseconds", &bars))?;
+    let bars: Vec<(String, f64)> = runs
+        .iter()
+        .map(|r| (r.label.clone(), r.result.gaps.max_ns as f64 / 1e6))
+        .collect();
+    harness::plot(
+        &o.run,
+        "liar-longest-delay",
+        &morpheus_bench::svg::bar_chart(
+            "liar: longest delay of the competitor",
+            "milliseconds",
+            &bars,
+        ),
+    )?;
     if let Some(path) = &o.run.json {
         report::save(path, &o, &runs)?;
     }

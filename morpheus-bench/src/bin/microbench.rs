@@ -70,7 +70,13 @@ struct CaseResult {
     registered: bool,
 }
 
-fn child(o: &Opts, c: &Case, iters: u64, repeat: usize, valgrind_out: Option<&PathBuf>) -> Result<CaseOut> {
+fn child(
+    o: &Opts,
+    c: &Case,
+    iters: u64,
+    repeat: usize,
+    valgrind_out: Option<&PathBuf>,
+) -> Result<CaseOut> {
     let exe = std::env::current_exe()?;
     let mut cmd = match valgrind_out {
         Some(out) => {
@@ -84,13 +90,27 @@ fn child(o: &Opts, c: &Case, iters: u64, repeat: usize, valgrind_out: Option<&Pa
         }
         None => Command::new(&exe),
     };
-    cmd.args(["--run-case", c.name, "--iters", &iters.to_string(), "--repeat", &repeat.to_string()]);
+    cmd.args([
+        "--run-case",
+        c.name,
+        "--iters",
+        &iters.to_string(),
+        "--repeat",
+        &repeat.to_string(),
+    ]);
     for (k, v) in c.env {
         cmd.env(k, v);
     }
-    let out = cmd.output().with_context(|| format!("cannot run the {} case", c.name))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run the {} case", c.name))?;
     if !out.status.success() {
-        bail!("case {} failed ({}): {}", c.name, out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "case {} failed ({}): {}",
+            c.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default();
@@ -99,9 +119,13 @@ fn child(o: &Opts, c: &Case, iters: u64, repeat: usize, valgrind_out: Option<&Pa
 
 /// Total instructions in a callgrind output file.
 fn callgrind_total(path: &PathBuf) -> Result<u64> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("no callgrind output {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("no callgrind output {}", path.display()))?;
     text.lines()
-        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .context("callgrind output has no totals line")
 }
@@ -112,7 +136,11 @@ fn instructions(o: &Opts, c: &Case) -> Result<f64> {
     let dir = std::env::temp_dir();
     let mut totals = Vec::new();
     for n in [n1, n2] {
-        let out = dir.join(format!("callgrind.mb.{}.{}.{n}", std::process::id(), c.name));
+        let out = dir.join(format!(
+            "callgrind.mb.{}.{}.{n}",
+            std::process::id(),
+            c.name
+        ));
         child(o, c, n, 1, Some(&out))?;
         totals.push(callgrind_total(&out)?);
         let _ = std::fs::remove_file(&out);
@@ -130,7 +158,11 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Vec<CaseResult>> {
         let out = child(o, c, iters, repeat, None)?;
         let mut v = out.ns_per_iter.clone();
         v.sort_by(f64::total_cmp);
-        let instr = if o.callgrind { Some(instructions(o, c)?) } else { None };
+        let instr = if o.callgrind {
+            Some(instructions(o, c)?)
+        } else {
+            None
+        };
         results.push(CaseResult {
             name: c.name.into(),
             what: c.what.into(),
@@ -141,7 +173,12 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Vec<CaseResult>> {
             registered: out.registered,
         });
     }
-    let base_of = |name: &str| results.iter().find(|r| r.name == name).map(|r| (r.ns, r.instr));
+    let base_of = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| (r.ns, r.instr))
+    };
     let (sync_base, async_base) = (base_of("empty_loop"), base_of("async_loop"));
     for r in &mut results {
         // In-task checkpoints compare with the same loop without them.
@@ -164,7 +201,14 @@ fn print(runs: &[ConfigRun<Vec<CaseResult>>]) {
             "\nmicrobench under {} (net = minus the empty loop; for checkpoint!() in a task, minus the async loop)",
             run.label
         );
-        let mut t = Table::new(&["case", "ns/op", "net ns", "instr/op", "net instr", "kernel-registered"]);
+        let mut t = Table::new(&[
+            "case",
+            "ns/op",
+            "net ns",
+            "instr/op",
+            "net instr",
+            "kernel-registered",
+        ]);
         for r in &run.result {
             let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
             t.row(&[
@@ -173,7 +217,11 @@ fn print(runs: &[ConfigRun<Vec<CaseResult>>]) {
                 format!("{:.2}", r.net_ns),
                 f(r.instr),
                 f(r.net_instr),
-                if r.registered { "yes".into() } else { "no".to_string() },
+                if r.registered {
+                    "yes".into()
+                } else {
+                    "no".to_string()
+                },
             ]);
         }
         print!("{}", t.render());
@@ -182,11 +230,19 @@ fn print(runs: &[ConfigRun<Vec<CaseResult>>]) {
         }
         let get = |n: &str| run.result.iter().find(|r| r.name == n);
         if let Some(c) = get("checkpoint_async") {
-            let instr = c.net_instr.map_or("not counted".into(), |i| format!("{i:.1} instructions"));
-            println!("target checkpoint fast path <= 1 ns and <= 5 instructions: {:.2} ns net, {instr}", c.net_ns);
+            let instr = c
+                .net_instr
+                .map_or("not counted".into(), |i| format!("{i:.1} instructions"));
+            println!(
+                "target checkpoint fast path <= 1 ns and <= 5 instructions: {:.2} ns net, {instr}",
+                c.net_ns
+            );
         }
         if let Some(c) = get("critical_section") {
-            println!("target critical section enter+exit <= 2 ns: {:.2} ns net", c.net_ns);
+            println!(
+                "target critical section enter+exit <= 2 ns: {:.2} ns net",
+                c.net_ns
+            );
         }
     }
 }
@@ -196,7 +252,10 @@ fn run_case(name: &str, iters: u64, repeat: usize) -> Result<()> {
     let ns_per_iter = (0..repeat.max(1))
         .map(|_| (c.run)(iters).as_nanos() as f64 / iters as f64)
         .collect();
-    let out = CaseOut { ns_per_iter, registered: REGISTERED.load(std::sync::atomic::Ordering::Relaxed) };
+    let out = CaseOut {
+        ns_per_iter,
+        registered: REGISTERED.load(std::sync::atomic::Ordering::Relaxed),
+    };
     println!("{}", serde_json::to_string(&out)?);
     Ok(())
 }
@@ -224,7 +283,10 @@ fn main() -> Result<()> {
         bail!("no case named '{bad}' (see --list)");
     }
     if o.callgrind && Command::new(&o.valgrind).arg("--version").output().is_err() {
-        bail!("--callgrind needs valgrind ({}): apt-get install valgrind", o.valgrind.display());
+        bail!(
+            "--callgrind needs valgrind ({}): apt-get install valgrind",
+            o.valgrind.display()
+        );
     }
     let Some(runs) = harness::run_configs(&o.run, |ctx| measure(&o, ctx))? else {
         return Ok(());

@@ -133,7 +133,7 @@ async fn cpu_task(s: Strategy, every: u64, seed: u64, done: Arc<AtomicU64>, stop
         acc = work_unit(acc);
         n += 1;
         done.store(n, Relaxed);
-        if n % every == 0 {
+        if n.is_multiple_of(every) {
             s.checkpoint().await;
         }
     }
@@ -160,8 +160,9 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<Round> {
     let rt_before = RuntimeFigures::now();
     let probe = Probe::spawn(rt.handle(), Duration::from_millis(1));
     let stop = Arc::new(AtomicBool::new(false));
-    let counters: Vec<Arc<AtomicU64>> =
-        (0..workers * o.tasks_per_worker).map(|_| Arc::default()).collect();
+    let counters: Vec<Arc<AtomicU64>> = (0..workers * o.tasks_per_worker)
+        .map(|_| Arc::default())
+        .collect();
     let start = Instant::now();
     for (i, c) in counters.iter().enumerate() {
         rt.spawn(cpu_task(s, o.every, i as u64, c.clone(), stop.clone()));
@@ -178,7 +179,14 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<Round> {
         std::thread::sleep(Duration::from_millis(300));
         ctx.scrape().map(|a| a.since(&b))
     });
-    Ok(Round { units, wall_s, hog_units, samples, runtime, sched })
+    Ok(Round {
+        units,
+        wall_s,
+        hog_units,
+        samples,
+        runtime,
+        sched,
+    })
 }
 
 fn merge(s: Strategy, rounds: Vec<Round>) -> VariantResult {
@@ -189,15 +197,15 @@ fn merge(s: Strategy, rounds: Vec<Round>) -> VariantResult {
         all.hog_units += r.hog_units;
         all.samples.extend(r.samples);
         all.runtime = match (all.runtime, r.runtime) {
-            (Some(a), Some(b)) => Some(add_runtime(a, &b)),
+            (Some(mut a), Some(b)) => {
+                a.absorb(&b);
+                Some(a)
+            }
             (a, b) => a.or(b),
         };
         all.sched = match (all.sched, r.sched) {
             (Some(mut a), Some(b)) => {
-                for (k, v) in b.counters {
-                    *a.counters.entry(k).or_default() += v;
-                }
-                a.gauges = b.gauges;
+                a.absorb(&b);
                 Some(a)
             }
             (a, b) => a.or(b),
@@ -217,19 +225,6 @@ fn merge(s: Strategy, rounds: Vec<Round>) -> VariantResult {
     }
 }
 
-fn add_runtime(mut a: RuntimeFigures, b: &RuntimeFigures) -> RuntimeFigures {
-    for (k, v) in &b.yields {
-        *a.yields.entry(k.clone()).or_default() += v;
-    }
-    a.hints_seen += b.hints_seen;
-    a.hints_answered += b.hints_answered;
-    a.deferred += b.deferred;
-    a.checkpoints_slow += b.checkpoints_slow;
-    a.registration.clone_from(&b.registration);
-    a.registered_workers = b.registered_workers;
-    a
-}
-
 fn measure(o: &Opts, ctx: &Ctx) -> Result<Measurement> {
     let unit_us = unit_ns(200) / 1e3;
     let rounds = o.rounds.unwrap_or(1);
@@ -244,7 +239,12 @@ fn measure(o: &Opts, ctx: &Ctx) -> Result<Measurement> {
             raw[i].push(run_round(o, s, ctx, secs)?);
         }
     }
-    let variants = o.variants.iter().zip(raw).map(|(&s, r)| merge(s, r)).collect();
+    let variants = o
+        .variants
+        .iter()
+        .zip(raw)
+        .map(|(&s, r)| merge(s, r))
+        .collect();
     Ok(Measurement {
         workers: o.workers.unwrap_or(1),
         unit_us,
@@ -272,18 +272,33 @@ fn print(o: &Opts, run: &ConfigRun<Measurement>) {
     let blocking = find(m, Strategy::Blocking);
     let naive = find(m, Strategy::Naive);
     let mut t = Table::new(&[
-        "strategy", "units/s", "vs Blocking", "probe p50 ms", "p99", "p99.9", "max", "p99 vs Naive", "samples", "hogs units/s",
+        "strategy",
+        "units/s",
+        "vs Blocking",
+        "probe p50 ms",
+        "p99",
+        "p99.9",
+        "max",
+        "p99 vs Naive",
+        "samples",
+        "hogs units/s",
     ]);
     for v in &m.variants {
         t.row(&[
             v.strategy.label().to_string(),
             format!("{:.0}", v.units_per_s),
-            fmt_ratio(ratio(v.units_per_s, blocking.map_or(0.0, |b| b.units_per_s))),
+            fmt_ratio(ratio(
+                v.units_per_s,
+                blocking.map_or(0.0, |b| b.units_per_s),
+            )),
             fmt_ms(v.probe.p50_ns),
             fmt_ms(v.probe.p99_ns),
             fmt_ms(v.probe.p999_ns),
             fmt_ms(v.probe.max_ns),
-            fmt_ratio(ratio(v.probe.p99_ns as f64, naive.map_or(0.0, |n| n.probe.p99_ns as f64))),
+            fmt_ratio(ratio(
+                v.probe.p99_ns as f64,
+                naive.map_or(0.0, |n| n.probe.p99_ns as f64),
+            )),
             v.probe.count.to_string(),
             format!("{:.0}", v.hog_units_per_s),
         ]);
@@ -302,9 +317,21 @@ fn print(o: &Opts, run: &ConfigRun<Measurement>) {
         let vs_naive = ratio(mo.probe.p99_ns as f64, n.probe.p99_ns as f64);
         let vs_block = ratio(b.probe.p99_ns as f64, mo.probe.p99_ns as f64);
         println!("targets (Morpheus):");
-        println!("  throughput >= 0.95x Blocking: {} ({})", fmt_ratio(tput), verdict(tput >= 0.95));
-        println!("  probe p99 within 2x of Naive: {} ({})", fmt_ratio(vs_naive), verdict(vs_naive <= 2.0));
-        println!("  probe p99 >= 10x better than Blocking: {} ({})", fmt_ratio(vs_block), verdict(vs_block >= 10.0));
+        println!(
+            "  throughput >= 0.95x Blocking: {} ({})",
+            fmt_ratio(tput),
+            verdict(tput >= 0.95)
+        );
+        println!(
+            "  probe p99 within 2x of Naive: {} ({})",
+            fmt_ratio(vs_naive),
+            verdict(vs_naive <= 2.0)
+        );
+        println!(
+            "  probe p99 >= 10x better than Blocking: {} ({})",
+            fmt_ratio(vs_block),
+            verdict(vs_block >= 10.0)
+        );
     }
 }
 
@@ -314,18 +341,28 @@ fn verdict(ok: bool) -> &'static str {
 
 fn plots(o: &Opts, runs: &[ConfigRun<Measurement>]) -> Result<()> {
     for run in runs {
-        let suffix = run.sched.map_or(String::new(), |s| format!("-{}", s.as_str()));
+        let suffix = run
+            .sched
+            .map_or(String::new(), |s| format!("-{}", s.as_str()));
         let series: Vec<Series> = run
             .result
             .variants
             .iter()
             .map(|v| Series {
                 name: v.strategy.label().into(),
-                points: v.probe_cdf.iter().map(|&(x, y)| (x as f64 / 1e6, y)).collect(),
+                points: v
+                    .probe_cdf
+                    .iter()
+                    .map(|&(x, y)| (x as f64 / 1e6, y))
+                    .collect(),
             })
             .collect();
         let title = format!("starvation: probe lateness ({})", run.label);
-        harness::plot(&o.run, &format!("starvation{suffix}-probe-cdf"), &svg::cdf_chart(&title, "lateness (ms, log scale)", &series))?;
+        harness::plot(
+            &o.run,
+            &format!("starvation{suffix}-probe-cdf"),
+            &svg::cdf_chart(&title, "lateness (ms, log scale)", &series),
+        )?;
         let bars: Vec<(String, f64)> = run
             .result
             .variants
@@ -333,7 +370,11 @@ fn plots(o: &Opts, runs: &[ConfigRun<Measurement>]) -> Result<()> {
             .map(|v| (v.strategy.label().to_string(), v.units_per_s))
             .collect();
         let title = format!("starvation: throughput ({})", run.label);
-        harness::plot(&o.run, &format!("starvation{suffix}-throughput"), &svg::bar_chart(&title, "work units per second", &bars))?;
+        harness::plot(
+            &o.run,
+            &format!("starvation{suffix}-throughput"),
+            &svg::bar_chart(&title, "work units per second", &bars),
+        )?;
     }
     Ok(())
 }

@@ -351,6 +351,9 @@ def _start_log_pump() -> None:
 
 
 _atexit.register(_native._flush_logs)  # what is still queued at exit
+# Thread exit unregisters a worker, but the main thread never "exits": stop
+# being a worker before the interpreter's shutdown runs without checkpoints.
+_atexit.register(_native.detach_worker)
 
 # ------------------------------------------------------- event-loop glue
 

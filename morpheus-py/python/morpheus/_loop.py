@@ -4,12 +4,13 @@
 asyncio has no per-callback hook, but every iteration of the standard loop
 (``BaseEventLoop._run_once``, the same in CPython 3.9 to 3.13) takes each
 callback it runs with ``self._ready.popleft()``. Replacing the loop's ready
-deque by a subclass whose ``popleft`` first passes a checkpoint puts one
-native checkpoint before every callback (task steps, I/O callbacks, timers),
-with no wrapper object per callback and nothing else changed: the loop's own
-code, its C-accelerated tasks and futures all run as before. On the fast path
-the cost is one Python-level method call plus the native checkpoint (see
-``bench/overhead.py`` and the package README for numbers).
+deque by ``ReadyQueue``, a deque subclass (native, in ``_morpheus``) whose
+``popleft`` first passes a checkpoint, puts one native checkpoint before
+every callback (task steps, I/O callbacks, timers), with no wrapper object
+per callback and nothing else changed: the loop's own code, its
+C-accelerated tasks and futures all run as before. On the fast path the cost
+is a C-level method call and the checkpoint's compare (see ``bench/`` and the
+package README for numbers).
 
 The loop thread is registered as an asyncio worker when the loop starts
 (``run_forever``, which ``asyncio.run``, ``asyncio.Runner`` and
@@ -27,16 +28,7 @@ from typing import Optional
 from . import _morpheus as _native
 
 
-class _CheckpointingReady(collections.deque):
-    """asyncio's ready queue, with a checkpoint before each callback it
-    hands to the loop."""
-
-    __slots__ = ()
-
-    def popleft(self, _checkpoint=_native.checkpoint, _popleft=collections.deque.popleft):
-        """Passes a checkpoint, then pops the next callback."""
-        _checkpoint()
-        return _popleft(self)
+_CheckpointingReady = _native.ReadyQueue
 
 
 def _instrument(loop: asyncio.AbstractEventLoop) -> None:

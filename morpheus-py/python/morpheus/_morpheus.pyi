@@ -4,6 +4,7 @@
 Import :mod:`morpheus` instead: it re-exports what applications need.
 """
 
+import collections
 from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple, Union
 
 __version__: str
@@ -64,6 +65,12 @@ class critical:
     def __exit__(self, *exc_info: Any) -> bool: ...
     def __aenter__(self) -> Awaitable[None]: ...
     def __aexit__(self, *exc_info: Any) -> Awaitable[bool]: ...
+
+class ReadyQueue(collections.deque[Any]):
+    """asyncio's ready queue with a checkpoint before every callback."""
+
+    def popleft(self) -> Any:
+        """Passes a checkpoint, then removes and returns the leftmost element."""
 
 class _Ready:
     """An awaitable that is already complete."""

@@ -198,13 +198,17 @@ def test_a_python_worker_receives_hints_under_contention_and_answers_them():
 
 
 def test_a_critical_section_is_never_escalated():
-    with Loader("enforce", 19302, "--enforce", "--grace-ms", "20", "--max-overrun-ms", "400",
+    with Loader("enforce", 19302, "--debug", "--enforce", "--grace-ms", "20", "--max-overrun-ms", "400",
                 "--max-critical-ms", "2000") as loader:
         # The control: an escapable worker that ignores hints is escalated.
+        # (A worker that never checkpoints does not look at its hints, so
+        # the loader's count says they were sent.)
+        sent = loader.metric("hints_sent")
         ignoring = run_worker(loader, "--escapable", "--never")
-        assert ignoring["slot"] is not None and ignoring["hints_seen"] >= 1, ignoring
+        assert ignoring["slot"] is not None, ignoring
+        assert loader.metric("hints_sent") > sent
         kicks = loader.metric("escalations_kick")
-        assert kicks >= 1 and ignoring["escalations"] >= 1, (kicks, ignoring)
+        assert ignoring["escalations"] >= 1 and kicks >= ignoring["escalations"], (kicks, ignoring)
         assert ignoring["yields"]["escalated"] == ignoring["escalations"]
 
         # Escapable too, but inside a critical section: hints arrive, the
@@ -218,7 +222,9 @@ def test_a_critical_section_is_never_escalated():
 
         # The Python default (not escapable) is never escalated either, even
         # when it ignores hints: it may hold the GIL.
+        sent = loader.metric("hints_sent")
         default = run_worker(loader, "--never")
-        assert default["escapable"] is False and default["hints_seen"] >= 1, default
+        assert default["slot"] is not None and default["escapable"] is False, default
+        assert loader.metric("hints_sent") > sent
         assert default["escalations"] == 0, default
         assert loader.metric("escalations_kick") == kicks

@@ -65,8 +65,13 @@ def main() -> None:
     time.sleep(1.5)  # the monitor accounts escalations once a second
     me = morpheus.current_worker()
     snap = morpheus.snapshot()
+    # Unregister before the interpreter winds down: its shutdown runs Python
+    # code without checkpoints, and the report must cover every hint.
+    morpheus.detach_worker()
     print(json.dumps({
         "started": started,
+        "pid": os.getpid(),
+        "tid": me.tid,
         "slot": me.slot,
         "escapable": me.escapable,
         "mode": me.mode,
