@@ -81,6 +81,17 @@ pub fn plot(opts: &RunOpts, name: &str, svg: &str) -> Result<()> {
     Ok(())
 }
 
+/// Reads the runs back from a JSON document written with `--json` (to
+/// redraw its plots with `--replot`).
+pub fn load_runs<T: DeserializeOwned>(path: &std::path::Path) -> Result<Vec<ConfigRun<T>>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    serde_json::from_value(doc["runs"].clone())
+        .with_context(|| format!("{} has no runs of this program", path.display()))
+}
+
 /// What a measurement knows about the scheduler it runs under.
 #[derive(Debug, Clone, Default)]
 pub struct Ctx {

@@ -5,6 +5,8 @@
 //! raw data as JSON (`--json`) and SVG plots (`--plots`); this library holds
 //! what they share. See the crate README for the programs.
 
+#![warn(missing_docs)]
+
 pub mod harness;
 pub mod hogs;
 pub mod micro;

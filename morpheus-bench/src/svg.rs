@@ -99,15 +99,23 @@ pub fn cdf_chart(title: &str, x_label: &str, series: &[Series]) -> String {
     let py = |y: f64| TOP + (1.0 - y) * ph;
     let mut out = String::new();
     header(&mut out, title);
+    // Over more than three decades only powers of ten get a label.
+    let sparse = hi / lo > 1e3;
     for t in log_ticks(lo, hi) {
         let x = px(t);
+        let major = (t.log10() - t.log10().round()).abs() < 1e-9;
+        let label = if major || !sparse {
+            fmt_tick(t)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#ddd\"/>\
-             <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#{}\"/>\
+             <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>",
             TOP + ph,
+            if major { "ccc" } else { "eee" },
             TOP + ph + 16.0,
-            fmt_tick(t)
         );
     }
     for (i, frac) in [0.0, 0.25, 0.5, 0.75, 0.9, 1.0].iter().enumerate() {

@@ -94,7 +94,7 @@ async def stats() -> dict:
     return {
         **counters,
         "mode": snap.mode,
-        "loop_thread_registered": worker is not None and worker.registered,
+        "loop_thread_registered_with_kernel": worker is not None and worker.registered,
         "loop_thread_yields": worker.ledger.yields if worker else None,
         "registration_reason": snap.registration_reason,
     }

@@ -175,6 +175,12 @@ def pct(xs, p):
 
 @pytest.fixture(scope="module")
 def server():
+    try:
+        import fastapi  # noqa: F401
+        import httpx  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        pytest.fail(f"{e}: install the test extras: pip install './morpheus-py[test]'")
     with Server() as s:
         yield s
     assert "scx_morpheus is not running" in s.output  # said once, why the kernel path is off

@@ -67,6 +67,11 @@ struct Opts {
     #[arg(long)]
     warmup: Option<f64>,
 
+    /// Redraw the plots (--plots, --tag) from a JSON file this program
+    /// wrote, without measuring.
+    #[arg(long, value_name = "JSON")]
+    replot: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     run: RunOpts,
 }
@@ -82,6 +87,7 @@ struct Measurement {
     rounds: usize,
     window_s: f64,
     /// Raw light-request latencies (ns).
+    #[serde(default)]
     light_ns: Vec<u64>,
     heavy_done: u64,
     hog_units: u64,
@@ -346,6 +352,10 @@ fn main() -> Result<()> {
     }
     let mut o = Opts::parse();
     o.validate()?;
+    if let Some(path) = &o.replot {
+        let runs: Vec<ConfigRun<Measurement>> = harness::load_runs(path)?;
+        return plots(&o, &runs);
+    }
     // Rounds interleave the configurations (default, observer, enforce,
     // default, ...), so drifting background load hits each alike.
     let mut rounds = Vec::new();

@@ -64,6 +64,11 @@ struct Opts {
     #[arg(long, default_value_t = 0)]
     hogs: usize,
 
+    /// Redraw the plots (--plots, --tag) from a JSON file this program
+    /// wrote, without measuring.
+    #[arg(long, value_name = "JSON")]
+    replot: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     run: RunOpts,
 }
@@ -382,6 +387,10 @@ fn plots(o: &Opts, runs: &[ConfigRun<Measurement>]) -> Result<()> {
 fn main() -> Result<()> {
     let mut o = Opts::parse();
     o.validate()?;
+    if let Some(path) = &o.replot {
+        let runs: Vec<ConfigRun<Measurement>> = harness::load_runs(path)?;
+        return plots(&o, &runs);
+    }
     let Some(runs) = harness::run_configs(&o.run, |ctx| measure(&o, ctx))? else {
         return Ok(());
     };

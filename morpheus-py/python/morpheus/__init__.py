@@ -30,6 +30,7 @@ logged once (logger ``morpheus``).
 
 import asyncio as _asyncio
 import atexit as _atexit
+import os as _os
 import threading as _threading
 import time as _time
 import typing as _t
@@ -350,6 +351,15 @@ def _start_log_pump() -> None:
             _pump_started = True
 
 
+def _forget_log_pump() -> None:
+    """In a forked child the pump thread does not exist: start a new one
+    when needed."""
+    global _pump_started
+    _pump_started = False
+
+
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_forget_log_pump)
 _atexit.register(_native._flush_logs)  # what is still queued at exit
 # Thread exit unregisters a worker, but the main thread never "exits": stop
 # being a worker before the interpreter's shutdown runs without checkpoints.

@@ -29,7 +29,7 @@ Options (before the program):
 
 uvicorn: use ``--loop asyncio`` (uvloop has no per-callback hook). Programs
 that start new interpreters (uvicorn ``--workers``/``--reload``) run those
-without Morpheus unless they are started through ``morpheus.run`` too.
+without Morpheus: call ``morpheus.install()`` in the app module instead.
 """
 
 from __future__ import annotations
