@@ -44,7 +44,7 @@ fn enforce_escalates_only_escapable_workers_outside_critical_sections() {
         "--grace-ms",
         "20",
         "--max-overrun-ms",
-        "400",
+        "100",
         "--max-critical-ms",
         "2000",
     ]);
