@@ -242,6 +242,26 @@ impl ScbRef<'_> {
     }
 }
 
+/// One consistent snapshot of every metric, by name without the
+/// `scx_morpheus_` prefix and `_total` suffix.
+pub fn metrics(addr: &str) -> std::collections::HashMap<String, u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to --metrics-addr");
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            let k = k.strip_prefix("scx_morpheus_")?;
+            Some((
+                k.strip_suffix("_total").unwrap_or(k).to_string(),
+                v.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
 /// Fetches the loader's OpenMetrics text and returns `name`'s value.
 pub fn metric(addr: &str, name: &str) -> u64 {
     use std::io::{Read, Write};
