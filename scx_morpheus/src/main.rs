@@ -18,7 +18,7 @@ use std::io::IsTerminal;
 use std::mem::MaybeUninit;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -223,7 +223,7 @@ impl<'a> Scheduler<'a> {
             while req_ch.try_recv().is_ok() {
                 res_ch.send(m.clone())?;
             }
-            *self.metrics.lock().unwrap_or_else(|e| e.into_inner()) = m;
+            self.metrics.publish(m);
         }
 
         let summary = self.collect_metrics();
@@ -329,7 +329,7 @@ fn main() -> Result<()> {
         );
     }
 
-    let metrics: metrics_http::SharedMetrics = Arc::new(Mutex::new(Metrics::default()));
+    let metrics = metrics_http::SharedMetrics::default();
     if let Some(addr) = cfg.metrics_addr {
         metrics_http::serve(addr, metrics.clone())?;
     }
