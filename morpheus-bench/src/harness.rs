@@ -81,6 +81,61 @@ pub fn plot(opts: &RunOpts, name: &str, svg: &str) -> Result<()> {
     Ok(())
 }
 
+/// Draws a bar chart with one bar per configuration (`value` of its
+/// result) as the plot `name` (see [`plot`]).
+pub fn bar_plot<T>(
+    opts: &RunOpts,
+    name: &str,
+    title: &str,
+    unit: &str,
+    runs: &[ConfigRun<T>],
+    value: impl Fn(&T) -> f64,
+) -> Result<()> {
+    let bars: Vec<(String, f64)> = runs
+        .iter()
+        .map(|r| (r.label.clone(), value(&r.result)))
+        .collect();
+    plot(opts, name, &crate::svg::bar_chart(title, unit, &bars))
+}
+
+/// Ends a program's run: the machine line, the program's tables (`print`),
+/// its plots (`plots`) and, with `--json PATH`, the raw data (`options`
+/// and the runs).
+pub fn finish<O: Serialize, T: Serialize>(
+    opts: &RunOpts,
+    options: &O,
+    runs: &[ConfigRun<T>],
+    print: impl FnOnce(&[ConfigRun<T>]),
+    plots: impl FnOnce(&[ConfigRun<T>]) -> Result<()>,
+) -> Result<()> {
+    println!("machine: {}", crate::report::Machine::detect().describe());
+    print(runs);
+    plots(runs)?;
+    if let Some(path) = &opts.json {
+        crate::report::save(path, options, &runs)?;
+    }
+    Ok(())
+}
+
+/// A whole program run: [`run_configs`] with `measure`, then [`finish`]
+/// (in a configuration's child process: only the measurement).
+pub fn measure_and_report<O, T>(
+    opts: &RunOpts,
+    options: &O,
+    measure: impl Fn(&Ctx) -> Result<T>,
+    print: impl FnOnce(&[ConfigRun<T>]),
+    plots: impl FnOnce(&[ConfigRun<T>]) -> Result<()>,
+) -> Result<()>
+where
+    O: Serialize,
+    T: Serialize + DeserializeOwned,
+{
+    match run_configs(opts, measure)? {
+        Some(runs) => finish(opts, options, &runs, print, plots),
+        None => Ok(()),
+    }
+}
+
 /// Reads the runs back from a JSON document written with `--json` (to
 /// redraw its plots with `--replot`).
 pub fn load_runs<T: DeserializeOwned>(path: &std::path::Path) -> Result<Vec<ConfigRun<T>>> {

@@ -4,7 +4,7 @@
 //! default scheduler vs scx_morpheus) with the scheduler's own metrics.
 //! Used by tools/demo/demo.sh.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -28,11 +28,21 @@ fn load(p: &PathBuf) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
 }
 
-fn runs(doc: &Value) -> Vec<&Value> {
-    doc["runs"]
+/// The kernel-default run and the scx_morpheus observer run of `doc`.
+fn pair<'a>(doc: &'a Value, path: &Path) -> Result<(&'a Value, &'a Value)> {
+    let runs = doc["runs"]
         .as_array()
-        .map(|a| a.iter().collect())
-        .unwrap_or_default()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let find = |sched: &str| {
+        runs.iter().find(|r| r["sched"] == sched).with_context(|| {
+            format!(
+                "{} has no {sched} run: write it with --sched default,observer",
+                path.display()
+            )
+        })
+    };
+    Ok((find("default")?, find("observer")?))
 }
 
 fn num(v: &Value) -> f64 {
@@ -46,14 +56,30 @@ fn morpheus_variant(run: &Value) -> Option<&Value> {
         .find(|v| v["strategy"] == "morpheus")
 }
 
+/// A table row: its name, the default run and the scx_morpheus run (or
+/// their starvation variants), the path of the value in each, its format.
+type Row<'a> = (
+    &'a str,
+    &'a Value,
+    &'a Value,
+    &'a [&'a str],
+    &'a dyn Fn(f64) -> String,
+);
+
 fn main() -> Result<()> {
     let o = Opts::parse();
     let (lat, starv) = (load(&o.latency)?, load(&o.starvation)?);
-    let (lr, sr) = (runs(&lat), runs(&starv));
-    let mut t = Table::new(&["", "kernel default", "scx_morpheus", "ratio"]);
-    let row = |t: &mut Table, name: &str, a: f64, b: f64, fmt: &dyn Fn(f64) -> String| {
-        t.row(&[name.to_string(), fmt(a), fmt(b), fmt_ratio(ratio(b, a))]);
+    let (la, lb) = pair(&lat, &o.latency)?;
+    let (sa, sb) = pair(&starv, &o.starvation)?;
+    let variant = |run: &'_ Value| {
+        morpheus_variant(run).cloned().with_context(|| {
+            format!(
+                "{} has no morpheus strategy: write it with --variants blocking,morpheus",
+                o.starvation.display()
+            )
+        })
     };
+    let (va, vb) = (variant(sa)?, variant(sb)?);
     let ms = |v: f64| {
         if v.is_finite() {
             fmt_ms(v as u64)
@@ -62,60 +88,59 @@ fn main() -> Result<()> {
         }
     };
     let rate = |v: f64| format!("{v:.1}");
-    if let [a, b, ..] = lr.as_slice() {
-        let (a, b) = (&a["result"], &b["result"]);
-        row(
-            &mut t,
+    let units = |v: f64| format!("{v:.0}");
+    // (row, the default run's value, scx_morpheus's, format), where a
+    // value is a path into a run's result.
+    let rows: [Row; 5] = [
+        (
             "latency: light p50 (ms)",
-            num(&a["light"]["p50_ns"]),
-            num(&b["light"]["p50_ns"]),
+            la,
+            lb,
+            &["result", "light", "p50_ns"],
             &ms,
-        );
-        row(
-            &mut t,
+        ),
+        (
             "latency: light p99 (ms)",
-            num(&a["light"]["p99_ns"]),
-            num(&b["light"]["p99_ns"]),
+            la,
+            lb,
+            &["result", "light", "p99_ns"],
             &ms,
-        );
-        row(
-            &mut t,
+        ),
+        (
             "latency: heavy requests/s",
-            num(&a["heavy_per_s"]),
-            num(&b["heavy_per_s"]),
+            la,
+            lb,
+            &["result", "heavy_per_s"],
             &rate,
-        );
-    }
-    if let [a, b, ..] = sr.as_slice()
-        && let (Some(a), Some(b)) = (morpheus_variant(a), morpheus_variant(b))
-    {
-        row(
-            &mut t,
+        ),
+        (
             "starvation: probe p99 (ms)",
-            num(&a["probe"]["p99_ns"]),
-            num(&b["probe"]["p99_ns"]),
+            &va,
+            &vb,
+            &["probe", "p99_ns"],
             &ms,
-        );
-        row(
-            &mut t,
+        ),
+        (
             "starvation: work units/s",
-            num(&a["units_per_s"]),
-            num(&b["units_per_s"]),
-            &|v| format!("{v:.0}"),
-        );
+            &va,
+            &vb,
+            &["units_per_s"],
+            &units,
+        ),
+    ];
+    let mut t = Table::new(&["", "kernel default", "scx_morpheus", "ratio"]);
+    for (name, a, b, path, fmt) in rows {
+        let get = |v: &Value| num(path.iter().fold(v, |v, k| &v[*k]));
+        let (a, b) = (get(a), get(b));
+        t.row(&[name.to_string(), fmt(a), fmt(b), fmt_ratio(ratio(b, a))]);
     }
     println!("{}", t.render());
-    for (name, list) in [("latency", &lr), ("starvation", &sr)] {
-        for r in list.iter().filter(|r| !r["sched_metrics"].is_null()) {
-            let m = &r["sched_metrics"]["counters"];
-            println!(
-                "scx_morpheus during {name}: hints sent {} answered {} (in grace {}) expired {}",
-                m["hints_sent"],
-                m["hints_answered"],
-                m["hints_answered_in_grace"],
-                m["hints_expired"]
-            );
-        }
+    for (name, r) in [("latency", lb), ("starvation", sb)] {
+        let m = &r["sched_metrics"]["counters"];
+        println!(
+            "scx_morpheus during {name}: hints sent {} answered {} (in grace {}) expired {}",
+            m["hints_sent"], m["hints_answered"], m["hints_answered_in_grace"], m["hints_expired"]
+        );
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use morpheus_bench::harness::{self, ConfigRun, Ctx, RunOpts};
 use morpheus_bench::hogs::{Hogs, cpus};
-use morpheus_bench::report::{self, Table};
+use morpheus_bench::report::Table;
 use morpheus_bench::rtmetrics::RuntimeFigures;
 use morpheus_bench::service::{HeavyWork, Load, run_client, start_server};
 use morpheus_bench::stats::{Summary, cdf, fmt_ms, fmt_ratio, ratio};
@@ -329,18 +329,13 @@ fn plots(o: &Opts, runs: &[ConfigRun<Measurement>]) -> Result<()> {
             &series,
         ),
     )?;
-    let bars: Vec<(String, f64)> = runs
-        .iter()
-        .map(|r| (r.label.clone(), r.result.heavy_per_s))
-        .collect();
-    harness::plot(
+    harness::bar_plot(
         &o.run,
         "latency-heavy-throughput",
-        &svg::bar_chart(
-            "latency: heavy requests completed",
-            "requests per second",
-            &bars,
-        ),
+        "latency: heavy requests completed",
+        "requests per second",
+        runs,
+        |m| m.heavy_per_s,
     )
 }
 
@@ -366,11 +361,11 @@ fn main() -> Result<()> {
         rounds.push(runs);
     }
     let runs = merge(rounds);
-    println!("machine: {}", report::Machine::detect().describe());
-    print(&o, &runs);
-    plots(&o, &runs)?;
-    if let Some(path) = &o.run.json {
-        report::save(path, &o, &runs)?;
-    }
-    Ok(())
+    harness::finish(
+        &o.run,
+        &o,
+        &runs,
+        |runs| print(&o, runs),
+        |runs| plots(&o, runs),
+    )
 }

@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use morpheus_bench::harness::{self, ConfigRun, Ctx, RunOpts};
 use morpheus_bench::hogs::{cpus, pin_to};
-use morpheus_bench::report::{self, Table};
+use morpheus_bench::report::Table;
 use morpheus_bench::rtmetrics::RuntimeFigures;
 use morpheus_bench::stats::{Summary, fmt_ms};
 use morpheus_runtime::{WorkerOptions, attach_current_thread, critical_section};
@@ -228,26 +228,20 @@ fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
 fn main() -> Result<()> {
     let mut o = Opts::parse();
     o.validate()?;
-    let Some(runs) = harness::run_configs(&o.run, |ctx| measure(&o, ctx))? else {
-        return Ok(());
-    };
-    println!("machine: {}", report::Machine::detect().describe());
-    print(&o, &runs);
-    let bars: Vec<(String, f64)> = runs
-        .iter()
-        .map(|r| (r.label.clone(), r.result.gaps.max_ns as f64 / 1e6))
-        .collect();
-    harness::plot(
+    harness::measure_and_report(
         &o.run,
-        "liar-longest-delay",
-        &morpheus_bench::svg::bar_chart(
-            "liar: longest delay of the competitor",
-            "milliseconds",
-            &bars,
-        ),
-    )?;
-    if let Some(path) = &o.run.json {
-        report::save(path, &o, &runs)?;
-    }
-    Ok(())
+        &o,
+        |ctx| measure(&o, ctx),
+        |runs| print(&o, runs),
+        |runs| {
+            harness::bar_plot(
+                &o.run,
+                "liar-longest-delay",
+                "liar: longest delay of the competitor",
+                "milliseconds",
+                runs,
+                |m| m.gaps.max_ns as f64 / 1e6,
+            )
+        },
+    )
 }

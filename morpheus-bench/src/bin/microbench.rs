@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use morpheus_bench::harness::{self, ConfigRun, Ctx, RunOpts};
 use morpheus_bench::micro::{CASES, Case, REGISTERED, case};
-use morpheus_bench::report::{self, Table};
+use morpheus_bench::report::Table;
 use serde::{Deserialize, Serialize};
 
 /// Per-operation cost of checkpoints and critical sections.
@@ -288,13 +288,5 @@ fn main() -> Result<()> {
             o.valgrind.display()
         );
     }
-    let Some(runs) = harness::run_configs(&o.run, |ctx| measure(&o, ctx))? else {
-        return Ok(());
-    };
-    println!("machine: {}", report::Machine::detect().describe());
-    print(&runs);
-    if let Some(path) = &o.run.json {
-        report::save(path, &o, &runs)?;
-    }
-    Ok(())
+    harness::measure_and_report(&o.run, &o, |ctx| measure(&o, ctx), print, |_| Ok(()))
 }

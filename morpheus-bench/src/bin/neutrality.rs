@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Parser;
 use morpheus_bench::harness::{self, ConfigRun, Ctx, RunOpts};
-use morpheus_bench::report::{self, Table};
+use morpheus_bench::report::Table;
 use morpheus_bench::stats::{fmt_ratio, ratio};
 use serde::{Deserialize, Serialize};
 
@@ -184,26 +184,20 @@ fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
 fn main() -> Result<()> {
     let mut o = Opts::parse();
     o.validate()?;
-    let Some(runs) = harness::run_configs(&o.run, |ctx| measure(&o, ctx))? else {
-        return Ok(());
-    };
-    println!("machine: {}", report::Machine::detect().describe());
-    print(&o, &runs);
-    let bars: Vec<(String, f64)> = runs
-        .iter()
-        .map(|r| (r.label.clone(), r.result.messages_per_s))
-        .collect();
-    harness::plot(
+    harness::measure_and_report(
         &o.run,
-        "neutrality-throughput",
-        &morpheus_bench::svg::bar_chart(
-            "neutrality: hackbench messages per second",
-            "messages per second",
-            &bars,
-        ),
-    )?;
-    if let Some(path) = &o.run.json {
-        report::save(path, &o, &runs)?;
-    }
-    Ok(())
+        &o,
+        |ctx| measure(&o, ctx),
+        |runs| print(&o, runs),
+        |runs| {
+            harness::bar_plot(
+                &o.run,
+                "neutrality-throughput",
+                "neutrality: hackbench messages per second",
+                "messages per second",
+                runs,
+                |m| m.messages_per_s,
+            )
+        },
+    )
 }

@@ -15,7 +15,7 @@ use clap::Parser;
 use morpheus_bench::harness::{self, ConfigRun, Ctx, RunOpts};
 use morpheus_bench::hogs::{Hogs, cpus};
 use morpheus_bench::probe::Probe;
-use morpheus_bench::report::{self, Table};
+use morpheus_bench::report::Table;
 use morpheus_bench::rtmetrics::RuntimeFigures;
 use morpheus_bench::sched::SchedMetrics;
 use morpheus_bench::stats::{Summary, cdf, fmt_ms, fmt_ratio, ratio};
@@ -391,16 +391,11 @@ fn main() -> Result<()> {
         let runs: Vec<ConfigRun<Measurement>> = harness::load_runs(path)?;
         return plots(&o, &runs);
     }
-    let Some(runs) = harness::run_configs(&o.run, |ctx| measure(&o, ctx))? else {
-        return Ok(());
-    };
-    println!("machine: {}", report::Machine::detect().describe());
-    for run in &runs {
-        print(&o, run);
-    }
-    plots(&o, &runs)?;
-    if let Some(path) = &o.run.json {
-        report::save(path, &o, &runs)?;
-    }
-    Ok(())
+    harness::measure_and_report(
+        &o.run,
+        &o,
+        |ctx| measure(&o, ctx),
+        |runs| runs.iter().for_each(|run| print(&o, run)),
+        |runs| plots(&o, runs),
+    )
 }
