@@ -57,8 +57,25 @@
 //!
 //! The core has no async runtime dependency (disable the default `tokio`
 //! feature): [`checkpoint_sync`] serves synchronous loops and other event
-//! loops (the Python bindings use it), [`attach_current_thread`] makes a
-//! thread a worker explicitly.
+//! loops, [`yield_due`] splits it into the decision and the yield (the
+//! Python bindings yield with the GIL released), [`attach_current_thread`]
+//! makes a thread a worker explicitly and [`set_lazy_worker_options`] sets
+//! the options of threads that become workers on their own.
+//!
+//! # Misuse
+//!
+//! Errors say what to do next ([`Error`]). `checkpoint!()` outside a Tokio
+//! runtime logs once and still yields (the generic way); [`try_checkpoint`]
+//! returns the error. `exit_critical()` without a matching
+//! `enter_critical()` returns an error; a thread that ends inside an
+//! `enter_critical()` section is logged once.
+//!
+//! # fork
+//!
+//! A child of `fork()` does not use its parent's registration, control
+//! block or session (a `pthread_atfork` child handler drops them): its
+//! first checkpoint makes it a worker of its own, with the parent's
+//! configuration. Open critical sections stay open in the child.
 
 #![warn(missing_docs)]
 
@@ -125,11 +142,67 @@ pub fn __checkpoint() -> impl Future<Output = ()> + Send + Sync + 'static {
 
 /// The slow path of the async checkpoint.
 async fn checkpoint_yield() {
+    #[cfg(feature = "tokio")]
+    let in_runtime = crate::tokio::in_runtime();
+    #[cfg(feature = "tokio")]
+    if !in_runtime {
+        crate::tokio::report_outside_runtime();
+    }
     if let Some(cause) = crate::core::worker::checkpoint_slow() {
         if gives_cpu_away(cause) {
             sched_yield();
         }
-        yield_task().await;
+        #[cfg(feature = "tokio")]
+        if in_runtime {
+            return yield_task().await;
+        }
+        yield_back().await
+    }
+}
+
+/// [`checkpoint!`] that reports misuse as a value: `Err(Error::OutsideRuntime)`
+/// when polled outside a Tokio runtime (then it does nothing), else what
+/// the checkpoint did: `Ok(None)` (nothing to do) or `Ok(Some(cause))`
+/// (it yielded, for that cause).
+///
+/// `checkpoint!()` checks the runtime only on its slow path (the first
+/// checkpoint of a thread, and every one that yields), so that its fast
+/// path stays one load and a branch; when it finds none it logs the error
+/// once and yields the generic way (waking itself). `try_checkpoint()`
+/// checks on every call, which costs a look-up of Tokio's context (tens
+/// of nanoseconds): use it where you want the error, not in hot loops.
+///
+/// ```
+/// use morpheus_runtime::{Error, try_checkpoint};
+///
+/// // Inside a runtime: Ok.
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert!(rt.block_on(try_checkpoint()).is_ok());
+///
+/// // Polled by something else (here a no-op waker): the error, as a value.
+/// let mut fut = std::pin::pin!(try_checkpoint());
+/// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+/// let std::task::Poll::Ready(result) = fut.as_mut().poll(&mut cx) else { unreachable!() };
+/// assert_eq!(result, Err(Error::OutsideRuntime));
+/// ```
+#[cfg(feature = "tokio")]
+pub async fn try_checkpoint() -> Result<Option<YieldCause>, Error> {
+    if !crate::tokio::in_runtime() {
+        return Err(Error::OutsideRuntime);
+    }
+    crate::core::critical::debug_check_checkpoint();
+    if !crate::core::worker::signal_pending() {
+        return Ok(None);
+    }
+    match crate::core::worker::checkpoint_slow() {
+        Some(cause) => {
+            if gives_cpu_away(cause) {
+                sched_yield();
+            }
+            yield_task().await;
+            Ok(Some(cause))
+        }
+        None => Ok(None),
     }
 }
 
@@ -158,11 +231,6 @@ async fn yield_task() {
     yield_back().await
 }
 
-#[cfg(not(feature = "tokio"))]
-async fn yield_task() {
-    yield_back().await
-}
-
 /// Wakes ourselves and returns `Pending` once (the generic executor way).
 async fn yield_back() {
     let mut yielded = false;
@@ -185,6 +253,7 @@ async fn yield_back() {
 /// the ledger updated, and the thread has given up the CPU once
 /// (`sched_yield`). The caller should also let its own other work run (e.g.
 /// return to its event loop). The first call on a thread makes it a worker.
+/// It is [`yield_due`] followed by [`DueYield::yield_now`].
 ///
 /// ```
 /// // Works on any thread, inside a runtime or not.
@@ -196,12 +265,75 @@ async fn yield_back() {
 /// ```
 #[inline]
 pub fn checkpoint_sync() -> Option<YieldCause> {
+    yield_due().map(DueYield::yield_now)
+}
+
+/// The decision half of a synchronous checkpoint: is a yield due now, and
+/// why? No system call and nothing acknowledged; act on the answer with
+/// [`DueYield::yield_now`] (acknowledge and `sched_yield`) or
+/// [`DueYield::acknowledge`] (acknowledge only, then give the CPU away
+/// yourself, e.g. after releasing a lock such as Python's GIL).
+///
+/// When nothing is pending this is the checkpoint fast path (one relaxed
+/// load and a branch). Inside a critical section it returns `None` and the
+/// signal stays pending for the first checkpoint after the section. A
+/// `DueYield` dropped without acting leaves the signal pending too: the
+/// next checkpoint decides again. The first call on a thread makes it a
+/// worker (then it returns `None`: the budget starts counting).
+///
+/// ```
+/// use morpheus_runtime::yield_due;
+/// for _ in 0..1000 {
+///     if let Some(due) = yield_due() {
+///         let cause = due.acknowledge();   // counted in the ledger
+///         // ... release what must not be held while yielding ...
+///         std::thread::yield_now();        // the yield itself
+///         println!("yielded: {cause}");
+///     }
+/// }
+/// ```
+#[inline]
+pub fn yield_due() -> Option<DueYield> {
     if !crate::core::worker::signal_pending() {
         return None;
     }
-    let cause = crate::core::worker::checkpoint_slow()?;
-    sched_yield();
-    Some(cause)
+    let due = crate::core::worker::decide_slow()?;
+    Some(DueYield {
+        due,
+        _not_send: std::marker::PhantomData,
+    })
+}
+
+/// A yield that is due on this thread ([`yield_due`]). It belongs to the
+/// thread that decided it (neither `Send` nor `Sync`).
+#[must_use = "a due yield does nothing until acknowledged; dropping it leaves the signal pending"]
+#[derive(Debug)]
+pub struct DueYield {
+    due: crate::core::worker::Due,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl DueYield {
+    /// Why the yield is due.
+    pub fn cause(&self) -> YieldCause {
+        self.due.cause
+    }
+
+    /// Records the yield in the ledger, acknowledges the kernel hint it
+    /// answers (if any) and restarts the budget, without yielding: the
+    /// caller gives up the CPU right after. Returns the cause.
+    pub fn acknowledge(self) -> YieldCause {
+        crate::core::worker::commit(self.due);
+        self.due.cause
+    }
+
+    /// [`DueYield::acknowledge`], then gives up the CPU once
+    /// (`sched_yield`). Returns the cause.
+    pub fn yield_now(self) -> YieldCause {
+        let cause = self.acknowledge();
+        sched_yield();
+        cause
+    }
 }
 
 /// Records a voluntary yield the application is about to take (e.g. its
@@ -229,6 +361,7 @@ pub fn record_voluntary_yield() {
 /// ```
 ///
 /// Keep sections short: the scheduler caps them (50 ms by default).
+#[inline]
 pub fn critical_section() -> CriticalSection {
     CriticalSection::new()
 }
@@ -236,6 +369,7 @@ pub fn critical_section() -> CriticalSection {
 /// Opens a critical section without a guard (for bindings that cannot hold
 /// one, such as Python context managers). Pair it with [`exit_critical`] on
 /// the same thread.
+#[inline]
 pub fn enter_critical() -> Result<(), Error> {
     crate::core::critical::enter()
 }
@@ -250,6 +384,7 @@ pub fn enter_critical() -> Result<(), Error> {
 /// assert_eq!(err, Error::UnbalancedCriticalSection);
 /// assert!(err.to_string().contains("pair every enter_critical()"));
 /// ```
+#[inline]
 pub fn exit_critical() -> Result<(), Error> {
     crate::core::critical::exit()
 }
@@ -257,6 +392,47 @@ pub fn exit_critical() -> Result<(), Error> {
 /// The calling thread's critical-section depth (0 outside any section).
 pub fn critical_depth() -> u32 {
     crate::core::critical::depth()
+}
+
+/// Whether the calling thread is a worker now (a thread-local read: no
+/// system call, nothing attached).
+///
+/// ```
+/// std::thread::spawn(|| {
+///     assert!(!morpheus_runtime::is_worker());
+///     morpheus_runtime::checkpoint_sync(); // the first checkpoint attaches
+///     assert!(morpheus_runtime::is_worker());
+/// })
+/// .join()
+/// .unwrap();
+/// ```
+#[inline]
+pub fn is_worker() -> bool {
+    crate::core::worker::is_worker()
+}
+
+/// Sets the options of threads that become workers on their own (at their
+/// first checkpoint or critical section) and that no runtime builder
+/// configured, such as thread-pool threads. Threads that attach afterwards
+/// use them; attached threads keep theirs. Default: [`WorkerOptions::default`]
+/// (the process configuration's budget and escapability).
+///
+/// Bindings use it to keep such threads safe: the Python bindings make them
+/// non-escapable, since a thread holding the GIL must never be
+/// force-preempted.
+///
+/// ```
+/// use morpheus_runtime::{WorkerOptions, current_worker, set_lazy_worker_options};
+/// set_lazy_worker_options(WorkerOptions { escapable: Some(false), ..Default::default() });
+/// std::thread::spawn(|| {
+///     morpheus_runtime::checkpoint_sync();
+///     assert!(!current_worker().unwrap().escapable);
+/// })
+/// .join()
+/// .unwrap();
+/// ```
+pub fn set_lazy_worker_options(options: WorkerOptions) {
+    crate::core::worker::set_lazy_defaults(options)
 }
 
 /// Makes the calling thread a worker now, with these options: it gets a

@@ -56,7 +56,8 @@ fn sync_checkpoint_on_a_plain_thread_attaches_and_budgets() {
             if let Some(c) = checkpoint_sync() {
                 break c;
             }
-            assert!(start.elapsed() < Duration::from_secs(2), "no budget yield");
+            // Generous: a loaded host may give this thread little CPU.
+            assert!(start.elapsed() < Duration::from_secs(60), "no budget yield");
         };
         assert_eq!(cause, YieldCause::Budget);
         assert!(
@@ -129,12 +130,12 @@ fn checkpoints_inside_a_critical_section_defer() {
         assert_eq!(checkpoint_sync(), None); // attach
         {
             let _g = critical_section();
-            // Run well past the budget: no yield inside the section.
-            let start = std::time::Instant::now();
-            while start.elapsed() < Duration::from_millis(60) {
+            // Run well past the budget (in CPU time: what the budget
+            // counts): no yield inside the section.
+            common::for_cpu(Duration::from_millis(60), Duration::from_secs(60), || {
                 spin(Duration::from_micros(50));
                 assert_eq!(checkpoint_sync(), None);
-            }
+            });
         }
         assert!(current_worker().unwrap().ledger.deferred > 0);
         // The first checkpoint after the section answers the deferred signal.

@@ -366,6 +366,11 @@ impl Connection {
         }
     }
 
+    /// The session socket's descriptor.
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
     /// Whether the peer is still there (no hang-up, nothing unsolicited).
     pub(crate) fn is_alive(&self) -> bool {
         let mut p = libc::pollfd {

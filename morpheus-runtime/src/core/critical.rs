@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Critical sections: regions the kernel will not force-preempt.
 //!
-//! The depth lives in the worker's SCB (`u.critical_depth`), written by the
-//! owning thread with a relaxed store followed by a compiler fence, as the
-//! ABI's ordering contract says: the scheduler reads it on the CPU the
-//! thread runs on, which observes the thread's own program order.
+//! The depth is a thread-local counter (the source of truth), mirrored into
+//! the SCB the thread uses (`u.critical_depth`) with a relaxed store and a
+//! compiler fence, as the ABI's ordering contract says: the scheduler reads
+//! it on the CPU the thread runs on, which observes the thread's own
+//! program order. Entering and leaving is a TLS increment or decrement, one
+//! store and a predictable branch (see `worker::critical_enter`); a thread
+//! that is not a worker yet attaches at its first section.
 //!
 //! A checkpoint inside a critical section never yields: the signal is
 //! deferred (counted in the ledger) and stays pending, so the first
@@ -12,25 +15,23 @@
 //! the purpose (the section usually protects a lock or an invariant that
 //! other tasks of the worker would then observe half-done), and the
 //! scheduler already grants critical sections a bounded extension.
+//!
+//! Levels opened with `enter_critical()` (the guardless API) are counted
+//! apart as well, so that `exit_critical()` cannot close a guard's level:
+//! misuse is an error at the call that commits it.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::atomic::compiler_fence;
 
 use super::error::Error;
-use super::scb::ScbRef;
 use super::worker;
 
 thread_local! {
     /// Debug builds: identity of the task that opened the outermost
     /// section on this thread, to catch a guard held across `.await`.
     static OWNER: Cell<u64> = const { Cell::new(0) };
-}
-
-/// The SCB of the calling thread's worker, attaching the thread if needed.
-fn own_scb() -> Result<ScbRef, Error> {
-    Ok(worker::attach_lazily()?.scb())
+    /// Levels opened by `enter_critical()` and not closed yet.
+    static MANUAL: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Debug builds: panics if a critical section opened by another task is
@@ -53,46 +54,53 @@ pub(crate) fn debug_check_owner(depth: u32) {
 /// be open now.
 #[inline]
 pub(crate) fn debug_check_checkpoint() {
-    if cfg!(debug_assertions)
-        && let Some(w) = worker::current()
-    {
-        debug_check_owner(w.scb().critical_depth().load(Relaxed));
+    if cfg!(debug_assertions) {
+        debug_check_owner(worker::critical_depth());
     }
 }
 
-/// Opens a critical section on the calling thread (nests).
+/// Opens a level (both APIs).
+#[inline(always)]
+fn enter_level() {
+    if cfg!(debug_assertions) {
+        let d = worker::critical_depth();
+        debug_check_owner(d);
+        if d == 0 {
+            OWNER.with(|o| o.set(crate::task_identity()));
+        }
+    }
+    worker::critical_enter();
+}
+
+/// Opens a critical section on the calling thread (nests): the manual API.
+#[inline]
 pub(crate) fn enter() -> Result<(), Error> {
-    let scb = own_scb()?;
-    let depth = scb.critical_depth();
-    let d = depth.load(Relaxed);
-    debug_check_owner(d);
-    if d == 0 && cfg!(debug_assertions) {
-        OWNER.with(|o| o.set(crate::task_identity()));
-    }
-    depth.store(d.saturating_add(1), Relaxed);
-    compiler_fence(SeqCst);
+    enter_level();
+    MANUAL.with(|m| m.set(m.get().saturating_add(1)));
     Ok(())
 }
 
-/// Closes the innermost critical section of the calling thread.
+/// Closes the innermost level opened by [`enter`] on the calling thread.
+#[inline]
 pub(crate) fn exit() -> Result<(), Error> {
-    let Some(w) = worker::current() else {
-        return Err(Error::UnbalancedCriticalSection);
-    };
-    compiler_fence(SeqCst);
-    let depth = w.scb().critical_depth();
-    let d = depth.load(Relaxed);
-    if d == 0 {
+    let manual = MANUAL.with(Cell::get);
+    if manual == 0 {
+        return Err(if worker::critical_depth() > 0 {
+            Error::CriticalSectionNotManual
+        } else {
+            Error::UnbalancedCriticalSection
+        });
+    }
+    if !worker::critical_exit() {
         return Err(Error::UnbalancedCriticalSection);
     }
-    depth.store(d - 1, Relaxed);
-    compiler_fence(SeqCst);
+    MANUAL.with(|m| m.set(manual - 1));
     Ok(())
 }
 
-/// Current nesting depth on the calling thread (0 if not a worker).
+/// Current nesting depth on the calling thread.
 pub(crate) fn depth() -> u32 {
-    worker::current().map_or(0, |w| w.scb().critical_depth().load(Relaxed))
+    worker::critical_depth()
 }
 
 /// Guard of a critical section: while it lives, the scheduler will not
@@ -126,29 +134,36 @@ pub(crate) fn depth() -> u32 {
 #[must_use = "the critical section ends when the guard is dropped"]
 #[derive(Debug)]
 pub struct CriticalSection {
-    entered: bool,
     _not_send: PhantomData<*const ()>,
 }
 
 impl CriticalSection {
+    #[inline(always)]
     pub(crate) fn new() -> CriticalSection {
+        enter_level();
         CriticalSection {
-            entered: enter().is_ok(),
             _not_send: PhantomData,
         }
     }
 }
 
 impl Drop for CriticalSection {
+    #[inline(always)]
     fn drop(&mut self) {
-        if self.entered
-            && let Err(e) = exit()
-        {
-            // Only reachable if exit_critical() closed this guard's level.
-            if !std::thread::panicking() {
-                debug_assert!(false, "{e}");
-            }
-            log::error!("morpheus: {e}");
+        if !worker::critical_exit() {
+            guard_unbalanced();
         }
     }
+}
+
+/// A guard found no level to close: unreachable unless the thread's depth
+/// was changed behind its back.
+#[cold]
+#[inline(never)]
+fn guard_unbalanced() {
+    let e = Error::UnbalancedCriticalSection;
+    if !std::thread::panicking() {
+        debug_assert!(false, "{e}");
+    }
+    log::error!("morpheus: {e}");
 }

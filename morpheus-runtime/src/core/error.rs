@@ -10,6 +10,15 @@ pub enum Error {
     /// [`crate::exit_critical`] without a matching [`crate::enter_critical`]
     /// on this thread.
     UnbalancedCriticalSection,
+    /// [`crate::exit_critical`] while the only open sections are guards
+    /// ([`crate::critical_section`]): each guard closes its own level.
+    CriticalSectionNotManual,
+    /// A thread ended with a section opened by [`crate::enter_critical`]
+    /// still open (reported in the log when the thread exits).
+    CriticalSectionLeftOpen,
+    /// A checkpoint was polled outside a Tokio runtime while the `tokio`
+    /// feature is on (see [`crate::try_checkpoint`]).
+    OutsideRuntime,
     /// The calling thread is not a Morpheus worker.
     NotAWorker,
     /// The calling thread is exiting (its thread-locals are being
@@ -28,6 +37,23 @@ impl std::fmt::Display for Error {
                 "exit_critical() called with no critical section open on this thread: \
                  pair every enter_critical() with one exit_critical() on the same thread, \
                  or use the critical_section() guard",
+            ),
+            Error::CriticalSectionNotManual => f.write_str(
+                "exit_critical() called while the only open critical sections on this thread \
+                 are critical_section() guards: a guard closes its own section when dropped; \
+                 call exit_critical() only to close a section opened by enter_critical()",
+            ),
+            Error::CriticalSectionLeftOpen => f.write_str(
+                "a thread ended inside a critical section opened by enter_critical(): \
+                 pair every enter_critical() with one exit_critical() on the same thread, \
+                 or use the critical_section() guard, which closes on drop and on unwind",
+            ),
+            Error::OutsideRuntime => f.write_str(
+                "checkpoint!() was polled outside a Tokio runtime, so it cannot let the \
+                 runtime's other tasks run: await it in a task of a Tokio runtime \
+                 (#[tokio::main], Runtime::block_on, tokio::spawn); with another executor, \
+                 build morpheus-runtime without its `tokio` feature (then checkpoint!() \
+                 yields by waking itself); in synchronous code call checkpoint_sync()",
             ),
             Error::NotAWorker => f.write_str(
                 "this thread is not a Morpheus worker: pass a checkpoint!() or \

@@ -110,7 +110,7 @@ fn snapshot_of(p: &Process) -> Snapshot {
             slot: w.registration().map(|r| r.slot),
             escapable: w.escapable,
             budget: Duration::from_nanos(w.budget_ns),
-            critical_depth: w.scb().critical_depth().load(Relaxed),
+            critical_depth: w.hot().depth.load(Relaxed),
             ledger: w.ledger.snapshot(),
         })
         .collect();

@@ -20,9 +20,9 @@ pub(crate) mod scb;
 pub(crate) mod worker;
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicU32, AtomicU64};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use morpheus_common::{RuntimeKind, RuntimeMode};
@@ -87,7 +87,15 @@ pub(crate) struct Process {
     said: Mutex<HashSet<String>>,
 }
 
-static PROCESS: OnceLock<Process> = OnceLock::new();
+/// The process state: a leaked box, created on first use. A child after
+/// `fork()` starts over with a fresh one (see [`Process::after_fork`]).
+static PROCESS: AtomicPtr<Process> = AtomicPtr::new(std::ptr::null_mut());
+/// In a forked child: the parent's state, whose configuration the child's
+/// fresh state takes (the child never touches anything else of it).
+static PARENT: AtomicPtr<Process> = AtomicPtr::new(std::ptr::null_mut());
+/// The descriptor of the open session with scx_morpheus (-1 if none),
+/// mirrored here so a forked child can close its copy without locking.
+static SESSION_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Locks, ignoring poisoning (state stays consistent: counters only).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -135,42 +143,119 @@ impl Process {
 
     /// The process state, created from the environment on first use.
     pub(crate) fn get() -> &'static Process {
-        PROCESS.get_or_init(Process::unstarted)
+        match Process::try_get() {
+            Some(p) => p,
+            None => Process::install(None).unwrap_or_else(|p| p),
+        }
     }
 
-    /// A state built from the environment (bad values are logged once and
-    /// replaced by defaults), not installed.
-    pub(crate) fn unstarted() -> Process {
+    /// Installs a new state: `config`, or in a forked child the parent's
+    /// configuration, or the environment's. `Err` holds the state another
+    /// thread installed first.
+    #[cold]
+    fn install(config: Option<Config>) -> Result<&'static Process, &'static Process> {
+        let (config, errors) = match config {
+            Some(c) => (c, Vec::new()),
+            None => Process::default_config(),
+        };
+        let new = Box::into_raw(Box::new(Process::new(config)));
+        match PROCESS.compare_exchange(std::ptr::null_mut(), new, AcqRel, Acquire) {
+            Ok(_) => {
+                // SAFETY: just leaked, never freed.
+                let p: &'static Process = unsafe { &*new };
+                Process::register_fork_handler();
+                for e in errors {
+                    p.say_once(
+                        log::Level::Warn,
+                        &format!("morpheus: {e}; using the default"),
+                    );
+                }
+                Ok(p)
+            }
+            Err(winner) => {
+                // SAFETY: ours was never shared; the winner is never freed.
+                drop(unsafe { Box::from_raw(new) });
+                Err(unsafe { &*winner })
+            }
+        }
+    }
+
+    /// The configuration used without [`crate::init`]: the environment's
+    /// (with the invalid values found), or in a forked child the parent's
+    /// (already reported there).
+    fn default_config() -> (Config, Vec<config::ConfigError>) {
+        // SAFETY: a non-null pointer is a leaked, never-freed state.
+        if let Some(parent) = unsafe { PARENT.load(Acquire).as_ref() } {
+            return (parent.config.clone(), Vec::new());
+        }
         let mut config = Config::default();
         let errors = config.apply_env(|k| std::env::var(k).ok());
-        let p = Process::new(config);
-        for e in errors {
-            p.say_once(
-                log::Level::Warn,
-                &format!("morpheus: {e}; using the default"),
-            );
+        (config, errors)
+    }
+
+    /// A state as first use would build it, not installed and silent (for
+    /// metrics before first use).
+    pub(crate) fn unstarted() -> Process {
+        Process::new(Process::default_config().0)
+    }
+
+    /// Registers [`Process::after_fork`] as a `pthread_atfork` child
+    /// handler, once per process image (a child inherits it).
+    fn register_fork_handler() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            extern "C" fn child() {
+                Process::after_fork();
+            }
+            // SAFETY: a plain function pointer that lives forever.
+            let rc = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+            if rc != 0 {
+                log::warn!(
+                    "morpheus: pthread_atfork failed ({}): a child forked from this process \
+                     must not use Morpheus",
+                    std::io::Error::from_raw_os_error(rc)
+                );
+            }
+        });
+    }
+
+    /// In the child of `fork()`, on its only thread: forget the parent's
+    /// state instead of using it. The parent's registrations, SCBs, session
+    /// and monitor thread are the parent's (its SCB mapping is shared, so a
+    /// write would land in the parent's slot), and its locks may have been
+    /// held by threads that do not exist here. The child's next checkpoint
+    /// builds a fresh state with the same configuration: a new session and
+    /// registration when the scheduler runs, the budget source otherwise.
+    /// Async-signal-safe: atomic swaps, `close`, TLS stores.
+    fn after_fork() {
+        let old = PROCESS.swap(std::ptr::null_mut(), AcqRel);
+        if !old.is_null() {
+            PARENT.store(old, Release);
         }
-        p
+        let fd = SESSION_FD.swap(-1, Relaxed);
+        if fd >= 0 {
+            // SAFETY: the child's copy of the parent's session socket; the
+            // parent's (leaked) state never uses it in this process again.
+            unsafe { libc::close(fd) };
+        }
+        worker::forget_after_fork();
     }
 
     /// Installs an explicit configuration; fails once the process state
     /// exists.
     pub(crate) fn init(config: Config) -> Result<(), Error> {
-        let mut fresh = false;
-        PROCESS.get_or_init(|| {
-            fresh = true;
-            Process::new(config)
-        });
-        if fresh {
-            Ok(())
-        } else {
-            Err(Error::AlreadyInitialized)
+        if Process::try_get().is_some() {
+            return Err(Error::AlreadyInitialized);
         }
+        Process::install(Some(config))
+            .map(|_| ())
+            .map_err(|_| Error::AlreadyInitialized)
     }
 
     /// The state if it exists (metrics must not create it).
     pub(crate) fn try_get() -> Option<&'static Process> {
-        PROCESS.get()
+        // SAFETY: a non-null pointer is a leaked, never-freed state.
+        unsafe { PROCESS.load(Acquire).as_ref() }
     }
 
     /// Logs `msg` the first time it is said in this process.
@@ -229,6 +314,12 @@ impl Process {
             if c.conn.is_some() {
                 self.register(&mut c, w, true);
             }
+            drop(c);
+            // If the monitor registered it first, it offered the slot:
+            // switch now (this is the owner thread), not at a later
+            // checkpoint, so that a critical section opened next reaches
+            // the kernel.
+            w.adopt_pending();
         }
     }
 
@@ -274,6 +365,7 @@ impl Process {
                     conn.max_workers,
                     conn.grace_ns / 1_000_000
                 );
+                SESSION_FD.store(conn.raw_fd(), Relaxed);
                 c.conn = Some(conn);
                 c.session += 1;
                 c.connects += 1;
@@ -297,6 +389,7 @@ impl Process {
     /// Drops the session: every worker falls back to the budget source.
     pub(crate) fn disconnect(&self, c: &mut ClientState, why: &ClientError) {
         self.say_once(log::Level::Warn, &format!("morpheus: {why}"));
+        SESSION_FD.store(-1, Relaxed);
         c.conn = None;
         c.state = RegistrationState::Unavailable;
         c.reason = Some(why.to_string());
@@ -311,6 +404,11 @@ impl Process {
     /// checkpoint.
     pub(crate) fn register(&self, c: &mut ClientState, w: &Worker, own_thread: bool) {
         let Some(conn) = &c.conn else { return };
+        if w.registration().is_some() {
+            // The attaching thread and the monitor may both try (each
+            // under the client lock): the first one did it.
+            return;
+        }
         let flags = if w.escapable {
             morpheus_common::WORKER_ESCAPABLE
         } else {

@@ -24,7 +24,7 @@
 //! thread's destructor, before the thread's TLS block goes away).
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, fence};
 use std::sync::{Arc, Mutex};
 
@@ -49,6 +49,10 @@ pub(crate) struct Hot {
     pub(crate) scb: AtomicPtr<Scb>,
     /// `hint_seq` value meaning "no signal"; [`POISON`] = in-process signal.
     pub(crate) expected: AtomicU64,
+    /// The thread's critical-section depth: the source of truth, mirrored
+    /// into the SCB in use (`u.critical_depth`) for the kernel. Written by
+    /// the owner only; an atomic so the monitor may read it.
+    pub(crate) depth: AtomicU32,
 }
 
 /// The SCB of threads that are not workers (never written).
@@ -69,6 +73,7 @@ thread_local! {
         Hot {
             scb: AtomicPtr::new(DETACHED_SCB.get_const()),
             expected: AtomicU64::new(POISON),
+            depth: AtomicU32::new(0),
         }
     };
     /// The calling thread's worker, null if none (slow path only).
@@ -85,8 +90,28 @@ pub(crate) fn set_thread_defaults(opts: WorkerOptions) {
     let _ = THREAD_DEFAULTS.try_with(|d| d.set(Some(opts)));
 }
 
-/// Attaches the calling thread with its thread defaults (or the process
-/// defaults) if it is not a worker yet.
+/// Options of threads that attach lazily without thread defaults (a leaked
+/// box, replaced whole: lock-free, so safe to read in a forked child).
+static LAZY_DEFAULTS: AtomicPtr<WorkerOptions> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Sets the options of threads that attach lazily (see
+/// `crate::set_lazy_worker_options`).
+pub(crate) fn set_lazy_defaults(opts: WorkerOptions) {
+    let new = Box::into_raw(Box::new(opts));
+    // The old box is leaked: a reader may still copy from it. Setting this
+    // is rare (once per process, by a binding or at start-up).
+    LAZY_DEFAULTS.swap(new, AcqRel);
+}
+
+/// The options of threads that attach lazily without thread defaults.
+pub(crate) fn lazy_defaults() -> WorkerOptions {
+    let p = LAZY_DEFAULTS.load(Acquire);
+    // SAFETY: a non-null pointer is a leaked, never-freed box.
+    unsafe { p.as_ref() }.copied().unwrap_or_default()
+}
+
+/// Attaches the calling thread with its thread defaults (set by a runtime
+/// builder), else the lazy defaults, if it is not a worker yet.
 pub(crate) fn attach_lazily() -> Result<&'static Worker, Error> {
     match current() {
         Some(w) => Ok(w),
@@ -95,7 +120,7 @@ pub(crate) fn attach_lazily() -> Result<&'static Worker, Error> {
                 .try_with(Cell::get)
                 .ok()
                 .flatten()
-                .unwrap_or_default();
+                .unwrap_or_else(lazy_defaults);
             attach(opts)
         }
     }
@@ -162,6 +187,14 @@ pub(crate) struct Reg {
 
 // SAFETY: the SCB pointer targets a never-unmapped shared mapping.
 unsafe impl Send for Reg {}
+
+/// What the slow path decided: yield for `cause`, answering kernel hint
+/// sequence `answer` if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Due {
+    pub(crate) cause: YieldCause,
+    pub(crate) answer: Option<u64>,
+}
 
 /// One worker thread's state.
 pub(crate) struct Worker {
@@ -255,6 +288,12 @@ impl Worker {
     /// Switches the owner thread to its local SCB with no signal pending
     /// (owner thread only, at attach).
     fn activate(&self) {
+        // SAFETY: the worker's own local SCB.
+        let local = unsafe { ScbRef::new(self.local.get()) };
+        local
+            .critical_depth()
+            .store(self.hot().depth.load(Relaxed), Relaxed);
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
         self.hot().scb.store(self.local.get(), Relaxed);
         self.hot().expected.store(0, Relaxed);
     }
@@ -296,7 +335,7 @@ impl Worker {
         // Pre-fill the user line so the kernel sees the right state during
         // the short window before adoption.
         new.critical_depth()
-            .store(self.scb().critical_depth().load(Relaxed), Relaxed);
+            .store(self.hot().depth.load(Relaxed), Relaxed);
         new.user_flags()
             .store(if self.escapable { WORKER_ESCAPABLE } else { 0 }, Relaxed);
         self.pending_grace_ns.store(grace_ns, Relaxed);
@@ -305,7 +344,7 @@ impl Worker {
     }
 
     /// Switches to an offered SCB (owner thread only).
-    fn adopt_pending(&self) {
+    pub(crate) fn adopt_pending(&self) {
         let scb = self.pending.swap(std::ptr::null_mut(), Acquire);
         if !scb.is_null() {
             self.adopt(scb, self.pending_grace_ns.load(Relaxed));
@@ -317,11 +356,10 @@ impl Worker {
     /// for the previous owner, or were sent in the instant before the
     /// worker could see its slot.
     pub(crate) fn adopt(&self, scb: *mut Scb, grace_ns: u64) {
-        let old = self.scb();
         // SAFETY: a slot of a never-unmapped mapping.
         let new = unsafe { ScbRef::new(scb) };
         new.critical_depth()
-            .store(old.critical_depth().load(Relaxed), Relaxed);
+            .store(self.hot().depth.load(Relaxed), Relaxed);
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
         new.user_flags()
             .store(if self.escapable { WORKER_ESCAPABLE } else { 0 }, Relaxed);
@@ -338,9 +376,11 @@ impl Worker {
         self.hot().expected.store(seq | keep, Relaxed);
     }
 
-    /// The slow path: a signal is pending. Decides, records and
-    /// acknowledges; returns the cause if the caller must yield now.
-    pub(crate) fn on_signal(&self) -> Option<YieldCause> {
+    /// The slow path: a signal is pending. Decides whether the caller must
+    /// yield now and why, without yielding or acknowledging: that is
+    /// [`Worker::took_yield`], once the caller commits to the yield. No
+    /// system call, no clock read.
+    pub(crate) fn decide(&self) -> Option<Due> {
         fence(Acquire);
         self.ledger.slow_checkpoint();
         self.adopt_pending();
@@ -364,7 +404,7 @@ impl Worker {
             self.hot().expected.store(seq, Relaxed);
             return None;
         }
-        if scb.critical_depth().load(Relaxed) > 0 {
+        if self.hot().depth.load(Relaxed) > 0 {
             // Inside a critical section: never yield here. The signal stays
             // pending (so is not acknowledged) and the first checkpoint
             // after the section answers it.
@@ -385,8 +425,10 @@ impl Worker {
             self.hot().expected.store(seq, Relaxed);
             return None;
         };
-        self.took_yield(cause, honour.then_some(seq));
-        Some(cause)
+        Some(Due {
+            cause,
+            answer: honour.then_some(seq),
+        })
     }
 
     /// Records a yield (about to happen) and, if `answer` is a kernel
@@ -419,7 +461,7 @@ impl Worker {
     /// pending kernel hint (the worker is yielding anyway).
     pub(crate) fn voluntary(&self) {
         self.adopt_pending();
-        if self.scb().critical_depth().load(Relaxed) > 0 {
+        if self.hot().depth.load(Relaxed) > 0 {
             self.ledger.deferred();
         }
         let scb = self.scb();
@@ -434,8 +476,9 @@ impl Worker {
     }
 }
 
-/// Owns a worker for its thread; dropping it (thread exit) detaches.
-struct WorkerHandle(Arc<Worker>);
+/// Owns a worker for its thread; dropping it (thread exit, or `detach`
+/// when the flag is set) detaches.
+struct WorkerHandle(Arc<Worker>, bool);
 
 // SAFETY: the only non-thread-safe field is the pointer to the owner's
 // `HOT` atomics, which other threads use only while the worker is listed
@@ -446,9 +489,18 @@ unsafe impl Sync for Worker {}
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
         let _ = CURRENT.try_with(|c| c.set(std::ptr::null()));
+        let hot = self.0.hot();
+        let explicit = self.1;
+        if !explicit && hot.depth.load(Relaxed) > 0 {
+            // A guard cannot outlive its thread's stack: a level opened by
+            // enter_critical() was never closed.
+            self.0.process.say_once(
+                log::Level::Error,
+                &Error::CriticalSectionLeftOpen.to_string(),
+            );
+        }
         self.0.process.remove_worker(&self.0);
         // Back to the detached state: the next checkpoint re-attaches.
-        let hot = self.0.hot();
         hot.scb.store(DETACHED_SCB.get_const(), Relaxed);
         hot.expected.store(POISON, Relaxed);
     }
@@ -464,7 +516,7 @@ pub(crate) fn attach(opts: WorkerOptions) -> Result<&'static Worker, Error> {
     let w = Worker::new(process, opts);
     let ptr: *const Worker = Arc::as_ptr(&w);
     HANDLE
-        .try_with(|h| *h.borrow_mut() = Some(WorkerHandle(w.clone())))
+        .try_with(|h| *h.borrow_mut() = Some(WorkerHandle(w.clone(), false)))
         .map_err(|_| Error::ThreadExiting)?;
     CURRENT.with(|c| c.set(ptr));
     w.activate();
@@ -476,16 +528,44 @@ pub(crate) fn attach(opts: WorkerOptions) -> Result<&'static Worker, Error> {
 /// Detaches the calling thread (no-op if it is not a worker).
 pub(crate) fn detach() {
     let handle = HANDLE.try_with(|h| h.borrow_mut().take()).ok().flatten();
-    drop(handle);
+    if let Some(mut h) = handle {
+        h.1 = true;
+        drop(h);
+    }
 }
 
-/// The slow path of a checkpoint: attaches a new thread, or handles the
-/// pending signal. Returns the cause if the caller must yield.
+/// Whether the calling thread is a worker (one TLS read).
+#[inline]
+pub(crate) fn is_worker() -> bool {
+    CURRENT.with(|c| !c.get().is_null())
+}
+
+/// In a child after `fork()`: the calling thread (the only one) forgets its
+/// worker without touching the parent's state, which the child does not
+/// own: no unregistering (the registration is the parent's), no locks (a
+/// parent thread may have held them at the fork), no writes to the SCB
+/// (shared with the parent). Its next checkpoint attaches it afresh.
+/// Only async-signal-safe operations: TLS stores and a leak.
+pub(crate) fn forget_after_fork() {
+    let _ = CURRENT.try_with(|c| c.set(std::ptr::null()));
+    let _ = HANDLE.try_with(|h| {
+        if let Ok(mut h) = h.try_borrow_mut() {
+            std::mem::forget(h.take());
+        }
+    });
+    HOT.with(|hot| {
+        hot.scb.store(DETACHED_SCB.get_const(), Relaxed);
+        hot.expected.store(POISON, Relaxed);
+    });
+}
+
+/// The slow path's decision: attaches a new thread (no yield then), or
+/// decides about the pending signal without acting on it.
 #[cold]
 #[inline(never)]
-pub(crate) fn checkpoint_slow() -> Option<YieldCause> {
+pub(crate) fn decide_slow() -> Option<Due> {
     match current() {
-        Some(w) => w.on_signal(),
+        Some(w) => w.decide(),
         None => {
             // First checkpoint on this thread: become a worker. No yield now;
             // the budget starts counting from here.
@@ -493,4 +573,81 @@ pub(crate) fn checkpoint_slow() -> Option<YieldCause> {
             None
         }
     }
+}
+
+/// Records and acknowledges a decided yield (no-op if the thread stopped
+/// being a worker in between).
+pub(crate) fn commit(due: Due) {
+    if let Some(w) = current() {
+        w.took_yield(due.cause, due.answer);
+    }
+}
+
+/// The slow path of a checkpoint: attaches a new thread, or handles the
+/// pending signal. Returns the cause if the caller must yield.
+#[cold]
+#[inline(never)]
+pub(crate) fn checkpoint_slow() -> Option<YieldCause> {
+    let due = decide_slow()?;
+    commit(due);
+    Some(due.cause)
+}
+
+/// Opens a critical-section level on the calling thread (the fast path of
+/// `critical_section()`): the TLS counter, and its mirror in the SCB in use
+/// for the kernel. A thread that is not a worker attaches first (once).
+#[inline(always)]
+pub(crate) fn critical_enter() {
+    HOT.with(|hot| {
+        let d = hot.depth.load(Relaxed).saturating_add(1);
+        hot.depth.store(d, Relaxed);
+        let scb = hot.scb.load(Relaxed);
+        if scb == DETACHED_SCB.get_const() {
+            critical_enter_detached();
+        } else {
+            // SAFETY: `scb` points at a live SCB (module docs).
+            unsafe { ScbRef::new(scb) }
+                .critical_depth()
+                .store(d, Relaxed);
+        }
+        // The ABI's ordering contract: the depth is stored before the
+        // section's first instruction.
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    })
+}
+
+/// A section opened on a thread that is not a worker: attach it (its new
+/// SCB takes the depth from the TLS counter). A thread that cannot attach
+/// (exiting) keeps the count in TLS only.
+#[cold]
+#[inline(never)]
+fn critical_enter_detached() {
+    let _ = attach_lazily();
+}
+
+/// Closes a critical-section level; `false` if none is open (misuse).
+#[inline(always)]
+pub(crate) fn critical_exit() -> bool {
+    HOT.with(|hot| {
+        let d = hot.depth.load(Relaxed);
+        if d == 0 {
+            return false;
+        }
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        hot.depth.store(d - 1, Relaxed);
+        let scb = hot.scb.load(Relaxed);
+        if scb != DETACHED_SCB.get_const() {
+            // SAFETY: `scb` points at a live SCB (module docs).
+            unsafe { ScbRef::new(scb) }
+                .critical_depth()
+                .store(d - 1, Relaxed);
+        }
+        true
+    })
+}
+
+/// The calling thread's critical-section depth.
+#[inline]
+pub(crate) fn critical_depth() -> u32 {
+    HOT.with(|hot| hot.depth.load(Relaxed))
 }

@@ -209,11 +209,8 @@ fn on_park(opts: WorkerOptions) {
             Err(_) => return,
         },
     };
-    let depth = w
-        .scb()
-        .critical_depth()
-        .load(std::sync::atomic::Ordering::Relaxed);
-    if depth > 0 {
+    let _ = w;
+    if worker::critical_depth() > 0 {
         Process::get().say_once(
             log::Level::Error,
             "morpheus: a worker parked inside a critical section: a critical_section() \

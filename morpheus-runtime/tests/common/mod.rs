@@ -6,6 +6,8 @@
 //! real loader and BPF program are tested against this runtime in the VM.
 #![allow(dead_code)]
 
+pub mod logs;
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -189,6 +191,10 @@ impl Server {
         let map_fd = server.memfd.as_raw_fd();
         let base_addr = server.base as usize;
         let grace_ns = server.grace_ns;
+        // One slot table for every session, as one SCB array serves them
+        // all here (the real loader has one array per process): a forked
+        // child's session gets other slots than its parent's.
+        let used = Arc::new(Mutex::new(vec![false; max_workers as usize]));
         server.threads.push(std::thread::spawn(move || {
             let mut conns = Vec::new();
             while !stop.load(Relaxed) {
@@ -212,7 +218,7 @@ impl Server {
                     continue;
                 }
                 let conn = unsafe { OwnedFd::from_raw_fd(c) };
-                let (stop, seen) = (stop.clone(), seen.clone());
+                let (stop, seen, used) = (stop.clone(), seen.clone(), used.clone());
                 conns.push(std::thread::spawn(move || {
                     serve(
                         conn,
@@ -221,7 +227,7 @@ impl Server {
                         &seen,
                         map_fd,
                         base_addr as *mut u8,
-                        max_workers,
+                        &used,
                         grace_ns,
                     )
                 }));
@@ -317,11 +323,34 @@ fn serve(
     seen: &Mutex<Vec<Seen>>,
     map_fd: RawFd,
     base: *mut u8,
-    max_workers: u32,
+    used: &Mutex<Vec<bool>>,
     grace_ns: u64,
 ) {
+    // Slots of this session, released when it ends.
+    let mut mine: Vec<usize> = Vec::new();
+    serve_session(
+        conn, behaviour, stop, seen, map_fd, base, used, grace_ns, &mut mine,
+    );
+    let mut used = used.lock().unwrap_or_else(|e| e.into_inner());
+    for s in mine {
+        used[s] = false;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serve_session(
+    conn: OwnedFd,
+    behaviour: Behaviour,
+    stop: &AtomicBool,
+    seen: &Mutex<Vec<Seen>>,
+    map_fd: RawFd,
+    base: *mut u8,
+    used: &Mutex<Vec<bool>>,
+    grace_ns: u64,
+    mine: &mut Vec<usize>,
+) {
     let fd = conn.as_raw_fd();
-    let mut used = vec![false; max_workers as usize];
+    let max_workers = used.lock().unwrap().len() as u32;
     let mut generation = 0u64;
     while !stop.load(Relaxed) {
         let mut p = libc::pollfd {
@@ -378,6 +407,7 @@ fn serve(
                 seen.lock()
                     .unwrap()
                     .push(Seen::Register { flags, pidfd_tid });
+                let mut used = used.lock().unwrap();
                 let free = used.iter().position(|u| !u);
                 match (behaviour, free, passed) {
                     (Behaviour::TableFull, _, _) | (_, None, _) => Message::RegisterReply {
@@ -390,6 +420,7 @@ fn serve(
                     },
                     (_, Some(slot), Some(_)) => {
                         used[slot] = true;
+                        mine.push(slot);
                         generation += 1;
                         unsafe {
                             let scb = base.add(slot * SCB_SIZE).cast::<Scb>();
@@ -411,9 +442,12 @@ fn serve(
                 seen.lock()
                     .unwrap()
                     .push(Seen::Unregister { slot, generation });
-                match used.get_mut(slot as usize) {
-                    Some(u) if *u => {
+                let mut used = used.lock().unwrap();
+                let own = mine.iter().position(|&s| s == slot as usize);
+                match (used.get_mut(slot as usize), own) {
+                    (Some(u), Some(i)) if *u => {
                         *u = false;
+                        mine.swap_remove(i);
                         Message::UnregisterReply { status: Status::Ok }
                     }
                     _ => Message::UnregisterReply {
@@ -448,6 +482,31 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
     f()
+}
+
+/// CPU time of the calling thread.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Runs `f` in a loop until the thread has used `cpu` of CPU time (not wall
+/// time: on a loaded host a thread may get a small share of a wall-clock
+/// interval, and what budgets count is CPU). Panics after `wall_cap`.
+pub fn for_cpu(cpu: Duration, wall_cap: Duration, mut f: impl FnMut()) {
+    let (start, cpu_start) = (Instant::now(), thread_cpu());
+    while thread_cpu().saturating_sub(cpu_start) < cpu {
+        f();
+        assert!(
+            start.elapsed() < wall_cap,
+            "got less than {cpu:?} of CPU in {wall_cap:?}"
+        );
+    }
 }
 
 /// Burns CPU for `d` (wall clock).
