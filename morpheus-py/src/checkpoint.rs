@@ -24,17 +24,15 @@ static ASYNC_YIELD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// package), or else a [`Ready`].
 static READY_FALSE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// Gives the CPU away with the GIL released (the yield itself), then hands
-/// queued log records to Python.
+/// The slow path: a yield is due. Acknowledges it (ledger, kernel hint,
+/// budget restart) with the GIL held, which needs no system call, then
+/// gives up the CPU once, with the GIL released, so that other Python
+/// threads run as well as other processes; then hands queued log records
+/// to Python.
 #[cold]
 #[inline(never)]
-fn yield_cpu(py: Python<'_>) {
-    // RUNTIME-API: `checkpoint_sync()` has already called sched_yield()
-    // once, with the GIL held: other processes could run then, but not this
-    // process's other Python threads. This second yield is the one that
-    // matters for Python. With a runtime split such as
-    // `signal_pending()` + a non-yielding slow path, the first one goes away
-    // (see the package README, "Runtime API").
+fn take_yield(py: Python<'_>, due: morpheus_runtime::DueYield) {
+    due.acknowledge();
     py.detach(|| {
         // SAFETY: no arguments, no memory effects.
         unsafe { libc::sched_yield() };
@@ -55,10 +53,10 @@ fn yield_cpu(py: Python<'_>) {
 /// loop's other tasks run.
 #[pyfunction]
 pub(crate) fn checkpoint(py: Python<'_>) -> bool {
-    match morpheus_runtime::checkpoint_sync() {
+    match morpheus_runtime::yield_due() {
         None => false,
-        Some(_) => {
-            yield_cpu(py);
+        Some(due) => {
+            take_yield(py, due);
             true
         }
     }
@@ -74,10 +72,10 @@ pub(crate) fn checkpoint(py: Python<'_>) -> bool {
 /// callbacks that I/O made ready meanwhile) and evaluates to `True`.
 #[pyfunction]
 pub(crate) fn async_checkpoint(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    match morpheus_runtime::checkpoint_sync() {
+    match morpheus_runtime::yield_due() {
         None => ready_false(py),
-        Some(_) => {
-            yield_cpu(py);
+        Some(due) => {
+            take_yield(py, due);
             match ASYNC_YIELD.get(py) {
                 Some(f) => f.call0(py),
                 None => Ok(Py::new(py, Ready::new(py, true))?.into_any()),
@@ -178,6 +176,13 @@ pub(crate) fn exit_critical() -> PyResult<()> {
 #[pyfunction]
 pub(crate) fn critical_depth() -> u32 {
     morpheus_runtime::critical_depth()
+}
+
+/// Whether the calling thread is a Morpheus worker now (a thread-local
+/// read: nothing is attached or registered by asking).
+#[pyfunction]
+pub(crate) fn is_worker() -> bool {
+    morpheus_runtime::is_worker()
 }
 
 /// A critical section: `with morpheus.critical():` or

@@ -63,6 +63,7 @@ fn enum_dict<'py, T: Copy>(
 fn _morpheus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     logs::install();
+    worker::set_lazy_defaults();
     m.add("MorpheusError", py.get_type::<MorpheusError>())?;
     m.add_function(wrap_pyfunction!(checkpoint::checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::async_checkpoint, m)?)?;
@@ -70,6 +71,7 @@ fn _morpheus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::enter_critical, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::exit_critical, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::critical_depth, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::is_worker, m)?)?;
     m.add_class::<checkpoint::Critical>()?;
     m.add_class::<checkpoint::Ready>()?;
     m.add("ReadyQueue", ready::ready_queue_type(py)?)?;

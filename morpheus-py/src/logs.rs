@@ -20,7 +20,10 @@ use pyo3::sync::PyOnceLock;
 /// Records kept at most while nobody drains them (the oldest go first).
 const CAPACITY: usize = 256;
 
-static QUEUE: Mutex<VecDeque<(log::Level, String)>> = Mutex::new(VecDeque::new());
+/// Queued records: level and message.
+type Records = VecDeque<(log::Level, String)>;
+
+static QUEUE: Mutex<Records> = Mutex::new(VecDeque::new());
 /// Set when `QUEUE` may be non-empty: lets [`flush`] skip the lock.
 static PENDING: AtomicBool = AtomicBool::new(false);
 /// `logging.getLogger("morpheus")`.
@@ -49,11 +52,32 @@ impl log::Log for Bridge {
 
 /// Installs the bridge as this extension's `log` logger (each extension
 /// module has its own copy of the `log` crate, so this cannot clash with
-/// another library's logger).
+/// another library's logger), and makes the queue safe across `fork()`.
 pub(crate) fn install() {
     if log::set_logger(&BRIDGE).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
+        // SAFETY: plain function pointers that live forever.
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_done), Some(fork_done)) };
     }
+}
+
+thread_local! {
+    /// The queue's lock, held by the forking thread across `fork()`.
+    static FORK_GUARD: std::cell::RefCell<Option<std::sync::MutexGuard<'static, Records>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Before `fork()`: take the queue's lock, so that no other thread (e.g.
+/// the runtime's monitor, logging) holds it at the instant of the fork: the
+/// child would wait for it forever.
+extern "C" fn fork_prepare() {
+    let guard = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = FORK_GUARD.try_with(|g| *g.borrow_mut() = Some(guard));
+}
+
+/// After `fork()`, in the parent and in the child: release it.
+extern "C" fn fork_done() {
+    let _ = FORK_GUARD.try_with(|g| g.borrow_mut().take());
 }
 
 /// Python `logging` level of a `log` level.

@@ -50,7 +50,9 @@ pub(crate) fn init_worker(
 ) -> PyResult<()> {
     let mode = mode.map(parse_mode).transpose()?;
     let budget = budget_ms.map(budget).transpose()?;
-    if let Ok(w) = morpheus_runtime::current_worker() {
+    if morpheus_runtime::is_worker()
+        && let Ok(w) = morpheus_runtime::current_worker()
+    {
         let conflicts = w.escapable != escapable
             || budget.is_some_and(|b| b.as_nanos() != w.budget.as_nanos())
             || mode.is_some_and(|m| w.pinned_mode != Some(m));
@@ -82,7 +84,7 @@ pub(crate) fn init_worker(
 /// Used by the event-loop integration; returns whether it attached now.
 #[pyfunction]
 pub(crate) fn _attach_loop_thread(py: Python<'_>) -> PyResult<bool> {
-    if morpheus_runtime::current_worker().is_ok() {
+    if morpheus_runtime::is_worker() {
         return Ok(false);
     }
     let r = morpheus_runtime::attach_current_thread(WorkerOptions {
@@ -119,9 +121,11 @@ pub(crate) fn record_voluntary_yield(py: Python<'_>) {
 /// invalid value). `None` keeps the environment's (or default) value.
 ///
 /// `sources` is a comma-separated list or an iterable of `kernel`, `budget`,
-/// `pressure` (or `all`, `none`); `mode` is `auto` or a mode name.
+/// `pressure` (or `all`, `none`); `mode` is `auto` or a mode name. There is
+/// no process-wide `escapable`: in Python only `init_worker(escapable=True)`
+/// makes a thread escapable.
 #[pyfunction]
-#[pyo3(signature = (*, enabled = None, socket = None, budget_ms = None, mode = None, sources = None, escapable = None))]
+#[pyo3(signature = (*, enabled = None, socket = None, budget_ms = None, mode = None, sources = None))]
 pub(crate) fn configure(
     py: Python<'_>,
     enabled: Option<bool>,
@@ -129,7 +133,6 @@ pub(crate) fn configure(
     budget_ms: Option<f64>,
     mode: Option<&str>,
     sources: Option<&Bound<'_, PyAny>>,
-    escapable: Option<bool>,
 ) -> PyResult<()> {
     let mut c = Config::from_env().map_err(|e| MorpheusError::new_err(e.to_string()))?;
     if let Some(v) = enabled {
@@ -164,9 +167,6 @@ pub(crate) fn configure(
             }
         };
         c.sources = Sources::parse(&text).map_err(MorpheusError::new_err)?;
-    }
-    if let Some(v) = escapable {
-        c.escapable = v;
     }
     let r = morpheus_runtime::init(c);
     logs::flush(py);
@@ -272,4 +272,24 @@ pub(crate) fn openmetrics(py: Python<'_>) -> String {
     let text = metrics::openmetrics();
     logs::flush(py);
     text
+}
+
+/// The options of Python threads that become workers on their own (their
+/// first checkpoint or critical section, e.g. thread-pool threads): never
+/// escapable, whatever the process configuration says, since a thread that
+/// may hold the GIL must never be force-preempted. Only
+/// `init_worker(escapable=True)` makes a Python thread escapable.
+pub(crate) fn set_lazy_defaults() {
+    morpheus_runtime::set_lazy_worker_options(WorkerOptions {
+        kind: RuntimeKind::Generic,
+        escapable: Some(false),
+        mode: None,
+        budget: None,
+    });
+    if Config::from_env().is_ok_and(|c| c.escapable) {
+        log::warn!(
+            "morpheus: MORPHEUS_ESCAPABLE has no effect on Python threads: a thread that may \
+             hold the GIL is escapable only if it calls morpheus.init_worker(escapable=True)"
+        );
+    }
 }

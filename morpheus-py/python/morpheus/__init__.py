@@ -65,6 +65,7 @@ critical = _native.critical
 enter_critical = _native.enter_critical
 exit_critical = _native.exit_critical
 critical_depth = _native.critical_depth
+is_worker = _native.is_worker
 record_voluntary_yield = _native.record_voluntary_yield
 openmetrics = _native.openmetrics
 mode = _native.mode
@@ -106,15 +107,17 @@ def configure(
     budget_ms: _t.Optional[float] = None,
     mode: _t.Optional[str] = None,
     sources: _t.Union[str, _t.Iterable[str], None] = None,
-    escapable: _t.Optional[bool] = None,
 ) -> None:
     """Configures Morpheus for this process (the Rust ``init(Config)``).
 
     Starts from the environment (``MORPHEUS_DISABLE``, ``MORPHEUS_SOCKET``,
-    ``MORPHEUS_BUDGET_MS``, ``MORPHEUS_MODE``, ``MORPHEUS_SOURCES``,
-    ``MORPHEUS_ESCAPABLE``); arguments left at ``None`` keep it. Must run
-    before the first checkpoint, critical section or worker registration:
-    raises :class:`MorpheusError` afterwards, or for an invalid value.
+    ``MORPHEUS_BUDGET_MS``, ``MORPHEUS_MODE``, ``MORPHEUS_SOURCES``);
+    arguments left at ``None`` keep it. Must run before the first
+    checkpoint, critical section or worker registration: raises
+    :class:`MorpheusError` afterwards, or for an invalid value. There is no
+    process-wide ``escapable``: a Python thread is escapable only if it
+    calls ``init_worker(escapable=True)`` (``MORPHEUS_ESCAPABLE`` is ignored,
+    with a warning).
     """
     _native.configure(
         enabled=enabled,
@@ -122,7 +125,6 @@ def configure(
         budget_ms=budget_ms,
         mode=mode,
         sources=sources,
-        escapable=escapable,
     )
 
 
@@ -144,7 +146,8 @@ def init_worker(
     Calling it again with the same options is harmless; a thread that is
     already a worker with other options raises :class:`MorpheusError`.
     Threads also become workers on their own at their first checkpoint or
-    critical section, with the process defaults.
+    critical section (e.g. thread-pool threads), with the process's budget
+    and mode, kind ``generic``, and never escapable.
     """
     _native.init_worker(escapable=escapable, budget_ms=budget_ms, mode=mode)
     _start_log_pump()
@@ -390,6 +393,7 @@ __all__ = [
     "enter_critical",
     "exit_critical",
     "critical_depth",
+    "is_worker",
     "record_voluntary_yield",
     "configure",
     "init_worker",

@@ -39,6 +39,9 @@ def exit_critical() -> None:
 def critical_depth() -> int:
     """The calling thread's critical-section depth."""
 
+def is_worker() -> bool:
+    """Whether the calling thread is a worker now (a thread-local read)."""
+
 def record_voluntary_yield() -> None:
     """Records a voluntary yield (answers a pending kernel hint)."""
 
@@ -49,7 +52,6 @@ def configure(
     budget_ms: Optional[float] = None,
     mode: Optional[str] = None,
     sources: Union[str, Iterable[str], None] = None,
-    escapable: Optional[bool] = None,
 ) -> None:
     """Configures Morpheus for this process, before its first use."""
 

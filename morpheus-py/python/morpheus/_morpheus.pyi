@@ -54,6 +54,9 @@ def exit_critical() -> None:
 def critical_depth() -> int:
     """The calling thread's critical-section depth."""
 
+def is_worker() -> bool:
+    """Whether the calling thread is a worker now (a thread-local read)."""
+
 class critical:
     """A critical section: ``with morpheus.critical():`` or ``async with``."""
 
@@ -96,7 +99,6 @@ def configure(
     budget_ms: Optional[float] = None,
     mode: Optional[str] = None,
     sources: Union[str, Iterable[str], None] = None,
-    escapable: Optional[bool] = None,
 ) -> None:
     """Configures Morpheus for this process, before its first use."""
 
