@@ -17,8 +17,8 @@ use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::mem::MaybeUninit;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -81,7 +81,8 @@ impl<'a> Scheduler<'a> {
         rodata.max_critical_ns = cfg.max_critical_ns;
         rodata.max_overrun_ns = cfg.max_overrun_ns;
         rodata.throttle_ns = cfg.throttle_ns;
-        rodata.nr_cpus = cfg.nr_cpus;
+        // Re-read at every attach: a CPU hotplug restarts the scheduler.
+        rodata.nr_cpus = opts::online_cpus();
         rodata.enforce = cfg.enforce;
         rodata.escalation_policy = cfg.escalation.as_u32();
 

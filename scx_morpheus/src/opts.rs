@@ -149,7 +149,6 @@ pub struct Config {
     pub enforce: bool,
     pub escalation: EscalationPolicy,
     pub partial: bool,
-    pub nr_cpus: u32,
     pub socket: PathBuf,
     pub socket_group: Option<u32>,
     pub socket_mode: u32,
@@ -272,7 +271,6 @@ impl Opts {
             enforce: self.enforce,
             escalation: self.escalation,
             partial: self.partial,
-            nr_cpus: online_cpus(),
             socket: self.socket,
             socket_group,
             socket_mode: self.socket_mode,
@@ -312,7 +310,7 @@ mod tests {
         assert_eq!(c.escalation, EscalationPolicy::ThreadKick);
         assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET_PATH));
         assert_eq!(c.socket_mode, 0o660);
-        assert!(c.nr_cpus >= 1);
+        assert!(online_cpus() >= 1);
     }
 
     #[test]

@@ -557,6 +557,23 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(morpheus_init)
 	return scx_bpf_create_dsq(MORPHEUS_SHARED_DSQ, -1);
 }
 
+/*
+ * CPU hotplug: the CPU count behind the adaptive slice and the pressure
+ * level changed. Like the upstream scx schedulers, ask the loader to restart
+ * the scheduler (it reattaches by itself; workers re-register).
+ */
+void BPF_STRUCT_OPS(morpheus_cpu_online, s32 cpu)
+{
+	scx_bpf_exit(SCX_ECODE_ACT_RESTART | SCX_ECODE_RSN_HOTPLUG,
+		     "CPU %d came online, restarting", cpu);
+}
+
+void BPF_STRUCT_OPS(morpheus_cpu_offline, s32 cpu)
+{
+	scx_bpf_exit(SCX_ECODE_ACT_RESTART | SCX_ECODE_RSN_HOTPLUG,
+		     "CPU %d went offline, restarting", cpu);
+}
+
 void BPF_STRUCT_OPS(morpheus_exit, struct scx_exit_info *ei)
 {
 	UEI_RECORD(uei, ei);
@@ -571,6 +588,8 @@ SCX_OPS_DEFINE(morpheus_ops,
 	       .tick		= (void *)morpheus_tick,
 	       .enable		= (void *)morpheus_enable,
 	       .exit_task	= (void *)morpheus_exit_task,
+	       .cpu_online	= (void *)morpheus_cpu_online,
+	       .cpu_offline	= (void *)morpheus_cpu_offline,
 	       .init		= (void *)morpheus_init,
 	       .exit		= (void *)morpheus_exit,
 	       .timeout_ms	= MORPHEUS_WATCHDOG_TIMEOUT_MS,
