@@ -112,3 +112,45 @@ def test_a_forked_child_starts_over():
         """,
     )
     assert last_json(p.stdout) == {"child": 0, "same": True, "depth": 1, "worker": True}, p.stderr
+
+
+def test_one_sched_yield_per_yield():
+    """The decision is taken with the GIL held and without a system call;
+    the one ``sched_yield()`` happens with the GIL released (it used to be
+    called twice per yield). Counted with strace when the host has it."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    import pytest
+
+    from _support import child_env
+
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    code = (
+        "import sys, time, morpheus\n"
+        "morpheus.configure(budget_ms=1, sources='budget')\n"
+        "morpheus.init_worker()\n"
+        "n = 0\n"
+        "end = time.perf_counter() + 0.3\n"
+        "while time.perf_counter() < end:\n"
+        "    n += morpheus.checkpoint()\n"
+        "print('YIELDS', n)\n"
+    )
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "trace")
+        proc = subprocess.run(
+            [strace, "-f", "-qq", "-e", "trace=sched_yield", "-o", out, sys.executable, "-c", code],
+            capture_output=True, text=True, timeout=120, env=child_env(),
+        )
+        if proc.returncode != 0 and "ptrace" in proc.stderr:
+            pytest.skip(f"strace cannot trace here: {proc.stderr.strip()}")
+        assert proc.returncode == 0, proc.stderr
+        with open(out) as f:
+            calls = sum(1 for line in f if "sched_yield(" in line)
+    yields = int(proc.stdout.split("YIELDS")[1])
+    assert yields > 0 and calls == yields, (yields, calls)
