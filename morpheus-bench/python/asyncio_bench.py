@@ -215,7 +215,7 @@ def main():
         }
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:
-            json.dump(doc, f, indent=2)
+            json.dump(doc, f, indent=2, allow_nan=False)
         print(f"raw data written to {a.json}", file=sys.stderr)
 
 

@@ -12,7 +12,9 @@
 # $MORPHEUS_BENCH_OUT (default /tmp/morpheus-bench-host). quick = a few
 # seconds per program (the test suite; under a minute in all); full = the
 # figures in BENCHMARKS.md. The Python benchmark runs when
-# $MORPHEUS_BENCH_PYTHON (default python3) can import morpheus.
+# $MORPHEUS_BENCH_PYTHON (default python3) can import morpheus. Every
+# program's JSON and plots are checked for form (never for figures); the
+# suite exits 1 if a program failed or wrote malformed output.
 set -euo pipefail
 
 BIN="$(cd "${1:?usage: host-suite.sh BIN_DIR [quick|full]}" && pwd)"
@@ -24,41 +26,44 @@ quick) Q=(--quick) ;;
 full) Q=() ;;
 *) echo "host-suite: mode must be quick or full, not '$MODE'" >&2; exit 2 ;;
 esac
-for b in starvation latency liar neutrality microbench; do
+for b in starvation latency liar neutrality microbench check-output; do
     [[ -x "$BIN/$b" ]] || { echo "host-suite: $BIN/$b missing (cargo build --release -p morpheus-bench)" >&2; exit 1; }
 done
 
 export RUST_LIB_BACKTRACE=0
 TAG=host
 T0=$SECONDS
-run() {
-    local name="$1"
-    shift
-    printf '\n==== %s: %s (%ss into the suite)\n' "$name" "$*" "$((SECONDS - T0))"
-    "$BIN/$name" "${Q[@]}" --json "$OUT/$TAG-$name.json" --plots "$OUT/plots" --tag "$TAG" "$@"
-}
+# shellcheck source=morpheus-bench/scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 echo "host-suite: kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), mode $MODE, output $OUT"
-run starvation
-run latency --pressure
-run liar --critical-duration-ms 500
-run neutrality
+run starvation 1 starvation-probe-cdf,starvation-throughput
+run latency 1 latency-light-cdf,latency-heavy-throughput --pressure
+run liar 1 liar-longest-delay --critical-duration-ms 500
+run neutrality 1 neutrality-throughput
 if command -v valgrind >/dev/null; then
     if [[ $MODE == quick ]]; then
-        run microbench --callgrind --cases empty_loop,async_loop,checkpoint_async,checkpoint_sync,critical_section
+        # valgrind's start dominates: two cases prove the path (the VM
+        # suite and `cargo test --benches` run the others).
+        run microbench 1 "" --callgrind --cases empty_loop,checkpoint_sync
     else
-        run microbench --callgrind
+        run microbench 1 "" --callgrind
     fi
 else
-    run microbench
+    run microbench 1 ""
 fi
 # The Python table, when the morpheus package is importable
 # ($MORPHEUS_BENCH_PYTHON, default python3; e.g. the test suite's .venv).
 PY="${MORPHEUS_BENCH_PYTHON:-python3}"
 if "$PY" -c 'import morpheus' 2>/dev/null; then
-    printf '\n==== python asyncio_bench (%ss into the suite)\n' "$((SECONDS - T0))"
-    "$PY" "$(dirname "${BASH_SOURCE[0]}")/../python/asyncio_bench.py" "${Q[@]}" --json "$OUT/$TAG-python.json"
+    step "python asyncio_bench"
+    rm -f "$OUT/$TAG-python.json"
+    if "$PY" "$(dirname "${BASH_SOURCE[0]}")/../python/asyncio_bench.py" "${Q[@]}" --json "$OUT/$TAG-python.json"; then
+        check python "$OUT/$TAG-python.json" -
+    else
+        FAILED+=("python asyncio_bench: failed (exit status)")
+    fi
 else
     echo "host-suite: skipping the Python benchmark ($PY cannot import morpheus: pip install ./morpheus-py)"
 fi
-printf '\n==== done in %ss\n' "$((SECONDS - T0))"
+suite_end host-suite

@@ -11,7 +11,9 @@
 # BIN_DIR holds the release binaries (scx_morpheus and the benchmarks).
 # Results (JSON per program, SVG plots, the console log) go to
 # $MORPHEUS_VM_OUT (default /tmp/morpheus-bench). quick = a few seconds per
-# program, for the test suite; full = the figures in BENCHMARKS.md.
+# program, for the test suite; full = the figures in BENCHMARKS.md. Every
+# program's JSON and plots are checked for form (never for figures); the
+# suite exits 1 if a program failed or wrote malformed output.
 set -euo pipefail
 
 BIN="$(cd "${1:?usage: vm-suite.sh BIN_DIR [quick|full]}" && pwd)"
@@ -24,7 +26,7 @@ quick) Q=(--quick) ;;
 full) Q=() ;;
 *) echo "vm-suite: mode must be quick or full, not '$MODE'" >&2; exit 2 ;;
 esac
-for b in scx_morpheus starvation latency liar neutrality microbench; do
+for b in scx_morpheus starvation latency liar neutrality microbench demo-table check-output; do
     [[ -x "$BIN/$b" ]] || { echo "vm-suite: $BIN/$b missing (cargo build --release -p scx_morpheus -p morpheus-bench)" >&2; exit 1; }
 done
 
@@ -33,39 +35,52 @@ export RUST_LIB_BACKTRACE=0
 KREL="$(uname -r)"
 TAG="vm-${KREL%%+*}"
 T0=$SECONDS
-step() { printf '\n==== %s (%ss into the suite)\n' "$*" "$((SECONDS - T0))"; }
-run() {
-    local name="$1"
-    shift
-    step "$name: $*"
-    "$BIN/$name" "${Q[@]}" --json "$OUT/$TAG-$name.json" --plots "$OUT/plots" --tag "$TAG" "$@"
-}
+# shellcheck source=morpheus-bench/scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 echo "vm-suite: kernel $KREL, $(nproc) CPUs, mode $MODE, output $OUT"
 # The in-process benchmark with kernel hints: hogs give the kernel a reason
-# to hint the workers.
-run starvation --hogs "$(nproc)" --sched observer
-# The main claim, in all three configurations.
-run latency --pressure --sched default,observer,enforce
+# to hint the workers. Quick mode runs the demo's pair instead (Blocking and
+# Morpheus under the default scheduler and scx_morpheus), for its table.
+if [[ $MODE == full ]]; then
+    run starvation 1 starvation-observer-probe-cdf,starvation-observer-throughput \
+        --hogs "$(nproc)" --sched observer
+else
+    run starvation 2 starvation-default-probe-cdf,starvation-observer-probe-cdf \
+        --hogs "$(nproc)" --variants blocking,morpheus --sched default,observer
+fi
+# The main claim, in all three configurations (quick mode: the two the
+# demo compares; --enforce is only a loader option).
+if [[ $MODE == full ]]; then
+    run latency 3 latency-light-cdf,latency-heavy-throughput --pressure --sched default,observer,enforce
+else
+    run latency 2 latency-light-cdf,latency-heavy-throughput --pressure --sched default,observer
+fi
+# The demo's side-by-side table (tools/demo/demo.sh), from the two runs.
+if [[ $MODE == quick ]]; then
+    step "demo-table"
+    "$BIN/demo-table" "$OUT/$TAG-latency.json" "$OUT/$TAG-starvation.json" ||
+        FAILED+=("demo-table: failed (exit status)")
+fi
 # A critical section that lies: the cap must hold. In full mode also with
 # honest 1 ms sections first (the delays the machine shows without a liar)
 # and under every configuration; quick mode only proves it runs.
 if [[ $MODE == full ]]; then
     step "liar (honest 1 ms sections, the baseline)"
     "$BIN/liar" --critical-duration-ms 1 --sched default,observer \
-        --json "$OUT/$TAG-liar-honest.json"
-    run liar --critical-duration-ms 500 --sched default,observer,enforce
+        --json "$OUT/$TAG-liar-honest.json" || FAILED+=("liar (honest): failed (exit status)")
+    run liar 3 liar-longest-delay --critical-duration-ms 500 --sched default,observer,enforce
 else
-    run liar --critical-duration-ms 500 --sched observer
+    run liar 1 liar-longest-delay --critical-duration-ms 500 --sched observer
 fi
 # Ordinary workloads must not pay for scx_morpheus.
-run neutrality --sched default,observer
+run neutrality 2 neutrality-throughput --sched default,observer
 # The fast path with the worker registered with the kernel; exact
 # instruction counts (valgrind under emulation is slow: full mode only).
 CASES=empty_loop,async_loop,checkpoint_async,checkpoint_sync,critical_section
 if [[ $MODE == full ]] && command -v valgrind >/dev/null; then
-    run microbench --callgrind --cases "$CASES" --sched observer
+    run microbench 1 "" --callgrind --cases "$CASES" --sched observer
 else
-    run microbench --cases "$CASES" --sched observer
+    run microbench 1 "" --cases "$CASES" --sched observer
 fi
-step "done"
+suite_end vm-suite

@@ -237,10 +237,15 @@ where
                 std::thread::sleep(std::time::Duration::from_millis(300));
                 let after = loader.scrape();
                 let attach = loader.attach_secs;
+                let stopping = std::time::Instant::now();
                 let report = loader.stop()?;
                 let result = result.with_context(|| format!("loader output:\n{report}"))?;
                 let delta = after?.since(&before);
-                eprintln!("   scheduler over the run: {}", delta.brief());
+                eprintln!(
+                    "   scx_morpheus stopped in {:.1}s; scheduler over the run: {}",
+                    stopping.elapsed().as_secs_f64(),
+                    delta.brief()
+                );
                 ConfigRun {
                     label: config.label().into(),
                     sched: Some(config),
@@ -271,10 +276,16 @@ fn run_child<T: DeserializeOwned>(config: SchedConfig, metrics: Option<SocketAdd
     if let Some(a) = metrics {
         cmd.env(ENV_METRICS, a.to_string());
     }
+    let started = std::time::Instant::now();
     let status = cmd.status().context("cannot run the measurement process")?;
     if !status.success() {
         bail!("the {} measurement failed ({status})", config.label());
     }
+    eprintln!(
+        "   measurement process ({}) took {:.1}s",
+        config.label(),
+        started.elapsed().as_secs_f64()
+    );
     let text = std::fs::read_to_string(&out)
         .with_context(|| format!("the measurement wrote no result to {}", out.display()))?;
     let _ = std::fs::remove_file(&out);

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod harness;
 pub mod hogs;
 pub mod micro;

@@ -28,5 +28,19 @@ if [[ -x "$ROOT/.venv/bin/python" && -d "$ROOT/morpheus-py/tests/vm" ]]; then
         "$ROOT/morpheus-py/tests/vm" || status=1
 fi
 
+# The benchmarks in quick mode, with the programs built next to the VM test
+# binary (`./morpheus-dev test` builds them): each must run under the
+# default scheduler and scx_morpheus and write well-formed output; no
+# figure is checked. Output goes to the guest's /tmp (dropped at exit).
+BENCH_BIN="$(dirname "$(dirname "$VM_TEST")")"
+if [[ -x "$BENCH_BIN/scx_morpheus" && -x "$BENCH_BIN/latency" ]]; then
+    echo "vm-suite: [3] benchmarks in quick mode"
+    MORPHEUS_VM_OUT="$(mktemp -d /tmp/morpheus-bench-quick.XXXXXX)" \
+        "$ROOT/morpheus-bench/scripts/vm-suite.sh" "$BENCH_BIN" quick || status=1
+else
+    echo "vm-suite: [3] benchmarks skipped: no programs in $BENCH_BIN" \
+        "(cargo build -p scx_morpheus -p morpheus-bench --bins)"
+fi
+
 echo "vm-suite: kernel $(uname -r) done, status $status"
 exit "$status"
