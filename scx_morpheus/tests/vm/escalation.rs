@@ -8,150 +8,167 @@ use std::time::{Duration, Instant};
 
 use morpheus_common::WORKER_ESCAPABLE;
 
-use crate::support::client::{Session, metric};
-use crate::support::worker::{self, Behaviour, Report};
+use crate::support::worker::{self, Behaviour};
 use crate::support::*;
 
-/// Runs one worker against two hogs on the test CPU.
-fn contended(session: &Arc<Session>, flags: u32, behaviour: Behaviour, ms: u64) -> Report {
-    let cpu = test_cpu();
-    let stop = Arc::new(AtomicBool::new(false));
-    let hogs = hogs(2, cpu, stop.clone());
-    let r = worker::run(
-        session.clone(),
-        flags,
-        behaviour,
-        cpu,
-        Duration::from_millis(ms),
-    );
-    stop.store(true, Ordering::Relaxed);
-    hogs.into_iter().for_each(|h| drop(h.join()));
-    println!("{behaviour:?} flags {flags}: {r:?}");
-    r
+/// Escalations within the window after which HYBRID throttles
+/// (`MORPHEUS_HYBRID_REPEAT` in the scheduler's intf.h).
+const HYBRID_REPEAT: u64 = 3;
+
+/// Waits until every penalty window has ended (they are bounded).
+fn throttles_expire(h: &Harness) -> bool {
+    wait_for(Duration::from_secs(5), || {
+        // Expired entries are cleared when a task of the cgroup next stops.
+        std::thread::sleep(Duration::from_millis(50));
+        h.metric("throttles_active") == 0
+    })
 }
 
 #[test]
 fn enforce_escalates_only_escapable_workers_outside_critical_sections() {
     require_sched_ext();
     let _slot = exclusive();
-    let (sock, addr) = endpoints("enforce", 19201);
-    let loader = Loader::start(&[
-        "--socket",
-        &sock,
-        "--metrics-addr",
-        &addr,
-        "--enforce",
-        "--grace-ms",
-        "20",
-        "--max-overrun-ms",
-        "100",
-        "--max-critical-ms",
-        "2000",
-    ]);
-    let session = Arc::new(Session::open(sock.as_ref()));
+    let h = Harness::start(
+        "enforce",
+        19201,
+        &[
+            "--enforce",
+            "--grace-ms",
+            "20",
+            "--max-overrun-ms",
+            "100",
+            "--max-critical-ms",
+            "2000",
+        ],
+    );
     assert_ne!(
-        session.flags & morpheus_common::SCBK_ENFORCING,
+        h.session.flags & morpheus_common::SCBK_ENFORCING,
         0,
         "HELLO announces enforcement"
     );
 
-    let escapable = contended(&session, WORKER_ESCAPABLE, Behaviour::Ignore, 1500);
+    let escapable = h.contended(WORKER_ESCAPABLE, Behaviour::Ignore, 1500);
     assert!(escapable.hints >= 1);
     assert!(
         escapable.escalations >= 1,
         "an escapable worker ignoring hints past grace is escalated"
     );
-    let kicks = metric(&addr, "escalations_kick");
+    let kicks = h.metric("escalations_kick");
     assert!(kicks >= escapable.escalations as u64);
 
-    let stubborn = contended(&session, 0, Behaviour::Ignore, 1500);
+    let stubborn = h.contended(0, Behaviour::Ignore, 1500);
     assert!(stubborn.hints >= 1);
     assert_eq!(
         stubborn.escalations, 0,
         "a non-escapable worker is never escalated"
     );
     assert!(
-        metric(&addr, "overrun_cap_violations") >= 1,
+        h.metric("overrun_cap_violations") >= 1,
         "but it is preempted at the overrun cap"
     );
 
-    let critical = contended(&session, WORKER_ESCAPABLE, Behaviour::CriticalForever, 1500);
+    let critical = h.contended(WORKER_ESCAPABLE, Behaviour::CriticalForever, 1500);
     assert!(critical.hints >= 1);
     assert_eq!(
         critical.escalations, 0,
         "no escalation inside a critical section"
     );
-    assert_eq!(metric(&addr, "escalations_kick"), kicks);
-
-    drop(session);
-    assert!(loader.stop().status.success());
+    assert_eq!(h.metric("escalations_kick"), kicks);
+    h.stop();
 }
 
 #[test]
 fn observer_mode_never_escalates() {
     require_sched_ext();
     let _slot = exclusive();
-    let (sock, addr) = endpoints("observer", 19202);
-    let loader = Loader::start(&[
-        "--socket",
-        &sock,
-        "--metrics-addr",
-        &addr,
-        "--grace-ms",
-        "20",
-        "--max-overrun-ms",
-        "50",
-    ]);
-    let session = Arc::new(Session::open(sock.as_ref()));
-    let r = contended(&session, WORKER_ESCAPABLE, Behaviour::Ignore, 1500);
+    let h = Harness::start(
+        "observer",
+        19202,
+        &["--grace-ms", "20", "--max-overrun-ms", "50"],
+    );
+    let r = h.contended(WORKER_ESCAPABLE, Behaviour::Ignore, 1500);
     assert!(r.hints >= 1);
     assert_eq!(r.escalations, 0);
     assert_eq!(
-        metric(&addr, "escalations_kick") + metric(&addr, "escalations_throttle"),
+        h.metric("escalations_kick") + h.metric("escalations_throttle"),
         0
     );
-    assert!(metric(&addr, "hints_expired") >= 1, "ignored hints expire");
+    assert!(h.metric("hints_expired") >= 1, "ignored hints expire");
     assert!(
-        metric(&addr, "overrun_cap_violations") >= 1,
+        h.metric("overrun_cap_violations") >= 1,
         "the safety cap still applies"
     );
-    drop(session);
-    assert!(loader.stop().status.success());
+    h.stop();
 }
 
 #[test]
 fn cgroup_throttle_penalises_a_repeat_offender_for_a_bounded_window() {
     require_sched_ext();
     let _slot = exclusive();
-    let (sock, addr) = endpoints("throttle", 19203);
-    let loader = Loader::start(&[
-        "--socket",
-        &sock,
-        "--metrics-addr",
-        &addr,
-        "--enforce",
-        "--escalation",
-        "cgroup_throttle",
-        "--grace-ms",
-        "20",
-        "--throttle-ms",
-        "300",
-    ]);
-    let session = Arc::new(Session::open(sock.as_ref()));
-    let r = contended(&session, WORKER_ESCAPABLE, Behaviour::Ignore, 1500);
-    assert!(r.escalations >= 1);
-    assert!(metric(&addr, "escalations_throttle") >= 1);
-    // The penalty window ends by itself.
-    assert!(
-        wait_for(Duration::from_secs(5), || {
-            // Expired entries are cleared when a task of the cgroup next stops.
-            std::thread::sleep(Duration::from_millis(50));
-            metric(&addr, "throttles_active") == 0
-        }),
-        "throttle never expired"
+    let h = Harness::start(
+        "throttle",
+        19203,
+        &[
+            "--enforce",
+            "--escalation",
+            "cgroup_throttle",
+            "--grace-ms",
+            "20",
+            "--throttle-ms",
+            "300",
+        ],
     );
-    drop(session);
-    assert!(loader.stop().status.success());
+    let r = h.contended(WORKER_ESCAPABLE, Behaviour::Ignore, 1500);
+    assert!(r.escalations >= 1);
+    assert!(h.metric("escalations_throttle") >= 1);
+    // The penalty window ends by itself.
+    assert!(throttles_expire(&h), "throttle never expired");
+    h.stop();
+}
+
+#[test]
+fn hybrid_kicks_first_then_throttles_repeat_offenders_for_a_bounded_window() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let h = Harness::start(
+        "hybrid",
+        19205,
+        &[
+            "--enforce",
+            "--escalation",
+            "hybrid",
+            "--grace-ms",
+            "20",
+            "--throttle-ms",
+            "300",
+        ],
+    );
+    let r = h.contended(WORKER_ESCAPABLE, Behaviour::Ignore, 2000);
+    let kicks = h.metric("escalations_kick");
+    let throttles = h.metric("escalations_throttle");
+    println!(
+        "hybrid: {} escalations: {kicks} kicks, {throttles} throttles",
+        r.escalations
+    );
+    // One worker, one run well inside the repeat window: its first
+    // offences are kicked, every later one throttles its workload.
+    assert!(
+        r.escalations as u64 > HYBRID_REPEAT,
+        "the worker was not escalated repeatedly: {r:?}"
+    );
+    assert_eq!(
+        kicks,
+        HYBRID_REPEAT - 1,
+        "the first offences are kicked, not throttled"
+    );
+    // (The worker reads its SCB just before it leaves: one more may follow.)
+    assert!(
+        throttles >= 1 && throttles >= r.escalations as u64 - kicks,
+        "repeat offences are throttled"
+    );
+    // The penalty window is bounded and undone.
+    assert!(throttles_expire(&h), "throttle never expired");
+    h.stop();
 }
 
 #[test]
@@ -159,20 +176,18 @@ fn a_liar_in_a_critical_section_delays_others_by_at_most_the_cap() {
     require_sched_ext();
     let _slot = exclusive();
     const CAP_MS: u64 = 50;
-    let (sock, addr) = endpoints("liar", 19204);
-    let loader = Loader::start(&[
-        "--socket",
-        &sock,
-        "--metrics-addr",
-        &addr,
-        "--max-critical-ms",
-        &CAP_MS.to_string(),
-        "--grace-ms",
-        "20",
-        "--max-overrun-ms",
-        "400",
-    ]);
-    let session = Arc::new(Session::open(sock.as_ref()));
+    let h = Harness::start(
+        "liar",
+        19204,
+        &[
+            "--max-critical-ms",
+            &CAP_MS.to_string(),
+            "--grace-ms",
+            "20",
+            "--max-overrun-ms",
+            "400",
+        ],
+    );
     let cpu = test_cpu();
 
     // A probe on the liar's CPU wakes every millisecond and records lateness.
@@ -192,7 +207,7 @@ fn a_liar_in_a_critical_section_delays_others_by_at_most_the_cap() {
         })
     };
     let liar = worker::run(
-        session.clone(),
+        h.session.clone(),
         WORKER_ESCAPABLE,
         Behaviour::CriticalForever,
         cpu,
@@ -201,7 +216,7 @@ fn a_liar_in_a_critical_section_delays_others_by_at_most_the_cap() {
     stop.store(true, Ordering::Relaxed);
     probe.join().unwrap();
     let worst_ms = worst.load(Ordering::Relaxed) as f64 / 1000.0;
-    let violations = metric(&addr, "critical_cap_violations");
+    let violations = h.metric("critical_cap_violations");
     println!(
         "liar {liar:?}: worst probe delay {worst_ms:.1} ms (cap {CAP_MS} ms), cap violations {violations}"
     );
@@ -215,6 +230,5 @@ fn a_liar_in_a_critical_section_delays_others_by_at_most_the_cap() {
         "probe delayed {worst_ms:.1} ms with a {CAP_MS} ms cap"
     );
     assert_eq!(liar.escalations, 0);
-    drop(session);
-    assert!(loader.stop().status.success());
+    h.stop();
 }

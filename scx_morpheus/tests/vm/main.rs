@@ -6,6 +6,7 @@
 mod escalation;
 mod hints;
 mod hostile;
+mod operator;
 mod registration;
 mod runtime;
 mod soak;

@@ -151,9 +151,8 @@ fn an_unprivileged_worker_registers_and_another_user_cannot_touch_its_scb() {
 fn exited_threads_are_reclaimed_and_slots_never_reuse_a_generation() {
     require_sched_ext();
     let _slot = exclusive();
-    let (sock, addr) = endpoints("reclaim", 19302);
-    let loader = Loader::start(&["--socket", &sock, "--metrics-addr", &addr]);
-    let session = Arc::new(Session::open(sock.as_ref()));
+    let h = Harness::start("reclaim", 19302, &[]);
+    let session = h.session.clone();
 
     let s = session.clone();
     let (slot, generation) = std::thread::spawn(move || s.register(0).unwrap())
@@ -162,8 +161,7 @@ fn exited_threads_are_reclaimed_and_slots_never_reuse_a_generation() {
     // The thread exited without unregistering: exit_task marks it dead, the
     // loader reclaims the slot.
     assert!(
-        wait_for(Duration::from_secs(10), || metric(&addr, "workers_reaped")
-            >= 1),
+        wait_for(Duration::from_secs(10), || h.metric("workers_reaped") >= 1),
         "the exited worker was not reclaimed"
     );
     assert_eq!(session.scb(slot).state(), WorkerState::Dead as u16);
@@ -178,24 +176,22 @@ fn exited_threads_are_reclaimed_and_slots_never_reuse_a_generation() {
         generation2,
         "the SCB carries it"
     );
-    assert_eq!(metric(&addr, "registrations"), 2);
+    assert_eq!(h.metric("registrations"), 2);
     drop(session);
-    assert!(loader.stop().status.success());
+    h.stop();
 }
 
 #[test]
 fn a_full_worker_table_is_a_clear_error() {
     require_sched_ext();
     let _slot = exclusive();
-    let (sock, addr) = endpoints("full", 19303);
-    let loader = Loader::start(&["--socket", &sock, "--metrics-addr", &addr]);
-    let session = Arc::new(Session::open(sock.as_ref()));
+    let h = Harness::start("full", 19303, &[]);
     let barrier = Arc::new(std::sync::Barrier::new(
         MAX_WORKERS_PER_PROCESS as usize + 2,
     ));
     let mut threads = Vec::new();
     for _ in 0..=MAX_WORKERS_PER_PROCESS {
-        let (s, b) = (session.clone(), barrier.clone());
+        let (s, b) = (h.session.clone(), barrier.clone());
         threads.push(std::thread::spawn(move || {
             let r = s.register(0);
             b.wait(); // everyone stays alive until all have tried
@@ -204,7 +200,7 @@ fn a_full_worker_table_is_a_clear_error() {
         }));
     }
     barrier.wait();
-    let refused = metric(&addr, "registrations_refused");
+    let refused = h.metric("registrations_refused");
     barrier.wait();
     let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     let ok = results.iter().filter(|r| r.is_ok()).count();
@@ -214,29 +210,18 @@ fn a_full_worker_table_is_a_clear_error() {
         .count();
     assert_eq!((ok, full), (MAX_WORKERS_PER_PROCESS as usize, 1));
     assert_eq!(refused, 1);
-    drop(session);
-    assert!(loader.stop().status.success());
+    h.stop();
 }
 
 #[test]
 fn garbage_in_a_workers_own_scb_harms_nobody() {
     require_sched_ext();
     let _slot = exclusive();
-    let (sock, addr) = endpoints("garbage", 19304);
-    let loader = Loader::start(&[
-        "--socket",
-        &sock,
-        "--metrics-addr",
-        &addr,
-        "--enforce",
-        "--grace-ms",
-        "20",
-    ]);
-    let session = Arc::new(Session::open(sock.as_ref()));
+    let h = Harness::start("garbage", 19304, &["--enforce", "--grace-ms", "20"]);
     let cpu = test_cpu();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hogs = hogs(2, cpu, stop.clone());
-    let s = session.clone();
+    let s = h.session.clone();
     std::thread::spawn(move || {
         pin_to(cpu);
         let (slot, _) = s.register(morpheus_common::WORKER_ESCAPABLE).unwrap();
@@ -254,11 +239,8 @@ fn garbage_in_a_workers_own_scb_harms_nobody() {
         "a hog starved: {progress:?}"
     );
     assert_eq!(sched_ext_state(), "enabled", "the scheduler survived");
-    assert!(
-        metric(&addr, "critical_cap_violations") + metric(&addr, "overrun_cap_violations") >= 1
-    );
-    drop(session);
-    assert!(loader.stop().status.success());
+    assert!(h.metric("critical_cap_violations") + h.metric("overrun_cap_violations") >= 1);
+    h.stop();
 }
 
 #[test]

@@ -5,8 +5,6 @@
 //! the same. All tests use the default socket: the runtime is configured
 //! once per process and reconnects to each new loader by itself.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use morpheus_runtime::{
@@ -42,15 +40,6 @@ async fn checkpointing_work(dur: Duration) {
         spin_us(50);
         checkpoint!();
     }
-}
-
-fn with_hogs<T>(f: impl FnOnce() -> T) -> T {
-    let stop = Arc::new(AtomicBool::new(false));
-    let hogs = hogs(2, test_cpu(), stop.clone());
-    let r = f();
-    stop.store(true, Ordering::Relaxed);
-    hogs.into_iter().for_each(|h| drop(h.join()));
-    r
 }
 
 #[test]
@@ -210,4 +199,119 @@ fn a_plain_tokio_runtime_registers_and_answers_hints_too() {
     assert!(metric(addr, "hints_answered") >= 1);
     drop(rt);
     assert!(loader.stop().status.success());
+}
+
+/// Takes a CPU offline for its lifetime; brings it back online on drop (also
+/// when the test fails).
+struct OfflineCpu(usize);
+
+impl OfflineCpu {
+    fn path(cpu: usize) -> String {
+        format!("/sys/devices/system/cpu/cpu{cpu}/online")
+    }
+
+    fn new(cpu: usize) -> OfflineCpu {
+        std::fs::write(Self::path(cpu), "0")
+            .unwrap_or_else(|e| panic!("cannot take CPU {cpu} offline: {e}"));
+        OfflineCpu(cpu)
+    }
+}
+
+impl Drop for OfflineCpu {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(Self::path(self.0), "1") {
+            eprintln!("cannot bring CPU {} back online: {e}", self.0);
+        }
+    }
+}
+
+/// How many times a scheduler was enabled since boot.
+fn enable_seq() -> u64 {
+    std::fs::read_to_string("/sys/kernel/sched_ext/enable_seq")
+        .expect("/sys/kernel/sched_ext/enable_seq")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until the scheduler was enabled `n` more times than `since` and is
+/// attached again.
+fn reattached(since: u64, n: u64) -> bool {
+    wait_for(ATTACH_TIMEOUT, || {
+        enable_seq() >= since + n && sched_ext_state() == "enabled"
+    })
+}
+
+#[test]
+fn cpu_hotplug_restarts_the_scheduler_and_workers_re_register() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let cpu = test_cpu();
+    assert!(cpu >= 1, "needs a CPU that can go offline (the VM has 2)");
+    let addr = "127.0.0.1:19404";
+    let mut loader = Loader::start(&["--metrics-addr", addr]);
+    let rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { tokio::spawn(until_registered()).await.unwrap() });
+    let connects = metrics::snapshot().connects;
+    let seq = enable_seq();
+
+    // Offline: the kernel calls ops.cpu_offline, which asks for a restart.
+    let offline = OfflineCpu::new(cpu);
+    assert!(
+        reattached(seq, 1),
+        "not reattached after CPU {cpu} went offline (state {})",
+        sched_ext_state()
+    );
+    // And online again.
+    drop(offline);
+    assert!(
+        reattached(seq, 2),
+        "not reattached after CPU {cpu} came back (state {})",
+        sched_ext_state()
+    );
+    assert!(
+        loader.is_running(),
+        "the loader exited instead of restarting"
+    );
+    let ops = attached_ops().expect("attached");
+    assert!(ops.starts_with("morpheus"), "{ops}");
+
+    // The worker re-registers with the restarted scheduler by itself.
+    rt.block_on(async {
+        tokio::spawn(async move {
+            let deadline = Instant::now() + ATTACH_TIMEOUT;
+            while metrics::snapshot().connects <= connects {
+                assert!(Instant::now() < deadline, "the worker never reconnected");
+                checkpointing_work(Duration::from_millis(20)).await;
+            }
+            until_registered().await;
+        })
+        .await
+        .unwrap()
+    });
+    let registered = metric(addr, "registrations");
+    println!(
+        "restarts done: connects {connects} -> {}, registrations since the last restart {registered}",
+        metrics::snapshot().connects
+    );
+    assert!(registered >= 1, "the restarted loader saw no registration");
+    drop(rt);
+    let exit = loader.stop();
+    assert!(exit.status.success());
+    assert_eq!(
+        exit.stderr
+            .matches("the kernel asked for a restart")
+            .count(),
+        2,
+        "{}",
+        exit.stderr
+    );
+    assert!(
+        exit.stderr.contains("went offline"),
+        "the exit reason is printed"
+    );
 }

@@ -90,18 +90,43 @@ impl Loader {
     /// Starts the loader with `args` and waits until the kernel reports it
     /// attached; panics (with the loader's output) if it does not.
     pub fn start(args: &[&str]) -> Loader {
+        Self::start_avoiding(args, None)
+    }
+
+    /// Like [`Loader::start`]; with `avoid`, the loader may run on every CPU
+    /// but that one, so that it never competes with a test's worker there.
+    pub fn start_avoiding(args: &[&str], avoid: Option<usize>) -> Loader {
         assert_eq!(
             sched_ext_state(),
             "disabled",
             "another scheduler is attached"
         );
-        let child = Command::new(env!("CARGO_BIN_EXE_scx_morpheus"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scx_morpheus"));
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start scx_morpheus");
+            .stderr(Stdio::piped());
+        if let Some(avoid) = avoid {
+            let cpus = online_cpus();
+            assert!(cpus > 1, "cannot keep the loader off the only CPU");
+            // SAFETY: an all-zero cpu_set_t is the empty set.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            for cpu in (0..cpus).filter(|&c| c != avoid) {
+                // SAFETY: cpu < online CPUs <= CPU_SETSIZE.
+                unsafe { libc::CPU_SET(cpu, &mut set) };
+            }
+            // SAFETY: sched_setaffinity is async-signal-safe; the child
+            // only calls it before exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("cannot start scx_morpheus");
         let mut loader = Loader { child, done: false };
         let attached = wait_for(ATTACH_TIMEOUT, || {
             sched_ext_state() == "enabled" || loader.child.try_wait().ok().flatten().is_some()
@@ -136,6 +161,11 @@ impl Loader {
     /// The loader's pid.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Whether the loader process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
     }
 
     /// Sends `signal` to the loader.
@@ -196,10 +226,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Pins the calling thread to `cpu`.
 pub fn pin_to(cpu: usize) {
+    pin_to_any(&[cpu]);
+}
+
+/// Restricts the calling thread to `cpus`.
+pub fn pin_to_any(cpus: &[usize]) {
     // SAFETY: cpu_set_t manipulation and sched_setaffinity on ourselves.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
         assert_eq!(
             libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
             0
@@ -207,13 +244,42 @@ pub fn pin_to(cpu: usize) {
     }
 }
 
+/// The SCHED_EXT scheduling policy (`SCHED_EXT` in linux/sched.h).
+pub const POLICY_SCHED_EXT: i32 = 7;
+
+/// Switches the calling thread to `policy` (e.g. [`POLICY_SCHED_EXT`]).
+pub fn set_policy(policy: i32) {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler on ourselves with a valid parameter.
+    let rc = unsafe { libc::sched_setscheduler(0, policy, &param) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setscheduler({policy}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 /// CPU-bound threads pinned to `cpu` until `stop` is set.
 pub fn hogs(n: usize, cpu: usize, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<u64>> {
+    hogs_with_policy(n, cpu, None, stop)
+}
+
+/// Like [`hogs`], each thread first switching itself to `policy` if given.
+pub fn hogs_with_policy(
+    n: usize,
+    cpu: usize,
+    policy: Option<i32>,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<u64>> {
     (0..n)
         .map(|_| {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 pin_to(cpu);
+                if let Some(policy) = policy {
+                    set_policy(policy);
+                }
                 let mut x = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..1000 {
@@ -242,7 +308,107 @@ pub fn endpoints(name: &str, port: u16) -> (String, String) {
     )
 }
 
+/// Online CPUs (not limited by the calling thread's affinity, unlike
+/// `available_parallelism`).
+pub fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    n.max(1) as usize
+}
+
 /// The CPU the contention tests use (the last one).
 pub fn test_cpu() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
+    online_cpus() - 1
+}
+
+/// Runs `f` while two CPU-bound threads compete for the test CPU.
+pub fn with_hogs<T>(f: impl FnOnce() -> T) -> T {
+    with_hogs_of_policy(None, f)
+}
+
+/// Like [`with_hogs`], the hogs switching themselves to `policy` if given.
+pub fn with_hogs_of_policy<T>(policy: Option<i32>, f: impl FnOnce() -> T) -> T {
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs = hogs_with_policy(2, test_cpu(), policy, stop.clone());
+    let r = f();
+    stop.store(true, Ordering::Relaxed);
+    hogs.into_iter().for_each(|h| drop(h.join()));
+    r
+}
+
+/// The usual set-up of a kernel test: a loader on its own socket and
+/// metrics address (see [`endpoints`]) and a registration session with it.
+pub struct Harness {
+    pub session: Arc<client::Session>,
+    pub addr: String,
+    pub loader: Loader,
+}
+
+impl Harness {
+    /// Starts the loader with `--socket`, `--metrics-addr` and `extra`
+    /// arguments, and opens a session.
+    pub fn start(name: &str, port: u16, extra: &[&str]) -> Harness {
+        Self::start_with(name, port, extra, None)
+    }
+
+    /// Like [`Harness::start`], with the loader kept off the test CPU: the
+    /// loader's own threads then never wait for that CPU, so a worker alone
+    /// there is genuinely uncontended (see `Loader::start_avoiding`).
+    pub fn start_off_test_cpu(name: &str, port: u16, extra: &[&str]) -> Harness {
+        Self::start_with(name, port, extra, Some(test_cpu()))
+    }
+
+    fn start_with(name: &str, port: u16, extra: &[&str], avoid: Option<usize>) -> Harness {
+        let (sock, addr) = endpoints(name, port);
+        let mut args = vec!["--socket", &sock, "--metrics-addr", &addr];
+        args.extend_from_slice(extra);
+        let loader = Loader::start_avoiding(&args, avoid);
+        let session = Arc::new(client::Session::open(sock.as_ref()));
+        Harness {
+            session,
+            addr,
+            loader,
+        }
+    }
+
+    /// The loader's metric `name` (OpenMetrics, without prefix or `_total`).
+    pub fn metric(&self, name: &str) -> u64 {
+        client::metric(&self.addr, name)
+    }
+
+    /// Runs one registered worker on the test CPU for `ms`, alone.
+    pub fn alone(&self, flags: u32, behaviour: worker::Behaviour, ms: u64) -> worker::Report {
+        let r = worker::run(
+            self.session.clone(),
+            flags,
+            behaviour,
+            test_cpu(),
+            Duration::from_millis(ms),
+        );
+        println!("{behaviour:?} flags {flags} alone: {r:?}");
+        r
+    }
+
+    /// Runs one registered worker against two hogs on the test CPU for `ms`.
+    pub fn contended(&self, flags: u32, behaviour: worker::Behaviour, ms: u64) -> worker::Report {
+        let r = with_hogs(|| {
+            worker::run(
+                self.session.clone(),
+                flags,
+                behaviour,
+                test_cpu(),
+                Duration::from_millis(ms),
+            )
+        });
+        println!("{behaviour:?} flags {flags} contended: {r:?}");
+        r
+    }
+
+    /// Closes the session and stops the loader, asserting a clean exit.
+    pub fn stop(self) -> LoaderExit {
+        drop(self.session);
+        let exit = self.loader.stop();
+        assert!(exit.status.success(), "loader exit: {}", exit.stderr);
+        exit
+    }
 }

@@ -30,6 +30,8 @@ pub struct Report {
     pub answered_in_grace: u64,
     pub pressure_max: u32,
     pub state_after_run: u16,
+    /// The thread's scheduling policy once registered (`sched_getscheduler`).
+    pub policy: i32,
 }
 
 /// Runs a registered worker on `cpu` for `dur`, returning what it saw.
@@ -44,6 +46,8 @@ pub fn run(
         pin_to(cpu);
         let (slot, generation) = session.register(flags).expect("registration accepted");
         let scb = session.scb(slot);
+        // SAFETY: sched_getscheduler on ourselves.
+        let policy = unsafe { libc::sched_getscheduler(0) };
         let start_hint = scb.hint_seq();
         let mut acked_seq = start_hint;
         let mut acked = 0;
@@ -66,7 +70,10 @@ pub fn run(
                 }
             }
         }
-        scb.set_critical_depth(0);
+        // A critical section is held until the worker unregisters: leaving
+        // it first would make it, with its long-expired hint, an escapable
+        // worker outside a critical section for a moment, which --enforce
+        // rightly escalates. (Registration resets the slot's SCB.)
         let report = Report {
             slot,
             generation,
@@ -76,6 +83,7 @@ pub fn run(
             answered_in_grace: scb.hints_answered(),
             pressure_max,
             state_after_run: scb.state(),
+            policy,
         };
         assert_eq!(
             session.unregister(slot, generation),

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The operator surface against a running instance: `--partial` and
+//! `--monitor`.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::worker::Behaviour;
+use crate::support::*;
+
+/// A field of `/proc/thread-self/sched` ("name : value") of the calling thread.
+fn own_sched_field(name: &str) -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == name).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// (policy, ext.enabled) of a new thread that first switches itself to `policy`.
+fn class_of_a_thread(policy: Option<i32>) -> (i64, i64) {
+    std::thread::spawn(move || {
+        if let Some(p) = policy {
+            set_policy(p);
+        }
+        let text = std::fs::read_to_string("/proc/thread-self/sched").unwrap_or_default();
+        (
+            own_sched_field("policy").unwrap_or_else(|| panic!("no policy in:\n{text}")),
+            own_sched_field("ext.enabled").unwrap_or_else(|| panic!("no ext.enabled in:\n{text}")),
+        )
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn partial_mode_manages_only_sched_ext_tasks_and_still_hints_their_workers() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let h = Harness::start("partial", 19501, &["--partial"]);
+
+    // Ordinary tasks stay on the fair class; POLICY_SCHED_EXT ones are ours.
+    assert_eq!(
+        class_of_a_thread(None),
+        (libc::SCHED_OTHER as i64, 0),
+        "a normal thread was moved to sched_ext in partial mode"
+    );
+    assert_eq!(
+        class_of_a_thread(Some(POLICY_SCHED_EXT)),
+        (POLICY_SCHED_EXT as i64, 1),
+        "a POLICY_SCHED_EXT thread is scheduled by sched_ext"
+    );
+
+    // A registered worker runs as POLICY_SCHED_EXT (the service switches it) and,
+    // contended by two other POLICY_SCHED_EXT tasks on its CPU, gets hints.
+    let r = with_hogs_of_policy(Some(POLICY_SCHED_EXT), || {
+        crate::support::worker::run(
+            h.session.clone(),
+            0,
+            Behaviour::Checkpoint,
+            test_cpu(),
+            Duration::from_millis(1500),
+        )
+    });
+    println!("partial, contended by POLICY_SCHED_EXT hogs: {r:?}");
+    assert_eq!(
+        r.policy, POLICY_SCHED_EXT,
+        "the registered worker is not POLICY_SCHED_EXT"
+    );
+    assert!(
+        r.hints >= 1,
+        "no hint under POLICY_SCHED_EXT contention: {r:?}"
+    );
+    assert!(r.acked >= 1);
+    assert!(h.metric("hints_sent") >= r.hints);
+    h.stop();
+}
+
+/// The values after " `name`:" on every line of `out` containing `line_tag`.
+fn fields(out: &str, line_tag: &str, name: &str) -> Vec<u64> {
+    let key = format!(" {name}:");
+    out.lines()
+        .filter(|l| l.contains(line_tag))
+        .filter_map(|l| {
+            let rest = &l[l.find(&key)? + key.len()..];
+            rest.split_whitespace()
+                .next()?
+                .trim_end_matches("us")
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn monitor_attaches_to_a_running_instance_and_prints_its_figures() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let h = Harness::start("monitor", 19502, &[]);
+    let sent_before = h.metric("hints_sent");
+
+    let mut monitor = Command::new(env!("CARGO_BIN_EXE_scx_morpheus"))
+        .args(["--monitor", "0.5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start scx_morpheus --monitor");
+    // While it watches, give the instance figures worth reading: hints to a
+    // contended worker. Then let it print one more interval.
+    std::thread::sleep(Duration::from_secs(1));
+    let r = h.contended(0, Behaviour::Checkpoint, 1500);
+    assert!(r.hints >= 1, "{r:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(monitor.id() as i32, libc::SIGINT) };
+    let exited = wait_for(Duration::from_secs(30), || {
+        monitor.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = monitor.kill();
+    }
+    let status = monitor.wait().unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    monitor
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    monitor
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    println!("--- monitor stdout ---\n{out}--- stderr ---\n{err}---");
+    assert!(exited && status.success(), "monitor exit {status}: {err}");
+
+    // It prints the running instance's figures for each interval: the
+    // scheduler ticks, and the hints the worker saw add up to no more than
+    // the instance sent in all.
+    let ticks = fields(&out, "dispatch ->", "ticks");
+    let sent = fields(&out, "hints ->", "sent");
+    let sent_total = h.metric("hints_sent") - sent_before;
+    println!("monitor: ticks {ticks:?} hints sent {sent:?}; instance sent {sent_total}");
+    assert!(ticks.len() >= 2, "fewer than two intervals printed");
+    assert!(ticks.iter().any(|&t| t > 0), "no scheduler tick reported");
+    let sent_sum: u64 = sent.iter().sum();
+    assert!(
+        sent_sum >= 1 && sent_sum <= sent_total,
+        "monitor saw {sent_sum} hints, the instance sent {sent_total}"
+    );
+    // The instance it watched is unaffected.
+    assert_eq!(sched_ext_state(), "enabled");
+    h.stop();
+}
