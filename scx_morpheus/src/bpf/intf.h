@@ -19,6 +19,8 @@ enum morpheus_sched_consts {
 	MORPHEUS_THROTTLE_FACTOR = 4,
 	/* Consecutive ticks with waiters before a hint: ignores blips. */
 	MORPHEUS_CONTENDED_TICKS = 2,
+	/* CPUs tracked for pending idle kicks (ids at or above are not tracked). */
+	MORPHEUS_MAX_CPUS = 1024,
 	/* Throttle map capacity (cgroups or processes penalised at once). */
 	MORPHEUS_MAX_THROTTLED = 1024,
 	/* Event ring buffer size in bytes. */

@@ -73,6 +73,20 @@ u64 resp_hist[MORPHEUS_RESP_BUCKETS]; /* hint response time, log2(us) buckets */
 /* The vtime of the most recently started task: the "now" of the queue. */
 static u64 vtime_now;
 
+/*
+ * Idle CPUs claimed and kicked for newly queued work that have not started
+ * running it yet. A queued task such a CPU is coming for is not waiting for
+ * anyone else's CPU. (Normally a matter of microseconds; under emulation a
+ * kicked virtual CPU can take tens of milliseconds to run.)
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MORPHEUS_MAX_CPUS);
+	__type(key, u32);
+	__type(value, u32);
+} kick_pending SEC(".maps");
+static u64 nr_kicks_pending;
+
 /* One mmapable SCB array per registered process, created by the loader. */
 struct scb_array {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -115,6 +129,27 @@ struct {
 static __always_inline void stat_inc(u64 *counter)
 {
 	__sync_fetch_and_add(counter, 1);
+}
+
+/* An idle CPU was kicked for queued work. */
+static void kick_claim(s32 cpu)
+{
+	u32 key = cpu;
+	u32 *pending = bpf_map_lookup_elem(&kick_pending, &key);
+
+	if (pending && __sync_val_compare_and_swap(pending, 0, 1) == 0)
+		__sync_fetch_and_add(&nr_kicks_pending, 1);
+}
+
+/* The CPU is running (or dispatching): any kick for it has been served. */
+static void kick_served(s32 cpu)
+{
+	u32 key = cpu;
+	u32 *pending = bpf_map_lookup_elem(&kick_pending, &key);
+
+	if (pending && READ_ONCE(*pending) &&
+	    __sync_val_compare_and_swap(pending, 1, 0) == 1)
+		__sync_fetch_and_sub(&nr_kicks_pending, 1);
 }
 
 static void emit(u32 kind, struct task_struct *p, struct morpheus_worker_ctx *wc,
@@ -324,6 +359,7 @@ void BPF_STRUCT_OPS(morpheus_enqueue, struct task_struct *p, u64 enq_flags)
 	/* Work queued while a CPU sleeps must not wait for that CPU's tick. */
 	cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 	if (cpu >= 0) {
+		kick_claim(cpu);
 		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 		stat_inc(&nr_idle_kicks);
 	}
@@ -333,6 +369,7 @@ void BPF_STRUCT_OPS(morpheus_dispatch, s32 cpu, struct task_struct *prev)
 {
 	if (scx_bpf_dsq_move_to_local(MORPHEUS_SHARED_DSQ, 0))
 		stat_inc(&nr_shared_dispatches);
+	kick_served(cpu);
 }
 
 void BPF_STRUCT_OPS(morpheus_running, struct task_struct *p)
@@ -342,6 +379,7 @@ void BPF_STRUCT_OPS(morpheus_running, struct task_struct *p)
 
 	if (time_before(vtime_now, p->scx.dsq_vtime))
 		vtime_now = p->scx.dsq_vtime;
+	kick_served(bpf_get_smp_processor_id());
 
 	wc = worker_of(p);
 	if (!wc)
@@ -505,23 +543,56 @@ static void tick_worker(struct task_struct *p, struct morpheus_worker_ctx *wc, b
 	}
 }
 
+/*
+ * Whether other tasks wait for @cpu: something is queued on it, or a task on
+ * the shared queue may run on it and has no idle CPU, nor one already kicked
+ * for it, to go to. Tasks pinned elsewhere, or about to be picked up by a CPU
+ * that was idle, do not count.
+ */
+static bool others_wait_for(s32 cpu, u64 queued)
+{
+	const struct cpumask *idle;
+	struct task_struct *q;
+	u64 pending = READ_ONCE(nr_kicks_pending);
+	u64 waiting = 0;
+
+	if (scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL_ON | cpu))
+		return true;
+	if (queued <= pending)
+		return false;
+
+	/*
+	 * The iterator visits only the tasks queued when it started. The count
+	 * is not compared inside the loop: a loop-carried comparison would
+	 * make the verifier walk every iteration separately.
+	 */
+	idle = scx_bpf_get_idle_cpumask();
+	bpf_for_each(scx_dsq, q, MORPHEUS_SHARED_DSQ, 0) {
+		if (bpf_cpumask_test_cpu(cpu, q->cpus_ptr) &&
+		    !bpf_cpumask_intersects(idle, q->cpus_ptr))
+			waiting++;
+	}
+	scx_bpf_put_idle_cpumask(idle);
+	return waiting > pending;
+}
+
 void BPF_STRUCT_OPS(morpheus_tick, struct task_struct *p)
 {
 	struct morpheus_worker_ctx *wc;
 	s32 cpu = scx_bpf_task_cpu(p);
-	u64 queued, local;
+	u64 queued;
 
 	stat_inc(&nr_ticks);
+	kick_served(cpu);
 
 	queued = scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ);
-	local = scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL_ON | cpu);
 	if (queued > nr_queued_max)
 		nr_queued_max = queued;
 	update_load(queued);
 
 	wc = worker_of(p);
 	if (wc)
-		tick_worker(p, wc, queued + local > 0);
+		tick_worker(p, wc, others_wait_for(cpu, queued));
 
 	if (inject_error)
 		scx_bpf_error("injected error %u (test hook --inject-error-after-ms)",
