@@ -363,7 +363,22 @@ impl Harness {
         let mut args = vec!["--socket", &sock, "--metrics-addr", &addr];
         args.extend_from_slice(extra);
         let loader = Loader::start_avoiding(&args, avoid);
-        let session = Arc::new(client::Session::open(sock.as_ref()));
+        // If the loader drops the first session, say why (its output).
+        let session = match std::panic::catch_unwind(|| client::Session::open(sock.as_ref())) {
+            Ok(session) => Arc::new(session),
+            Err(e) => {
+                let why = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                let exit = loader.stop();
+                panic!(
+                    "no session with the loader on {sock} ({why}); loader exit {}:\n{}",
+                    exit.status, exit.stderr
+                );
+            }
+        };
         Harness {
             session,
             addr,
