@@ -166,10 +166,28 @@ pub(crate) fn enter_critical() -> PyResult<()> {
 }
 
 /// Closes the innermost critical section opened on the calling thread;
-/// raises `MorpheusError` if none is open.
+/// raises `MorpheusError` if none is open. Leaving the outermost section
+/// passes a checkpoint: a yield deferred inside the section is taken right
+/// there (see `critical`).
 #[pyfunction]
-pub(crate) fn exit_critical() -> PyResult<()> {
-    morpheus_runtime::exit_critical().map_err(runtime_error)
+pub(crate) fn exit_critical(py: Python<'_>) -> PyResult<()> {
+    morpheus_runtime::exit_critical().map_err(runtime_error)?;
+    after_section(py);
+    Ok(())
+}
+
+/// After leaving a section: if it was the outermost, the checkpoint that
+/// answers what the section deferred, in native code right after the depth
+/// store. A Python-level `checkpoint()` after the `with` block would leave a
+/// window of a few bytecodes in which the scheduler sees no section and an
+/// expired hint, and may escalate an escapable worker.
+#[inline]
+fn after_section(py: Python<'_>) {
+    if morpheus_runtime::critical_depth() == 0
+        && let Some(due) = morpheus_runtime::yield_due()
+    {
+        take_yield(py, due);
+    }
 }
 
 /// The calling thread's critical-section depth (0 outside any section).
@@ -194,7 +212,10 @@ pub(crate) fn is_worker() -> bool {
 /// the body raises, and the exception propagates. Sections belong to the
 /// thread: in a coroutine, awaiting inside the section keeps it open while
 /// the loop runs other tasks (the scheduler caps sections, 50 ms by
-/// default), so keep awaits out of it. The object may be reused and nested
+/// default), so keep awaits out of it. Leaving the outermost section passes
+/// a checkpoint: a yield deferred inside is taken right there (the thread
+/// gives up the CPU with the GIL released; in a coroutine the loop's other
+/// tasks run at the next `await`). The object may be reused and nested
 /// with itself; leaving it more often than it was entered raises
 /// `MorpheusError`.
 #[pyclass(
@@ -215,7 +236,7 @@ impl Critical {
         Ok(())
     }
 
-    fn exit(&self) -> PyResult<()> {
+    fn exit(&self, py: Python<'_>) -> PyResult<()> {
         let opened = self
             .open
             .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
@@ -226,7 +247,9 @@ impl Critical {
                  entering it (use `with morpheus.critical():`)",
             ));
         }
-        morpheus_runtime::exit_critical().map_err(runtime_error)
+        morpheus_runtime::exit_critical().map_err(runtime_error)?;
+        after_section(py);
+        Ok(())
     }
 }
 
@@ -245,8 +268,12 @@ impl Critical {
     }
 
     #[pyo3(signature = (*_exc_info))]
-    fn __exit__(&self, _exc_info: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.exit()?;
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_info: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<bool> {
+        self.exit(py)?;
         Ok(false)
     }
 
@@ -263,7 +290,7 @@ impl Critical {
         py: Python<'_>,
         _exc_info: &Bound<'_, pyo3::types::PyTuple>,
     ) -> PyResult<Py<PyAny>> {
-        self.exit()?;
+        self.exit(py)?;
         ready_false(py)
     }
 
