@@ -389,6 +389,24 @@ pub fn exit_critical() -> Result<(), Error> {
     crate::core::critical::exit()
 }
 
+/// [`exit_critical`] for bindings that yield their own way: if this closes
+/// the outermost section and a yield was deferred inside it, the yield is
+/// acknowledged (ledger, kernel hint) *before* the section ends, and its
+/// cause returned: give up the CPU right away (e.g. `sched_yield` after
+/// releasing a lock such as Python's GIL). Acknowledging after the section
+/// ends would leave a moment in which the scheduler sees an expired hint
+/// and no section, and may escalate an escapable worker.
+///
+/// ```
+/// use morpheus_runtime::{enter_critical, exit_critical_answering};
+/// enter_critical().unwrap();
+/// // ... nothing was deferred here ...
+/// assert_eq!(exit_critical_answering(), Ok(None));
+/// ```
+pub fn exit_critical_answering() -> Result<Option<YieldCause>, Error> {
+    crate::core::critical::exit_answering()
+}
+
 /// The calling thread's critical-section depth (0 outside any section).
 pub fn critical_depth() -> u32 {
     crate::core::critical::depth()

@@ -182,3 +182,35 @@ fn holding_a_guard_across_await_on_a_current_thread_runtime_is_caught() {
     let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("held across an .await"), "{msg}");
 }
+
+#[test]
+fn leaving_a_section_can_answer_its_deferred_yield_before_it_ends() {
+    setup();
+    std::thread::spawn(|| {
+        assert_eq!(checkpoint_sync(), None); // attach
+        enter_critical().unwrap();
+        enter_critical().unwrap();
+        common::for_cpu(Duration::from_millis(60), Duration::from_secs(60), || {
+            spin(Duration::from_micros(50));
+            assert_eq!(checkpoint_sync(), None);
+        });
+        assert!(current_worker().unwrap().ledger.deferred > 0);
+        // An inner level: nothing answered yet.
+        assert_eq!(morpheus_runtime::exit_critical_answering(), Ok(None));
+        // The outermost: acknowledged while still inside, then closed.
+        let before = current_worker().unwrap().ledger.yields_total;
+        assert_eq!(
+            morpheus_runtime::exit_critical_answering(),
+            Ok(Some(YieldCause::Budget))
+        );
+        assert_eq!(critical_depth(), 0);
+        assert_eq!(current_worker().unwrap().ledger.yields_total, before + 1);
+        assert_eq!(checkpoint_sync(), None, "answered already");
+        assert_eq!(
+            morpheus_runtime::exit_critical_answering(),
+            Err(Error::UnbalancedCriticalSection)
+        );
+    })
+    .join()
+    .unwrap();
+}

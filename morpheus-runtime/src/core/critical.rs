@@ -98,6 +98,26 @@ pub(crate) fn exit() -> Result<(), Error> {
     Ok(())
 }
 
+/// [`exit`]; if that closes the outermost section and a yield was deferred
+/// inside it, the yield is decided and acknowledged first, while the
+/// section is still open, so the scheduler never sees the hint expired with
+/// no section (it would escalate an escapable worker). Returns the cause:
+/// the caller gives up the CPU right after.
+pub(crate) fn exit_answering() -> Result<Option<morpheus_common::YieldCause>, Error> {
+    let mut answered = None;
+    if MANUAL.with(Cell::get) > 0
+        && worker::critical_depth() == 1
+        && worker::signal_pending()
+        && let Some(w) = worker::current()
+        && let Some(due) = w.decide_in(true)
+    {
+        worker::commit(due);
+        answered = Some(due.cause);
+    }
+    exit()?;
+    Ok(answered)
+}
+
 /// Current nesting depth on the calling thread.
 pub(crate) fn depth() -> u32 {
     worker::critical_depth()

@@ -381,6 +381,12 @@ impl Worker {
     /// [`Worker::took_yield`], once the caller commits to the yield. No
     /// system call, no clock read.
     pub(crate) fn decide(&self) -> Option<Due> {
+        self.decide_in(false)
+    }
+
+    /// [`Worker::decide`]; with `leaving` the caller is about to close its
+    /// outermost critical section, so the section does not defer.
+    pub(crate) fn decide_in(&self, leaving: bool) -> Option<Due> {
         fence(Acquire);
         self.ledger.slow_checkpoint();
         self.adopt_pending();
@@ -404,7 +410,7 @@ impl Worker {
             self.hot().expected.store(seq, Relaxed);
             return None;
         }
-        if self.hot().depth.load(Relaxed) > 0 {
+        if !leaving && self.hot().depth.load(Relaxed) > 0 {
             // Inside a critical section: never yield here. The signal stays
             // pending (so is not acknowledged) and the first checkpoint
             // after the section answers it.
