@@ -171,23 +171,25 @@ pub(crate) fn enter_critical() -> PyResult<()> {
 /// there (see `critical`).
 #[pyfunction]
 pub(crate) fn exit_critical(py: Python<'_>) -> PyResult<()> {
-    morpheus_runtime::exit_critical().map_err(runtime_error)?;
-    after_section(py);
-    Ok(())
+    leave_section(py)
 }
 
-/// After leaving a section: if it was the outermost, the checkpoint that
-/// answers what the section deferred, in native code right after the depth
-/// store. A Python-level `checkpoint()` after the `with` block would leave a
-/// window of a few bytecodes in which the scheduler sees no section and an
-/// expired hint, and may escalate an escapable worker.
-#[inline]
-fn after_section(py: Python<'_>) {
-    if morpheus_runtime::critical_depth() == 0
-        && let Some(due) = morpheus_runtime::yield_due()
-    {
-        take_yield(py, due);
+/// Closes a level; leaving the outermost answers what the section
+/// deferred: acknowledged while the section is still open (the runtime's
+/// `exit_critical_answering`), then the CPU given up with the GIL released.
+/// A Python-level `checkpoint()` after the `with` block would leave a
+/// window in which the scheduler sees an expired hint and no section, and
+/// may escalate an escapable worker.
+fn leave_section(py: Python<'_>) -> PyResult<()> {
+    let answered = morpheus_runtime::exit_critical_answering().map_err(runtime_error)?;
+    if answered.is_some() {
+        py.detach(|| {
+            // SAFETY: no arguments, no memory effects.
+            unsafe { libc::sched_yield() };
+        });
+        logs::flush(py);
     }
+    Ok(())
 }
 
 /// The calling thread's critical-section depth (0 outside any section).
@@ -247,9 +249,7 @@ impl Critical {
                  entering it (use `with morpheus.critical():`)",
             ));
         }
-        morpheus_runtime::exit_critical().map_err(runtime_error)?;
-        after_section(py);
-        Ok(())
+        leave_section(py)
     }
 }
 
