@@ -164,6 +164,13 @@ def run_worker(loader: Loader, *args: str, contended: bool = True, seconds: floa
             worker.stdin.write("go\n")
             worker.stdin.flush()
             steps.append(worker.stdout.readline().strip())
+            # Contention ends with the computation; then the worker reports.
+            for h in competitors:
+                h.kill()
+                h.wait()
+            competitors = []
+            worker.stdin.write("stopped\n")
+            worker.stdin.flush()
     finally:
         for h in competitors:
             h.kill()

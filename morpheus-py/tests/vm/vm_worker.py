@@ -5,13 +5,15 @@ prints its ledger as JSON.
     python vm_worker.py --cpu N --seconds S [--escapable] [--critical]
                         [--every K | --never]
 
-It registers (and with ``--critical`` enters a critical section), prints
-``ready`` and waits for a line on stdin: the test starts the CPU hogs in
-between, so the contention, and any hint, starts only once the worker is set
-up. Then it computes for S seconds, passing ``morpheus.checkpoint()`` every K
-iterations (or never), leaves the section and passes one more checkpoint,
-prints ``computed`` (the test stops the hogs), waits for the runtime's
-monitor to account for escalations, and prints its report as one JSON line.
+It registers, prints ``ready`` and waits for a line on stdin: the test
+starts the CPU hogs in between, so the contention, and any hint, starts only
+once the worker is set up. Then (with ``--critical`` inside a critical
+section) it computes for S seconds, passing ``morpheus.checkpoint()`` every
+K iterations (or never), prints ``computed`` and waits for a second line
+(the test stops the hogs in between: what follows passes no checkpoint),
+leaves the section (which answers a deferred hint) or passes one more
+checkpoint, waits for the runtime's monitor to account for escalations, and
+prints its report as one JSON line.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ def main() -> None:
     if a.critical:
         section.__enter__()
     compute()
+    # Wait until the hogs are gone: the code below passes no checkpoint, and
+    # under contention an escapable worker running it would rightly be
+    # escalated (a slice plus the grace is little under emulation).
+    print("computed", flush=True)
+    sys.stdin.readline()
     if a.critical:
         before = morpheus.current_worker().ledger.yields_total
         # Leaving passes a checkpoint: a deferred hint is answered here.
@@ -68,7 +75,6 @@ def main() -> None:
         after_section = morpheus.current_worker().ledger.yields_total > before
     else:
         after_section = morpheus.checkpoint()
-    print("computed", flush=True)
     time.sleep(1.5)  # the monitor accounts escalations once a second
     me = morpheus.current_worker()
     snap = morpheus.snapshot()
