@@ -37,9 +37,14 @@ fn a_worker_gets_hints_only_when_others_wait_for_its_cpu() {
         "a worker that ran its slice while others waited got {} hints",
         busy.hints
     );
+    // At a tick in the contended run the worker runs and at least one hog
+    // waits in the queue: two runnable tasks at the least. (The uncontended
+    // run's maximum is no baseline: a momentary queue can reach any level.)
+    let contended_level = morpheus_common::abi::MORPHEUS_PRESSURE_ONE * 2 / online_cpus() as u32;
     assert!(
-        busy.pressure_max > alone.pressure_max,
-        "the SCB carries the pressure level"
+        busy.pressure_max >= contended_level,
+        "the SCB carries the pressure level: {} under contention, expected >= {contended_level}",
+        busy.pressure_max
     );
     assert!(h.metric("hints_sent") >= busy.hints);
     h.stop();
