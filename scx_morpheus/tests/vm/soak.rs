@@ -102,7 +102,7 @@ fn soak_with_churn_restarts_and_full_load() {
         wait_for(Duration::from_secs(30), || {
             service_registered() == cpus as u64 && held(&metrics(addr)) == cpus as u64
         });
-        let fds_start = crate::fd_count(loader.pid());
+        let fds_start = fd_count(loader.pid());
         let service_start = service_registered();
         let phase_end = Instant::now() + Duration::from_secs(secs / PHASES);
         while Instant::now() < phase_end {
@@ -136,9 +136,9 @@ fn soak_with_churn_restarts_and_full_load() {
         // Comparable only if the service holds as many slots as at the start.
         let leaked_fds = if service_registered() == service_start {
             wait_for(Duration::from_secs(10), || {
-                crate::fd_count(loader.pid()) <= fds_start
+                fd_count(loader.pid()) <= fds_start
             });
-            crate::fd_count(loader.pid()) as i64 - fds_start as i64
+            fd_count(loader.pid()) as i64 - fds_start as i64
         } else {
             0
         };

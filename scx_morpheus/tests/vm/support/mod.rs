@@ -427,3 +427,10 @@ impl Harness {
         exit
     }
 }
+
+/// Open file descriptors of process `pid`.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
