@@ -1058,11 +1058,14 @@ fn workers_dying_hinted_or_mid_critical_section_leak_nothing() {
                 if i % 2 == 0 {
                     scb.set_critical_depth(1);
                 }
+                // Spin without sleeping until hinted: a hint needs a whole
+                // slice of CPU time since the thread last blocked.
                 let h0 = scb.hint_seq();
-                wait_for(Duration::from_secs(10), || {
-                    spin_us(2000);
-                    scb.hint_seq() != h0
-                })
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while scb.hint_seq() == h0 && Instant::now() < deadline {
+                    spin_us(1000);
+                }
+                scb.hint_seq() != h0
             })
         })
         .collect();
