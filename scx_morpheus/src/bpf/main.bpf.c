@@ -87,19 +87,6 @@ struct {
 } kick_pending SEC(".maps");
 static u64 nr_kicks_pending;
 
-/*
- * The running task's p->se.sum_exec_runtime when it started running on this
- * CPU: ops.running and ops.stopping of one task run on the same CPU with
- * nothing in between, so a per-CPU slot is enough to charge every task its
- * actual run time.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, u64);
-} run_start_exec SEC(".maps");
-
 /* One mmapable SCB array per registered process, created by the loader. */
 struct scb_array {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -390,15 +377,9 @@ void BPF_STRUCT_OPS(morpheus_running, struct task_struct *p)
 	struct morpheus_worker_ctx *wc;
 	struct morpheus_scb *scb;
 
-	u32 zero = 0;
-	u64 *exec_start;
-
 	if (time_before(vtime_now, p->scx.dsq_vtime))
 		vtime_now = p->scx.dsq_vtime;
 	kick_served(bpf_get_smp_processor_id());
-	exec_start = bpf_map_lookup_elem(&run_start_exec, &zero);
-	if (exec_start)
-		*exec_start = p->se.sum_exec_runtime;
 
 	wc = worker_of(p);
 	if (!wc)
@@ -416,24 +397,14 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 {
 	struct morpheus_worker_ctx *wc;
 	struct morpheus_scb *scb;
+	u64 slice = cur_slice_ns ?: slice_ns;
+	u64 used = p->scx.slice < slice ? slice - p->scx.slice : 0;
 	u64 now = bpf_ktime_get_ns();
-	u32 zero = 0;
-	u64 *exec_start = bpf_map_lookup_elem(&run_start_exec, &zero);
-	u64 used = 0, ran;
-
-	/*
-	 * Every task is charged the CPU time it actually used since ops.running
-	 * (sched_ext keeps sum_exec_runtime current). The slice left over is no
-	 * measure of it: an exhausted slice is only noticed at the next tick,
-	 * and the adaptive slice may have changed since the task was dispatched.
-	 */
-	if (exec_start && p->se.sum_exec_runtime > *exec_start)
-		used = p->se.sum_exec_runtime - *exec_start;
 
 	wc = worker_of(p);
 	if (wc) {
-		/* The hint clock counts wall time on the CPU, as the caps do. */
-		ran = wc->run_start && now > wc->run_start ? now - wc->run_start : used;
+		/* Charge real run time: a worker's slice is longer than others'. */
+		used = wc->run_start && now > wc->run_start ? now - wc->run_start : used;
 		scb = scb_of(wc);
 		/*
 		 * A hint is answered by an acknowledgement or by giving up the
@@ -448,7 +419,7 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 		} else if (!runnable) {
 			wc->ran_acc = 0;
 		} else {
-			wc->ran_acc += ran;
+			wc->ran_acc += used;
 		}
 	}
 
