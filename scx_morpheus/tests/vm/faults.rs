@@ -17,7 +17,7 @@ use crate::support::client::{metric, metrics, own_thread_pidfd};
 use crate::support::*;
 use morpheus_common::protocol::Message;
 use morpheus_common::seqpacket::{self, Received};
-use morpheus_common::{RuntimeKind, SCB_SIZE, Scb, Status, WORKER_ESCAPABLE, WorkerState};
+use morpheus_common::{RuntimeKind, Scb, Status, WORKER_ESCAPABLE, WorkerState};
 
 /// How long the machine may stay on sched_ext after the loader is
 /// SIGKILLed: SECURITY.md promises one second. Under software emulation
@@ -129,19 +129,8 @@ impl Fragile {
             return None;
         };
         let fd = fd?;
-        let len = (max_workers as usize * SCB_SIZE).div_ceil(4096) * 4096;
-        // SAFETY: mapping the array the loader sent us.
-        let mem = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
-                0,
-            )
-        };
-        (mem != libc::MAP_FAILED).then_some(Fragile {
+        let (mem, len) = crate::support::client::map_scb_array(&fd, max_workers).ok()?;
+        Some(Fragile {
             sock,
             exchange: Mutex::new(()),
             mem: mem.cast(),

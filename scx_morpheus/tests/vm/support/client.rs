@@ -95,24 +95,8 @@ impl Session {
         };
         assert_eq!(scb_size as usize, SCB_SIZE);
         let fd = fd.expect("the SCB array fd comes with the reply");
-        let len = (max_workers as usize * SCB_SIZE).div_ceil(4096) * 4096;
-        // SAFETY: mapping the array the loader sent us.
-        let mem = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(
-            mem,
-            libc::MAP_FAILED,
-            "mmap SCB array: {}",
-            std::io::Error::last_os_error()
-        );
+        let (mem, len) =
+            map_scb_array(&fd, max_workers).unwrap_or_else(|e| panic!("mmap SCB array: {e}"));
         Session {
             sock,
             exchange: Default::default(),
@@ -276,4 +260,28 @@ pub fn metric(addr: &str, name: &str) -> u64 {
             (k == wanted || k == format!("{wanted}_total")).then(|| v.parse().ok())?
         })
         .unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
+}
+
+/// Maps the SCB array `fd` the loader sent with HELLO_REPLY (`max_workers`
+/// slots) read-write; returns the mapping and its length.
+pub fn map_scb_array(
+    fd: &OwnedFd,
+    max_workers: u32,
+) -> std::io::Result<(*mut libc::c_void, usize)> {
+    let len = (max_workers as usize * SCB_SIZE).div_ceil(4096) * 4096;
+    // SAFETY: mapping the array the loader sent us.
+    let mem = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if mem == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((mem, len))
 }
