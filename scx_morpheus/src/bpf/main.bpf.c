@@ -87,6 +87,24 @@ struct {
 } kick_pending SEC(".maps");
 static u64 nr_kicks_pending;
 
+/*
+ * The task each CPU is running and its CPU time when it started: what
+ * ops.stopping charges. The owner is recorded because a task already
+ * running when the scheduler attached stops without a matching
+ * ops.running; it is charged by the fallback rule instead.
+ */
+struct run_record {
+	s32 pid;
+	u64 exec_start; /* p->se.sum_exec_runtime at ops.running */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct run_record);
+} run_records SEC(".maps");
+
 /* One mmapable SCB array per registered process, created by the loader. */
 struct scb_array {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -372,6 +390,42 @@ void BPF_STRUCT_OPS(morpheus_dispatch, s32 cpu, struct task_struct *prev)
 	kick_served(cpu);
 }
 
+static void run_record_start(struct task_struct *p)
+{
+	u32 key = 0;
+	struct run_record *rec = bpf_map_lookup_elem(&run_records, &key);
+
+	if (rec) {
+		rec->pid = p->pid;
+		rec->exec_start = p->se.sum_exec_runtime;
+	}
+}
+
+/*
+ * The CPU time @p used since it started running on this CPU, which its vtime
+ * is charged. Every task pays for what it used, workers and others alike
+ * (sched_ext notices an exhausted slice only at a tick, so the slice given
+ * says little). One charge is bounded by the task's slice plus the maximum
+ * slice: a task that ran alone has its slice refilled without ops.stopping,
+ * and must not be sent far behind everyone when competition appears.
+ */
+static u64 run_record_charge(struct task_struct *p)
+{
+	u32 key = 0;
+	struct run_record *rec = bpf_map_lookup_elem(&run_records, &key);
+	u64 slice = cur_slice_ns ?: slice_ns;
+	u64 exec = p->se.sum_exec_runtime;
+	u64 used, bound;
+
+	if (!rec || rec->pid != p->pid || exec < rec->exec_start)
+		/* Started before the scheduler attached: the slice it used. */
+		return p->scx.slice < slice ? slice - p->scx.slice : 0;
+	rec->pid = 0;
+	used = exec - rec->exec_start;
+	bound = task_slice(p) + slice_max_ns;
+	return used < bound ? used : bound;
+}
+
 void BPF_STRUCT_OPS(morpheus_running, struct task_struct *p)
 {
 	struct morpheus_worker_ctx *wc;
@@ -380,6 +434,7 @@ void BPF_STRUCT_OPS(morpheus_running, struct task_struct *p)
 	if (time_before(vtime_now, p->scx.dsq_vtime))
 		vtime_now = p->scx.dsq_vtime;
 	kick_served(bpf_get_smp_processor_id());
+	run_record_start(p);
 
 	wc = worker_of(p);
 	if (!wc)
@@ -397,14 +452,11 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 {
 	struct morpheus_worker_ctx *wc;
 	struct morpheus_scb *scb;
-	u64 slice = cur_slice_ns ?: slice_ns;
-	u64 used = p->scx.slice < slice ? slice - p->scx.slice : 0;
+	u64 used = run_record_charge(p);
 	u64 now = bpf_ktime_get_ns();
 
 	wc = worker_of(p);
 	if (wc) {
-		/* Charge real run time: a worker's slice is longer than others'. */
-		used = wc->run_start && now > wc->run_start ? now - wc->run_start : used;
 		scb = scb_of(wc);
 		/*
 		 * A hint is answered by an acknowledgement or by giving up the
