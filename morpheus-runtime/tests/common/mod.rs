@@ -187,14 +187,18 @@ impl Server {
             threads: Vec::new(),
         };
         let stop = server.stop.clone();
-        let seen = server.seen.clone();
-        let map_fd = server.memfd.as_raw_fd();
-        let base_addr = server.base as usize;
-        let grace_ns = server.grace_ns;
-        // One slot table for every session, as one SCB array serves them
-        // all here (the real loader has one array per process): a forked
-        // child's session gets other slots than its parent's.
-        let used = Arc::new(Mutex::new(vec![false; max_workers as usize]));
+        let shared = Shared {
+            behaviour,
+            stop: server.stop.clone(),
+            seen: server.seen.clone(),
+            map_fd: server.memfd.as_raw_fd(),
+            base: server.base as usize,
+            // One slot table for every session, as one SCB array serves
+            // them all here (the real loader has one array per process): a
+            // forked child's session gets other slots than its parent's.
+            used: Arc::new(Mutex::new(vec![false; max_workers as usize])),
+            grace_ns: server.grace_ns,
+        };
         server.threads.push(std::thread::spawn(move || {
             let mut conns = Vec::new();
             while !stop.load(Relaxed) {
@@ -218,19 +222,12 @@ impl Server {
                     continue;
                 }
                 let conn = unsafe { OwnedFd::from_raw_fd(c) };
-                let (stop, seen, used) = (stop.clone(), seen.clone(), used.clone());
-                conns.push(std::thread::spawn(move || {
-                    serve(
-                        conn,
-                        behaviour,
-                        &stop,
-                        &seen,
-                        map_fd,
-                        base_addr as *mut u8,
-                        &used,
-                        grace_ns,
-                    )
-                }));
+                let mut session = Session {
+                    shared: shared.clone(),
+                    mine: Vec::new(),
+                    generation: 0,
+                };
+                conns.push(std::thread::spawn(move || session.serve(conn)));
             }
             for c in conns {
                 let _ = c.join();
@@ -315,151 +312,164 @@ impl Drop for Server {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn serve(
-    conn: OwnedFd,
+/// What every session of the fake loader shares.
+#[derive(Clone)]
+struct Shared {
     behaviour: Behaviour,
-    stop: &AtomicBool,
-    seen: &Mutex<Vec<Seen>>,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    /// The memfd passed with every hello reply.
     map_fd: RawFd,
-    base: *mut u8,
-    used: &Mutex<Vec<bool>>,
+    /// Address of the server's mapping of the SCB array.
+    base: usize,
+    used: Arc<Mutex<Vec<bool>>>,
     grace_ns: u64,
-) {
-    // Slots of this session, released when it ends.
-    let mut mine: Vec<usize> = Vec::new();
-    serve_session(
-        conn, behaviour, stop, seen, map_fd, base, used, grace_ns, &mut mine,
-    );
-    let mut used = used.lock().unwrap_or_else(|e| e.into_inner());
-    for s in mine {
-        used[s] = false;
+}
+
+/// One client connection: the slots it registered, released when it ends.
+struct Session {
+    shared: Shared,
+    mine: Vec<usize>,
+    generation: u64,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let mut used = self.shared.used.lock().unwrap_or_else(|e| e.into_inner());
+        for &s in &self.mine {
+            used[s] = false;
+        }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn serve_session(
-    conn: OwnedFd,
-    behaviour: Behaviour,
-    stop: &AtomicBool,
-    seen: &Mutex<Vec<Seen>>,
-    map_fd: RawFd,
-    base: *mut u8,
-    used: &Mutex<Vec<bool>>,
-    grace_ns: u64,
-    mine: &mut Vec<usize>,
-) {
-    let fd = conn.as_raw_fd();
-    let max_workers = used.lock().unwrap().len() as u32;
-    let mut generation = 0u64;
-    while !stop.load(Relaxed) {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        if unsafe { libc::poll(&mut p, 1, 10) } <= 0 {
-            continue;
-        }
-        let Some((bytes, passed)) = recv(fd) else {
-            return;
-        };
-        let reply = match Message::decode(&bytes) {
-            Err(e) => Message::Error { status: e.status() },
-            Ok(Message::Hello { .. }) => {
-                seen.lock().unwrap().push(Seen::Hello);
-                match behaviour {
-                    Behaviour::BadVersionStatus => Message::HelloReply {
-                        status: Status::BadVersion,
-                        max_workers: 0,
-                        scb_size: 0,
-                        flags: 0,
-                        grace_ns: 0,
-                    },
-                    Behaviour::WrongHeaderVersion => {
-                        let mut b = Message::HelloReply {
-                            status: Status::Ok,
-                            max_workers,
-                            scb_size: SCB_SIZE as u32,
-                            flags: 0,
-                            grace_ns,
-                        }
-                        .encode();
-                        b[4..6].copy_from_slice(&((ABI_VERSION + 1) as u16).to_ne_bytes());
-                        send(fd, &b, Some(map_fd));
-                        continue;
-                    }
-                    _ => {
-                        let m = Message::HelloReply {
-                            status: Status::Ok,
-                            max_workers,
-                            scb_size: SCB_SIZE as u32,
-                            flags: 0,
-                            grace_ns,
-                        };
-                        send(fd, &m.encode(), Some(map_fd));
-                        continue;
-                    }
-                }
+impl Session {
+    fn serve(&mut self, conn: OwnedFd) {
+        let fd = conn.as_raw_fd();
+        while !self.shared.stop.load(Relaxed) {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if unsafe { libc::poll(&mut p, 1, 10) } <= 0 {
+                continue;
             }
-            Ok(Message::Register { flags, .. }) => {
-                let pidfd_tid = passed.as_ref().and_then(pidfd_tid);
-                seen.lock()
-                    .unwrap()
-                    .push(Seen::Register { flags, pidfd_tid });
-                let mut used = used.lock().unwrap();
-                let free = used.iter().position(|u| !u);
-                match (behaviour, free, passed) {
-                    (Behaviour::TableFull, _, _) | (_, None, _) => Message::RegisterReply {
-                        status: Status::TableFull,
-                        slot: 0,
-                        generation: 0,
-                    },
-                    (_, _, None) => Message::Error {
+            let Some((bytes, passed)) = recv(fd) else {
+                return;
+            };
+            match Message::decode(&bytes) {
+                Err(e) => send(fd, &Message::Error { status: e.status() }.encode(), None),
+                Ok(Message::Hello { .. }) => self.hello(fd),
+                Ok(Message::Register { flags, .. }) => {
+                    let reply = self.register(flags, passed);
+                    send(fd, &reply.encode(), None);
+                }
+                Ok(Message::Unregister { slot, generation }) => {
+                    let reply = self.unregister(slot, generation);
+                    send(fd, &reply.encode(), None);
+                }
+                Ok(_) => send(
+                    fd,
+                    &Message::Error {
                         status: Status::BadMessage,
-                    },
-                    (_, Some(slot), Some(_)) => {
-                        used[slot] = true;
-                        mine.push(slot);
-                        generation += 1;
-                        unsafe {
-                            let scb = base.add(slot * SCB_SIZE).cast::<Scb>();
-                            std::ptr::write_bytes(scb, 0, 1);
-                            (*scb).k.magic = ABI_MAGIC;
-                            (*scb).k.abi_version = ABI_VERSION as u16;
-                            (*scb).k.state = 1;
-                            (*scb).k.generation = generation;
-                        }
-                        Message::RegisterReply {
-                            status: Status::Ok,
-                            slot: slot as u32,
-                            generation,
-                        }
                     }
-                }
+                    .encode(),
+                    None,
+                ),
             }
-            Ok(Message::Unregister { slot, generation }) => {
-                seen.lock()
-                    .unwrap()
-                    .push(Seen::Unregister { slot, generation });
-                let mut used = used.lock().unwrap();
-                let own = mine.iter().position(|&s| s == slot as usize);
-                match (used.get_mut(slot as usize), own) {
-                    (Some(u), Some(i)) if *u => {
-                        *u = false;
-                        mine.swap_remove(i);
-                        Message::UnregisterReply { status: Status::Ok }
-                    }
-                    _ => Message::UnregisterReply {
-                        status: Status::NotFound,
-                    },
-                }
+        }
+    }
+
+    fn hello(&mut self, fd: RawFd) {
+        let sh = &self.shared;
+        sh.seen.lock().unwrap().push(Seen::Hello);
+        let ok = Message::HelloReply {
+            status: Status::Ok,
+            max_workers: sh.used.lock().unwrap().len() as u32,
+            scb_size: SCB_SIZE as u32,
+            flags: 0,
+            grace_ns: sh.grace_ns,
+        };
+        match sh.behaviour {
+            Behaviour::BadVersionStatus => {
+                let refused = Message::HelloReply {
+                    status: Status::BadVersion,
+                    max_workers: 0,
+                    scb_size: 0,
+                    flags: 0,
+                    grace_ns: 0,
+                };
+                send(fd, &refused.encode(), None);
             }
-            Ok(_) => Message::Error {
+            Behaviour::WrongHeaderVersion => {
+                let mut b = ok.encode();
+                b[4..6].copy_from_slice(&((ABI_VERSION + 1) as u16).to_ne_bytes());
+                send(fd, &b, Some(sh.map_fd));
+            }
+            _ => send(fd, &ok.encode(), Some(sh.map_fd)),
+        }
+    }
+
+    fn register(&mut self, flags: u32, passed: Option<OwnedFd>) -> Message {
+        let pidfd_tid = passed.as_ref().and_then(pidfd_tid);
+        self.shared
+            .seen
+            .lock()
+            .unwrap()
+            .push(Seen::Register { flags, pidfd_tid });
+        let mut used = self.shared.used.lock().unwrap();
+        let free = used.iter().position(|u| !u);
+        match (self.shared.behaviour, free, passed) {
+            (Behaviour::TableFull, _, _) | (_, None, _) => Message::RegisterReply {
+                status: Status::TableFull,
+                slot: 0,
+                generation: 0,
+            },
+            (_, _, None) => Message::Error {
                 status: Status::BadMessage,
             },
-        };
-        send(fd, &reply.encode(), None);
+            (_, Some(slot), Some(_)) => {
+                used[slot] = true;
+                self.mine.push(slot);
+                self.generation += 1;
+                // SAFETY: `slot` is below max_workers, whose SCBs fit in
+                // the server's mapping, which outlives every session.
+                unsafe {
+                    let base = self.shared.base as *mut u8;
+                    let scb = base.add(slot * SCB_SIZE).cast::<Scb>();
+                    std::ptr::write_bytes(scb, 0, 1);
+                    (*scb).k.magic = ABI_MAGIC;
+                    (*scb).k.abi_version = ABI_VERSION as u16;
+                    (*scb).k.state = 1;
+                    (*scb).k.generation = self.generation;
+                }
+                Message::RegisterReply {
+                    status: Status::Ok,
+                    slot: slot as u32,
+                    generation: self.generation,
+                }
+            }
+        }
+    }
+
+    fn unregister(&mut self, slot: u32, generation: u64) -> Message {
+        self.shared
+            .seen
+            .lock()
+            .unwrap()
+            .push(Seen::Unregister { slot, generation });
+        let mut used = self.shared.used.lock().unwrap();
+        let own = self.mine.iter().position(|&s| s == slot as usize);
+        match (used.get_mut(slot as usize), own) {
+            (Some(u), Some(i)) if *u => {
+                *u = false;
+                self.mine.swap_remove(i);
+                Message::UnregisterReply { status: Status::Ok }
+            }
+            _ => Message::UnregisterReply {
+                status: Status::NotFound,
+            },
+        }
     }
 }
 
