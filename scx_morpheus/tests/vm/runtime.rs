@@ -42,6 +42,15 @@ async fn checkpointing_work(dur: Duration) {
     }
 }
 
+/// Runs `task` as a task of `rt` (on its worker, pinned to the test CPU)
+/// while two hogs compete for that CPU.
+fn spawn_against_hogs(
+    rt: &tokio::runtime::Runtime,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    with_hogs(|| rt.block_on(async { tokio::spawn(task).await.unwrap() }));
+}
+
 #[test]
 fn builder_workers_register_and_answer_kernel_hints_within_grace() {
     require_sched_ext();
@@ -56,15 +65,9 @@ fn builder_workers_register_and_answer_kernel_hints_within_grace() {
         .build()
         .unwrap();
     let before = metrics::snapshot().process;
-    with_hogs(|| {
-        rt.block_on(async {
-            tokio::spawn(async {
-                until_registered().await;
-                checkpointing_work(Duration::from_secs(2)).await;
-            })
-            .await
-            .unwrap()
-        })
+    spawn_against_hogs(&rt, async {
+        until_registered().await;
+        checkpointing_work(Duration::from_secs(2)).await;
     });
     let after = metrics::snapshot();
     let hints = after.process.hints_seen - before.hints_seen;
@@ -106,29 +109,22 @@ fn critical_sections_are_never_escalated_but_ignored_hints_are() {
         .build()
         .unwrap();
     let escalations_before = metrics::snapshot().escalations;
-    with_hogs(|| {
-        rt.block_on(async {
-            tokio::spawn(async {
-                until_registered().await;
-                // Inside a critical section (synchronous code: the guard
-                // cannot be held across an await), checkpoints defer and
-                // nothing forces us.
-                let guard = critical_section();
-                let end = Instant::now() + Duration::from_millis(1500);
-                while Instant::now() < end {
-                    spin_us(50);
-                    assert_eq!(
-                        morpheus_runtime::checkpoint_sync(),
-                        None,
-                        "yielded inside a critical section"
-                    );
-                }
-                drop(guard);
-                checkpoint!();
-            })
-            .await
-            .unwrap()
-        })
+    spawn_against_hogs(&rt, async {
+        until_registered().await;
+        // Inside a critical section (synchronous code: the guard cannot be
+        // held across an await), checkpoints defer and nothing forces us.
+        let guard = critical_section();
+        let end = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < end {
+            spin_us(50);
+            assert_eq!(
+                morpheus_runtime::checkpoint_sync(),
+                None,
+                "yielded inside a critical section"
+            );
+        }
+        drop(guard);
+        checkpoint!();
     });
     let sent = metric(addr, "hints_sent");
     let kicks = metric(addr, "escalations_kick");
@@ -138,18 +134,12 @@ fn critical_sections_are_never_escalated_but_ignored_hints_are() {
     assert_eq!(metrics::snapshot().escalations, escalations_before);
 
     // The same escapable worker ignoring hints outside a critical section is.
-    with_hogs(|| {
-        rt.block_on(async {
-            tokio::spawn(async {
-                let end = Instant::now() + Duration::from_millis(1500);
-                while Instant::now() < end {
-                    spin_us(50);
-                }
-                checkpoint!();
-            })
-            .await
-            .unwrap()
-        })
+    spawn_against_hogs(&rt, async {
+        let end = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < end {
+            spin_us(50);
+        }
+        checkpoint!();
     });
     let kicks = metric(addr, "escalations_kick");
     println!(
@@ -179,15 +169,9 @@ fn a_plain_tokio_runtime_registers_and_answers_hints_too() {
         .build()
         .unwrap();
     let before = metrics::snapshot().process;
-    with_hogs(|| {
-        rt.block_on(async {
-            tokio::spawn(async {
-                until_registered().await;
-                checkpointing_work(Duration::from_secs(2)).await;
-            })
-            .await
-            .unwrap()
-        })
+    spawn_against_hogs(&rt, async {
+        until_registered().await;
+        checkpointing_work(Duration::from_secs(2)).await;
     });
     let after = metrics::snapshot().process;
     println!(
