@@ -173,7 +173,9 @@ struct morpheus_scb_kernel {
 	__u16 state;		/* enum morpheus_worker_state */
 	__u64 generation;	/* bumped each time the slot is (re)assigned */
 	__u64 hint_seq;		/* bumped once per hint (atomic add) */
-	__u64 hint_deadline_ns; /* bpf_ktime_get_ns() by which to answer */
+	__u64 hint_deadline_ns; /* bpf_ktime_get_ns() by which to answer; moved
+				 * later by any time the worker waits for a
+				 * CPU meanwhile (grace is time on a CPU) */
 	__u32 pressure;		/* MORPHEUS_PRESSURE_ONE fixed point */
 	__u32 slice_us;		/* the scheduler's current slice */
 	__u32 escalations;	/* escalations applied to this worker */

@@ -55,8 +55,12 @@ struct morpheus_worker_ctx {
 			       * involuntary preemptions) */
 	__u64 hint_seq;	      /* outstanding hint, 0 when none */
 	__u64 hint_ts;	      /* when it was issued */
-	__u64 hint_deadline;  /* hint_ts + grace */
+	__u64 hint_deadline;  /* hint_ts + grace, plus any time spent waiting
+			       * for a CPU since */
+	__u64 stop_ts;	      /* when it last stopped running */
 	__u64 crit_start;     /* first tick that saw it in a critical section */
+	__u64 crit_seen;      /* last tick that saw it in a critical section */
+	__u64 calm_ts;	      /* last tick that saw nobody waiting for its CPU */
 	__u64 escalation_ts;  /* last escalation */
 	__u32 escalations_recent; /* escalations within the hybrid window */
 	__u32 contended_ticks;	  /* consecutive ticks that saw waiters */

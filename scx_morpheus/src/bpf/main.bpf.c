@@ -13,8 +13,9 @@
  * Registered workers (see the loader's registry): when one has run a slice
  * while tasks wait, it gets a hint in its shared control block (SCB) and has
  * grace_ns to reach a checkpoint. It is never preempted inside a critical
- * section before max_critical_ns, and never runs past its slice by more than
- * max_overrun_ns (outside critical sections) while others wait. With
+ * section before others have waited max_critical_ns for its CPU, and never
+ * runs past its slice by more than max_overrun_ns (outside critical
+ * sections) while others wait. With
  * --enforce, an escapable worker that ignored a hint past its deadline is
  * escalated (kick, throttle or both).
  */
@@ -430,6 +431,7 @@ void BPF_STRUCT_OPS(morpheus_running, struct task_struct *p)
 {
 	struct morpheus_worker_ctx *wc;
 	struct morpheus_scb *scb;
+	u64 now;
 
 	if (time_before(vtime_now, p->scx.dsq_vtime))
 		vtime_now = p->scx.dsq_vtime;
@@ -439,8 +441,19 @@ void BPF_STRUCT_OPS(morpheus_running, struct task_struct *p)
 	wc = worker_of(p);
 	if (!wc)
 		return;
-	wc->run_start = bpf_ktime_get_ns();
+	now = bpf_ktime_get_ns();
+	wc->run_start = now;
 	scb = scb_of(wc);
+	/*
+	 * The grace period is time on a CPU: a worker cannot reach a
+	 * checkpoint while it waits for one, so that wait moves the deadline.
+	 */
+	if (wc->hint_seq && !(wc->flags & MORPHEUS_CTX_HINT_EXPIRED) &&
+	    wc->stop_ts >= wc->hint_ts && now > wc->stop_ts) {
+		wc->hint_deadline += now - wc->stop_ts;
+		if (scb)
+			scb->k.hint_deadline_ns = wc->hint_deadline;
+	}
 	if (scb && scb->k.state == MORPHEUS_WORKER_REGISTERED) {
 		scb->k.state = MORPHEUS_WORKER_RUNNING;
 		stat_inc(&nr_workers_started);
@@ -457,6 +470,7 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 
 	wc = worker_of(p);
 	if (wc) {
+		wc->stop_ts = now;
 		scb = scb_of(wc);
 		/*
 		 * A hint is answered by an acknowledgement or by giving up the
@@ -529,6 +543,7 @@ static void tick_worker(struct task_struct *p, struct morpheus_worker_ctx *wc, b
 	if (depth) {
 		if (!wc->crit_start)
 			wc->crit_start = now;
+		wc->crit_seen = now;
 	} else {
 		wc->crit_start = 0;
 	}
@@ -545,6 +560,7 @@ static void tick_worker(struct task_struct *p, struct morpheus_worker_ctx *wc, b
 
 	if (!waiters) {
 		wc->contended_ticks = 0;
+		wc->calm_ts = now;
 		return;
 	}
 	if (wc->contended_ticks < MORPHEUS_CONTENDED_TICKS)
@@ -568,16 +584,32 @@ static void tick_worker(struct task_struct *p, struct morpheus_worker_ctx *wc, b
 	}
 
 	if (depth) {
-		/* Critical sections are honoured up to the cap, never beyond. */
-		if (now - wc->crit_start >= max_critical_ns) {
+		/*
+		 * Critical sections are honoured until others have waited the
+		 * cap, never beyond. They began waiting after the last calm
+		 * tick, or were waiting when this run began: the delay a
+		 * critical section inflicts is at most the cap plus one tick.
+		 */
+		u64 waited_since = wc->calm_ts > wc->run_start ? wc->calm_ts : wc->run_start;
+
+		if (!waited_since)
+			/* Registered while running: no run start seen yet. */
+			waited_since = wc->crit_start;
+		if (now - waited_since >= max_critical_ns) {
 			stat_inc(&nr_critical_cap);
 			emit(MORPHEUS_EVENT_CRITICAL_CAP, p, wc, wc->hint_seq, now - wc->crit_start);
 			wc->crit_start = 0;
 			preempt = true;
 		}
 	} else if (enforce && (wc->flags & MORPHEUS_WORKER_ESCAPABLE) &&
-		   (wc->flags & MORPHEUS_CTX_HINT_EXPIRED)) {
-		/* Recovery, not policy: the worker ignored a hint past its grace. */
+		   (wc->flags & MORPHEUS_CTX_HINT_EXPIRED) &&
+		   now - wc->crit_seen >= grace_ns) {
+		/*
+		 * Recovery, not policy: the worker ignored a hint past its
+		 * grace, and has had a whole grace period outside critical
+		 * sections to answer it (a hint deferred by a section is
+		 * answered at the first checkpoint after it).
+		 */
 		if (escalate(p, wc, scb, now) != MORPHEUS_ESCALATION_NONE)
 			preempt = true;
 		wc->flags &= ~MORPHEUS_CTX_HINT_EXPIRED;
