@@ -380,9 +380,14 @@ impl Session {
         }
     }
 
+    /// Records a message the server received.
+    fn saw(&self, seen: Seen) {
+        self.shared.seen.lock().unwrap().push(seen);
+    }
+
     fn hello(&mut self, fd: RawFd) {
+        self.saw(Seen::Hello);
         let sh = &self.shared;
-        sh.seen.lock().unwrap().push(Seen::Hello);
         let ok = Message::HelloReply {
             status: Status::Ok,
             max_workers: sh.used.lock().unwrap().len() as u32,
@@ -412,11 +417,7 @@ impl Session {
 
     fn register(&mut self, flags: u32, passed: Option<OwnedFd>) -> Message {
         let pidfd_tid = passed.as_ref().and_then(pidfd_tid);
-        self.shared
-            .seen
-            .lock()
-            .unwrap()
-            .push(Seen::Register { flags, pidfd_tid });
+        self.saw(Seen::Register { flags, pidfd_tid });
         let mut used = self.shared.used.lock().unwrap();
         let free = used.iter().position(|u| !u);
         match (self.shared.behaviour, free, passed) {
@@ -453,11 +454,7 @@ impl Session {
     }
 
     fn unregister(&mut self, slot: u32, generation: u64) -> Message {
-        self.shared
-            .seen
-            .lock()
-            .unwrap()
-            .push(Seen::Unregister { slot, generation });
+        self.saw(Seen::Unregister { slot, generation });
         let mut used = self.shared.used.lock().unwrap();
         let own = self.mine.iter().position(|&s| s == slot as usize);
         match (used.get_mut(slot as usize), own) {
