@@ -10,9 +10,13 @@ use serde_json::Value;
 /// Checks a document written with `--json`: strict JSON (serde_json rejects
 /// NaN and Infinity), an object with `program`, `command` and `machine`,
 /// then either `runs` (the Rust programs: a non-empty list, each run with a
-/// `label` and a non-empty `result`; with `runs`, exactly that many, one per
-/// scheduler configuration) or `results` (asyncio_bench.py: a non-empty
-/// list of rows). Returns a one-line description.
+/// `label` and either a non-empty `result` or, for programs run in rounds,
+/// a non-empty list of `rounds` (each with a non-empty `result`, the same
+/// number for every configuration) and a non-empty `headline` list (each
+/// figure named, its value a median/min/max/per_round object or null); with
+/// `runs`, exactly that many, one per scheduler configuration) or `results`
+/// (asyncio_bench.py: a non-empty list of rows). Returns a one-line
+/// description.
 pub fn check_json(text: &str, runs: Option<usize>) -> Result<String> {
     let doc: Value = serde_json::from_str(text).context("malformed JSON")?;
     ensure!(doc.is_object(), "not a JSON object");
@@ -24,16 +28,24 @@ pub fn check_json(text: &str, runs: Option<usize>) -> Result<String> {
             .as_array()
             .filter(|l| !l.is_empty())
             .context("'runs' is not a non-empty list")?;
+        let mut rounds = None;
         for (i, run) in list.iter().enumerate() {
             let label = run["label"]
                 .as_str()
                 .with_context(|| format!("run {i} has no label"))?;
-            let filled = match &run["result"] {
-                Value::Object(m) => !m.is_empty(),
-                Value::Array(a) => !a.is_empty(),
-                _ => false,
-            };
-            ensure!(filled, "run {i} ({label}) has no result");
+            match run.get("rounds") {
+                None => ensure!(filled(&run["result"]), "run {i} ({label}) has no result"),
+                Some(r) => {
+                    let n = check_rounds(r, &run["headline"])
+                        .with_context(|| format!("run {i} ({label})"))?;
+                    ensure!(
+                        rounds.is_none_or(|m| m == n),
+                        "run {i} ({label}) has {n} rounds, an earlier run {}",
+                        rounds.unwrap_or(0)
+                    );
+                    rounds = Some(n);
+                }
+            }
         }
         if let Some(n) = runs {
             ensure!(
@@ -42,7 +54,10 @@ pub fn check_json(text: &str, runs: Option<usize>) -> Result<String> {
                 list.len()
             );
         }
-        Ok(format!("{} runs", list.len()))
+        Ok(match rounds {
+            Some(n) => format!("{} runs of {n} round(s)", list.len()),
+            None => format!("{} runs", list.len()),
+        })
     } else if let Some(rows) = doc.get("results") {
         let rows = rows
             .as_array()
@@ -52,6 +67,59 @@ pub fn check_json(text: &str, runs: Option<usize>) -> Result<String> {
     } else {
         bail!("neither 'runs' nor 'results'")
     }
+}
+
+fn filled(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => !m.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        _ => false,
+    }
+}
+
+/// A configuration's `rounds` and `headline` (see [`check_json`]); returns
+/// the number of rounds.
+fn check_rounds(rounds: &Value, headline: &Value) -> Result<usize> {
+    let rounds = rounds
+        .as_array()
+        .filter(|l| !l.is_empty())
+        .context("'rounds' is not a non-empty list")?;
+    for (k, r) in rounds.iter().enumerate() {
+        ensure!(filled(&r["result"]), "round {k} has no result");
+    }
+    let headline = headline
+        .as_array()
+        .filter(|l| !l.is_empty())
+        .context("no 'headline' figures")?;
+    for h in headline {
+        let name = h["figure"]
+            .as_str()
+            .with_context(|| format!("a headline figure without a name: {h}"))?;
+        for key in ["value", "vs_default"] {
+            match &h[key] {
+                Value::Null => {}
+                Value::Object(s) => {
+                    for k in ["median", "min", "max"] {
+                        ensure!(
+                            s.get(k).is_some_and(Value::is_number),
+                            "headline '{name}': {key} has no number '{k}'"
+                        );
+                    }
+                    let per_round = s["per_round"]
+                        .as_array()
+                        .with_context(|| format!("headline '{name}': {key} has no per_round"))?;
+                    ensure!(
+                        per_round.len() == rounds.len(),
+                        "headline '{name}': {key} has {} per-round values for {} rounds",
+                        per_round.len(),
+                        rounds.len()
+                    );
+                }
+                other => bail!("headline '{name}': {key} is {other}, not an object or null"),
+            }
+        }
+    }
+    Ok(rounds.len())
 }
 
 /// Checks that `text` is a well-formed SVG document as the programs write
@@ -156,6 +224,29 @@ mod tests {
                 .to_string()
                 .contains("no result")
         );
+        let spread = r#"{"median":1.0,"min":1.0,"max":1.0,"per_round":[1.0]}"#;
+        let rounds = format!(
+            r#"{{"program":"p","command":"c","machine":{{}},"runs":[{{"label":"a","rounds":[{{"label":"a","result":{{"x":1}}}}],"headline":[{{"figure":"x","value":{spread},"vs_default":null}}]}}]}}"#
+        );
+        assert_eq!(
+            check_json(&rounds, Some(1)).unwrap(),
+            "1 runs of 1 round(s)"
+        );
+        for (from, to, why) in [
+            (
+                r#""per_round":[1.0]"#,
+                r#""per_round":[]"#,
+                "per-round values",
+            ),
+            (r#""median":1.0"#, r#""median":"x""#, "no number 'median'"),
+            (r#""figure":"x","#, "", "without a name"),
+            (r#"{"x":1}"#, "{}", "round 0 has no result"),
+            (r#"[{"figure""#, r#"[],"h":[{"figure""#, "no 'headline'"),
+        ] {
+            let bad = rounds.replacen(from, to, 1);
+            let err = format!("{:#}", check_json(&bad, None).unwrap_err());
+            assert!(err.contains(why), "{from} -> {to}: {err}");
+        }
         let py = r#"{"program":"p","command":"c","machine":{},"results":[{"tasks":1}]}"#;
         assert_eq!(check_json(py, None).unwrap(), "1 rows");
         assert!(check_json(r#"{"program":"p","command":"c","machine":{}}"#, None).is_err());

@@ -13,6 +13,7 @@ pub mod hogs;
 pub mod micro;
 pub mod probe;
 pub mod report;
+pub mod rounds;
 pub mod rtmetrics;
 pub mod sched;
 pub mod service;

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Scheduler control for kernel runs: which scheduler a configuration uses,
-//! starting and stopping the scx_morpheus loader, and reading its
-//! OpenMetrics endpoint (`--metrics-addr`) so results carry the scheduler's
-//! own view (hints sent and answered, cap violations).
+//! starting and stopping the scx_morpheus loader (and the peer scheduler
+//! scx_bpfland), and reading scx_morpheus's OpenMetrics endpoint
+//! (`--metrics-addr`) so results carry the scheduler's own view (hints sent
+//! and answered, cap violations). scx_bpfland has no such endpoint: its
+//! results carry no scheduler metrics at all.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -29,6 +31,23 @@ pub enum SchedConfig {
     Observer,
     /// scx_morpheus with `--enforce`.
     Enforce,
+    /// The peer scheduler scx_bpfland ([`BPFLAND_VERSION`]), for comparison.
+    Bpfland,
+}
+
+/// The scx_bpfland version the benchmarks compare with (what
+/// morpheus-bench/scripts/ensure-bpfland.sh builds).
+pub const BPFLAND_VERSION: &str = "1.1.4";
+
+/// What a configuration attaches to the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attach {
+    /// Nothing: the kernel's default scheduler.
+    Nothing,
+    /// scx_morpheus with these loader arguments (it serves metrics).
+    Morpheus(Vec<String>),
+    /// scx_bpfland with its defaults (no metrics endpoint).
+    Bpfland,
 }
 
 impl SchedConfig {
@@ -38,6 +57,7 @@ impl SchedConfig {
             SchedConfig::Default => "default",
             SchedConfig::Observer => "observer",
             SchedConfig::Enforce => "enforce",
+            SchedConfig::Bpfland => "bpfland",
         }
     }
 
@@ -47,15 +67,22 @@ impl SchedConfig {
             SchedConfig::Default => "kernel default",
             SchedConfig::Observer => "scx_morpheus",
             SchedConfig::Enforce => "scx_morpheus --enforce",
+            SchedConfig::Bpfland => "scx_bpfland 1.1.4",
         }
     }
 
-    /// Loader arguments for this configuration (`None`: no loader).
-    pub fn loader_args(self) -> Option<Vec<String>> {
+    /// Whether this configuration runs scx_morpheus.
+    pub fn is_morpheus(self) -> bool {
+        matches!(self.attach(), Attach::Morpheus(_))
+    }
+
+    /// What this configuration attaches.
+    pub fn attach(self) -> Attach {
         match self {
-            SchedConfig::Default => None,
-            SchedConfig::Observer => Some(vec![]),
-            SchedConfig::Enforce => Some(vec!["--enforce".into()]),
+            SchedConfig::Default => Attach::Nothing,
+            SchedConfig::Observer => Attach::Morpheus(vec![]),
+            SchedConfig::Enforce => Attach::Morpheus(vec!["--enforce".into()]),
+            SchedConfig::Bpfland => Attach::Bpfland,
         }
     }
 }
@@ -67,8 +94,9 @@ impl std::str::FromStr for SchedConfig {
             "default" => Ok(SchedConfig::Default),
             "observer" | "morpheus" => Ok(SchedConfig::Observer),
             "enforce" => Ok(SchedConfig::Enforce),
+            "bpfland" | "scx_bpfland" => Ok(SchedConfig::Bpfland),
             _ => Err(format!(
-                "'{s}' is not a scheduler configuration: expected default, observer or enforce"
+                "'{s}' is not a scheduler configuration: expected default, observer, enforce or bpfland"
             )),
         }
     }
@@ -121,11 +149,65 @@ fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// A scheduler process we started, its output going to a log file; dropping
+/// it stops it (SIGINT) and waits until sched_ext is disabled.
+struct SchedProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl SchedProcess {
+    /// Spawns `cmd` (named `name` in errors) with its output in a log file.
+    fn spawn(name: &str, mut cmd: Command) -> Result<SchedProcess> {
+        let log = std::env::temp_dir().join(format!("{name}-bench-{}.log", std::process::id()));
+        let out = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
+        Ok(SchedProcess { child, log })
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// The process's output so far (last lines).
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn shutdown(&mut self) {
+        if !self.exited() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+            if !wait_for(Duration::from_secs(60), || self.exited()) {
+                let _ = self.child.kill();
+            }
+        }
+        let _ = self.child.wait();
+        wait_for(Duration::from_secs(30), || {
+            sched_ext_state().as_deref() == Some("disabled")
+        });
+    }
+}
+
+impl Drop for SchedProcess {
+    fn drop(&mut self) {
+        self.shutdown();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
 /// A running scx_morpheus loader; dropping it stops it (SIGINT).
 pub struct Loader {
-    child: Child,
+    proc: SchedProcess,
     metrics: SocketAddr,
-    log: PathBuf,
     /// Seconds from spawn to "attached and serving".
     pub attach_secs: f64,
 }
@@ -136,35 +218,22 @@ impl Loader {
     /// socket and metrics endpoint answer.
     pub fn start(bin: &Path, args: &[String], metrics: SocketAddr) -> Result<Loader> {
         require_sched_ext()?;
-        let log =
-            std::env::temp_dir().join(format!("scx_morpheus-bench-{}.log", std::process::id()));
-        let out = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
         let started = Instant::now();
-        let child = Command::new(bin)
-            .args(args)
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
             .arg("--metrics-addr")
-            .arg(metrics.to_string())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "cannot start {} (build it, or pass --loader)",
-                    bin.display()
-                )
-            })?;
+            .arg(metrics.to_string());
+        let proc = SchedProcess::spawn("scx_morpheus", cmd)
+            .context("build it (cargo build --release -p scx_morpheus), or pass --loader")?;
         let mut loader = Loader {
-            child,
+            proc,
             metrics,
-            log,
             attach_secs: 0.0,
         };
         let socket = Path::new(morpheus_common::DEFAULT_SOCKET_PATH);
         let mut why = String::new();
         let ready = wait_for(ATTACH_TIMEOUT, || {
-            if loader.exited() {
+            if loader.proc.exited() {
                 why = "the loader exited".into();
                 return true;
             }
@@ -187,8 +256,8 @@ impl Loader {
                 }
             }
         });
-        if !ready || loader.exited() {
-            let tail = loader.log_tail();
+        if !ready || loader.proc.exited() {
+            let tail = loader.proc.log_tail();
             drop(loader);
             bail!("scx_morpheus did not attach and serve ({why}):\n{tail}");
         }
@@ -196,15 +265,9 @@ impl Loader {
         Ok(loader)
     }
 
-    fn exited(&mut self) -> bool {
-        self.child.try_wait().ok().flatten().is_some()
-    }
-
     /// The loader's output so far (last lines).
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        self.proc.log_tail()
     }
 
     /// Reads the scheduler's metrics now.
@@ -215,29 +278,123 @@ impl Loader {
     /// Stops the loader (SIGINT) and waits until sched_ext is disabled.
     /// Returns its final report (the last lines of its output).
     pub fn stop(mut self) -> Result<String> {
-        self.shutdown();
-        Ok(self.log_tail())
-    }
-
-    fn shutdown(&mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        if !wait_for(Duration::from_secs(60), || self.exited()) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        wait_for(Duration::from_secs(30), || {
-            sched_ext_state().as_deref() != Some("enabled")
-        });
+        self.proc.shutdown();
+        Ok(self.proc.log_tail())
     }
 }
 
-impl Drop for Loader {
-    fn drop(&mut self) {
-        if !self.exited() {
-            self.shutdown();
+/// Environment variable naming the scx_bpfland binary (set by the
+/// project's scripts to what ensure-bpfland.sh printed).
+pub const BPFLAND_ENV: &str = "MORPHEUS_BPFLAND";
+
+/// Where ensure-bpfland.sh caches scx_bpfland: under `$MORPHEUS_CACHE`, or
+/// `$XDG_CACHE_HOME/morpheus`, or `~/.cache/morpheus` (as tools/lib/common.sh).
+pub fn bpfland_cache_path() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let cache = env("MORPHEUS_CACHE")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("morpheus")))
+        .unwrap_or_else(|| env("HOME").unwrap_or_default().join(".cache/morpheus"));
+    cache.join(format!(
+        "tools/scx_bpfland-{BPFLAND_VERSION}/bin/scx_bpfland"
+    ))
+}
+
+/// The scx_bpfland binary: `$MORPHEUS_BPFLAND`, else the cache path.
+pub fn bpfland_binary() -> Result<PathBuf> {
+    find_bpfland(std::env::var_os(BPFLAND_ENV), bpfland_cache_path())
+}
+
+/// `from_env` if set (non-empty), else `cache`; an error naming the setup
+/// command when the chosen file does not exist.
+fn find_bpfland(from_env: Option<std::ffi::OsString>, cache: PathBuf) -> Result<PathBuf> {
+    let from_env = from_env.filter(|v| !v.is_empty()).map(PathBuf::from);
+    let source = if from_env.is_some() {
+        BPFLAND_ENV
+    } else {
+        "the cache path"
+    };
+    let path = from_env.unwrap_or(cache);
+    if !path.is_file() {
+        bail!(
+            "scx_bpfland {BPFLAND_VERSION} not found at {} (from {source}): build it with \
+             morpheus-bench/scripts/ensure-bpfland.sh and set {BPFLAND_ENV} to the path it prints \
+             (./morpheus-dev demo and test do both)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A running scx_bpfland; dropping it stops it (SIGINT). It serves no
+/// metrics.
+pub struct Bpfland {
+    proc: SchedProcess,
+    /// Seconds from spawn to attached.
+    pub attach_secs: f64,
+}
+
+impl Bpfland {
+    /// Starts scx_bpfland ([`bpfland_binary`]) with its defaults and waits
+    /// until sched_ext is enabled with bpfland as the root scheduler.
+    pub fn start() -> Result<Bpfland> {
+        require_sched_ext()?;
+        let bin = bpfland_binary()?;
+        // libbpf resolves the BPF program's kconfig externs from here (or
+        // /proc/config.gz); without it the load fails with EINVAL.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let kconfig = format!("/boot/config-{release}");
+        if !Path::new(&kconfig).exists() && !Path::new("/proc/config.gz").exists() {
+            bail!(
+                "scx_bpfland needs the kernel's configuration at {kconfig} (or /proc/config.gz): \
+                 copy the kernel package's config there (tools/vm/run does in the test VM)"
+            );
         }
-        let _ = std::fs::remove_file(&self.log);
+        let started = Instant::now();
+        let mut proc = SchedProcess::spawn("scx_bpfland", Command::new(&bin))?;
+        let mut why = String::new();
+        let ready = wait_for(ATTACH_TIMEOUT, || {
+            if proc.exited() {
+                why = "it exited".into();
+                return true;
+            }
+            let state = sched_ext_state().unwrap_or_default();
+            if state != "enabled" {
+                why = format!("sched_ext state is {state:?}");
+                return false;
+            }
+            let ops = std::fs::read_to_string(format!("{SCHED_EXT}/root/ops")).unwrap_or_default();
+            if !ops.trim().starts_with("bpfland") {
+                why = format!("the attached scheduler is {:?}", ops.trim());
+                return false;
+            }
+            true
+        });
+        if !ready || proc.exited() {
+            let tail = proc.log_tail();
+            drop(proc);
+            bail!(
+                "scx_bpfland ({}) did not attach ({why}):\n{tail}",
+                bin.display()
+            );
+        }
+        Ok(Bpfland {
+            proc,
+            attach_secs: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Stops scx_bpfland (SIGINT) and waits until sched_ext is disabled;
+    /// returns the last lines of its output.
+    pub fn stop(mut self) -> String {
+        self.proc.shutdown();
+        self.proc.log_tail()
     }
 }
 
@@ -355,11 +512,36 @@ mod tests {
                 .unwrap_err()
                 .contains("expected default")
         );
+        assert_eq!("bpfland".parse::<SchedConfig>(), Ok(SchedConfig::Bpfland));
         assert_eq!(
-            SchedConfig::Enforce.loader_args(),
-            Some(vec!["--enforce".to_string()])
+            SchedConfig::Enforce.attach(),
+            Attach::Morpheus(vec!["--enforce".to_string()])
         );
-        assert_eq!(SchedConfig::Default.loader_args(), None);
+        assert_eq!(SchedConfig::Default.attach(), Attach::Nothing);
+        assert_eq!(SchedConfig::Bpfland.attach(), Attach::Bpfland);
+        assert!(SchedConfig::Enforce.is_morpheus() && !SchedConfig::Bpfland.is_morpheus());
+        assert!(SchedConfig::Bpfland.label().ends_with(BPFLAND_VERSION));
+    }
+
+    #[test]
+    fn bpfland_is_found_from_the_environment_or_the_cache() {
+        let exe = std::env::current_exe().unwrap();
+        let missing = PathBuf::from("/nonexistent/scx_bpfland");
+        assert_eq!(
+            find_bpfland(Some(exe.clone().into()), missing.clone()).unwrap(),
+            exe
+        );
+        assert_eq!(find_bpfland(Some("".into()), exe.clone()).unwrap(), exe);
+        let err = find_bpfland(None, missing.clone()).unwrap_err().to_string();
+        assert!(
+            err.contains("ensure-bpfland.sh") && err.contains("the cache path"),
+            "{err}"
+        );
+        let err = find_bpfland(Some(missing.into()), exe)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(BPFLAND_ENV), "{err}");
+        assert!(bpfland_cache_path().ends_with("tools/scx_bpfland-1.1.4/bin/scx_bpfland"));
     }
 
     #[test]

@@ -66,6 +66,38 @@ pub fn cdf(sorted: &[u64], points: usize) -> Vec<(u64, f64)> {
     out
 }
 
+/// Pools CDFs (as [`cdf`] returns them) of `parts`, each with the number of
+/// samples it stands for, into one CDF of at most `points` points: at each
+/// value the fraction is the sample-weighted mean of the parts' fractions
+/// (each part a step function: its fraction at the largest value not
+/// above). Used to plot several rounds as one distribution.
+pub fn pool_cdfs(parts: &[(usize, &[(u64, f64)])], points: usize) -> Vec<(u64, f64)> {
+    let total: usize = parts.iter().map(|p| p.0).sum();
+    let mut xs: Vec<u64> = parts.iter().flat_map(|p| p.1.iter().map(|q| q.0)).collect();
+    xs.sort_unstable();
+    xs.dedup();
+    if total == 0 || xs.is_empty() || points == 0 {
+        return Vec::new();
+    }
+    let at = |cdf: &[(u64, f64)], x: u64| {
+        let k = cdf.partition_point(|q| q.0 <= x);
+        if k == 0 { 0.0 } else { cdf[k - 1].1 }
+    };
+    let pooled: Vec<(u64, f64)> = xs
+        .iter()
+        .map(|&x| {
+            let sum: f64 = parts.iter().map(|(n, c)| *n as f64 * at(c, x)).sum();
+            (x, sum / total as f64)
+        })
+        .collect();
+    let step = pooled.len().div_ceil(points).max(1);
+    let mut out: Vec<(u64, f64)> = pooled.iter().copied().step_by(step).collect();
+    if out.last() != pooled.last() {
+        out.extend(pooled.last());
+    }
+    out
+}
+
 /// `a / b`, or NaN when `b` is zero (printed as "n/a").
 pub fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 { f64::NAN } else { a / b }
@@ -118,6 +150,21 @@ mod tests {
         assert!(c.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1));
         assert_eq!(c.last(), Some(&(9_999, 1.0)));
         assert!(cdf(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn pooled_cdfs_weigh_parts_by_samples() {
+        let a = cdf(&[1, 2], 10);
+        let b = cdf(&[3, 4, 5, 6], 10);
+        let p = pool_cdfs(&[(2, &a), (4, &b)], 100);
+        assert_eq!(p.first(), Some(&(1, 1.0 / 6.0)));
+        assert_eq!(p[1], (2, 2.0 / 6.0));
+        assert_eq!(p[2], (3, 3.0 / 6.0));
+        assert_eq!(p.last(), Some(&(6, 1.0)));
+        // Downsampled, it still ends at the largest value.
+        let q = pool_cdfs(&[(2, &a), (4, &b)], 2);
+        assert!(q.len() <= 3 && q.last() == Some(&(6, 1.0)), "{q:?}");
+        assert!(pool_cdfs(&[(0, &[])], 10).is_empty());
     }
 
     #[test]
