@@ -26,7 +26,7 @@ quick) Q=(--quick) ;;
 full) Q=() ;;
 *) echo "host-suite: mode must be quick or full, not '$MODE'" >&2; exit 2 ;;
 esac
-for b in starvation latency liar neutrality microbench check-output; do
+for b in starvation latency wakeup liar neutrality microbench check-output; do
     [[ -x "$BIN/$b" ]] || { echo "host-suite: $BIN/$b missing (cargo build --release -p morpheus-bench)" >&2; exit 1; }
 done
 
@@ -39,6 +39,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 echo "host-suite: kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), mode $MODE, output $OUT"
 run starvation 1 starvation-probe-cdf,starvation-throughput
 run latency 1 latency-light-cdf,latency-heavy-throughput --pressure
+run wakeup 1 wakeup-delay-cdf
 run liar 1 liar-longest-delay --critical-duration-ms 500
 run neutrality 1 neutrality-throughput
 if command -v valgrind >/dev/null; then
