@@ -3,12 +3,15 @@
 #
 # vm-suite.sh: every benchmark under a sched_ext kernel, in one boot, each
 # comparing the kernel's default scheduler with scx_morpheus (observer and
-# --enforce) where that comparison is the point. Run as root under a
-# sched_ext kernel, normally through the VM tool:
+# --enforce) and the peer scheduler scx_bpfland where that comparison is the
+# point. Run as root under a sched_ext kernel, normally through the VM tool:
 #
 #   MORPHEUS_VM_OUT=/tmp/bench tools/vm/run -- morpheus-bench/scripts/vm-suite.sh BIN_DIR [quick|full]
 #
-# BIN_DIR holds the release binaries (scx_morpheus and the benchmarks).
+# BIN_DIR holds the release binaries (scx_morpheus and the benchmarks);
+# scx_bpfland is found through MORPHEUS_BPFLAND or the cache
+# (morpheus-bench/scripts/ensure-bpfland.sh builds it; tools/vm/run passes
+# MORPHEUS_* variables into the guest).
 # Results (JSON per program, SVG plots, the console log) go to
 # $MORPHEUS_VM_OUT (default /tmp/morpheus-bench). quick = a few seconds per
 # program, for the test suite; full = the figures in BENCHMARKS.md. Every
@@ -26,7 +29,7 @@ quick) Q=(--quick) ;;
 full) Q=() ;;
 *) echo "vm-suite: mode must be quick or full, not '$MODE'" >&2; exit 2 ;;
 esac
-for b in scx_morpheus starvation latency liar neutrality microbench demo-table check-output; do
+for b in scx_morpheus starvation latency wakeup liar neutrality microbench demo-table check-output; do
     [[ -x "$BIN/$b" ]] || { echo "vm-suite: $BIN/$b missing (cargo build --release -p scx_morpheus -p morpheus-bench)" >&2; exit 1; }
 done
 
@@ -40,26 +43,28 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 echo "vm-suite: kernel $KREL, $(nproc) CPUs, mode $MODE, output $OUT"
 # The in-process benchmark with kernel hints: hogs give the kernel a reason
-# to hint the workers. Quick mode runs the demo's pair instead (Blocking and
-# Morpheus under the default scheduler and scx_morpheus), for its table.
+# to hint the workers. Quick mode runs the demo's pair of strategies
+# (Blocking and Morpheus), for its table.
 if [[ $MODE == full ]]; then
-    run starvation 1 starvation-observer-probe-cdf,starvation-observer-throughput \
-        --hogs "$(nproc)" --sched observer
+    run starvation 3 starvation-default-probe-cdf,starvation-observer-probe-cdf,starvation-bpfland-probe-cdf,starvation-observer-throughput \
+        --hogs "$(nproc)" --sched default,observer,bpfland
 else
-    run starvation 2 starvation-default-probe-cdf,starvation-observer-probe-cdf \
-        --hogs "$(nproc)" --variants blocking,morpheus --sched default,observer
+    run starvation 3 starvation-default-probe-cdf,starvation-observer-probe-cdf,starvation-bpfland-probe-cdf \
+        --hogs "$(nproc)" --variants blocking,morpheus --sched default,observer,bpfland
 fi
-# The main claim, in all three configurations (quick mode: the two the
-# demo compares; --enforce is only a loader option).
+# The main claim, beside the peer scheduler (full mode: also --enforce,
+# which is only a loader option).
 if [[ $MODE == full ]]; then
-    run latency 3 latency-light-cdf,latency-heavy-throughput --pressure --sched default,observer,enforce
+    run latency 4 latency-light-cdf,latency-heavy-throughput --pressure --sched default,observer,bpfland,enforce
 else
-    run latency 2 latency-light-cdf,latency-heavy-throughput --pressure --sched default,observer
+    run latency 3 latency-light-cdf,latency-heavy-throughput --pressure --sched default,observer,bpfland
 fi
-# The demo's side-by-side table (tools/demo/demo.sh), from the two runs.
+# A plain thread waking from a 1 ms sleep beside CPU hogs.
+run wakeup 3 wakeup-delay-cdf --sched default,observer,bpfland
+# The demo's side-by-side table (tools/demo/demo.sh), from the three runs.
 if [[ $MODE == quick ]]; then
     step "demo-table"
-    "$BIN/demo-table" "$OUT/$TAG-latency.json" "$OUT/$TAG-starvation.json" ||
+    "$BIN/demo-table" "$OUT/$TAG-latency.json" "$OUT/$TAG-starvation.json" "$OUT/$TAG-wakeup.json" ||
         FAILED+=("demo-table: failed (exit status)")
 fi
 # A critical section that lies: the cap must hold. In full mode also with
@@ -74,7 +79,11 @@ else
     run liar 1 liar-longest-delay --critical-duration-ms 500 --sched observer
 fi
 # Ordinary workloads must not pay for scx_morpheus.
-run neutrality 2 neutrality-throughput --sched default,observer
+if [[ $MODE == full ]]; then
+    run neutrality 3 neutrality-throughput --sched default,observer,bpfland
+else
+    run neutrality 2 neutrality-throughput --sched default,observer
+fi
 # The fast path with the worker registered with the kernel; exact
 # instruction counts (valgrind under emulation is slow: full mode only).
 CASES=empty_loop,async_loop,checkpoint_async,checkpoint_sync,critical_section

@@ -1,146 +1,202 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! demo-table: reads the JSON that `latency` and `starvation` wrote with
-//! `--sched default,observer` and prints one side-by-side table (kernel
-//! default scheduler vs scx_morpheus) with the scheduler's own metrics.
-//! Used by tools/demo/demo.sh.
+//! demo-table: reads the JSON that `latency`, `starvation` and `wakeup`
+//! wrote with `--sched default,bpfland,observer` and prints one side-by-side
+//! table (kernel default, scx_bpfland, scx_morpheus: medians over the
+//! rounds, and per-round ratios to the default), the scheduler's own
+//! metrics, and the verdict on each target of issue 10 that these runs
+//! measure, computed from the data (and "NOT MEASURED" where they do not).
+//! Used by tools/demo/demo.sh and the VM suite.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use morpheus_bench::report::Table;
-use morpheus_bench::stats::{fmt_ms, fmt_ratio, ratio};
+use morpheus_bench::rounds::{Compared, Limit, names, verdict};
+use morpheus_bench::sched::SchedConfig;
+use morpheus_bench::strategy::Strategy;
 use serde_json::Value;
 
-/// Side-by-side summary of a latency and a starvation run.
+/// Side-by-side summary of a latency, a starvation and a wakeup run.
 #[derive(Debug, Parser)]
 #[command(name = "demo-table")]
 struct Opts {
-    /// JSON written by `latency --sched default,observer --json PATH`.
+    /// JSON written by `latency --sched default,bpfland,observer --json PATH`.
     latency: PathBuf,
-    /// JSON written by `starvation --sched default,observer --json PATH`.
+    /// JSON written by `starvation --variants blocking,morpheus --sched ... --json PATH`.
     starvation: PathBuf,
+    /// JSON written by `wakeup --sched default,bpfland,observer --json PATH`.
+    wakeup: PathBuf,
 }
 
-fn load(p: &PathBuf) -> Result<Value> {
+/// The issue 10 targets need medians of at least this many rounds.
+const TARGET_ROUNDS: usize = 5;
+
+type Runs = Vec<Compared<Value>>;
+
+fn load(p: &Path) -> Result<Runs> {
     let text =
         std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
+    let doc: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
+    serde_json::from_value(doc["runs"].clone()).with_context(|| {
+        format!(
+            "{} has no rounds of configurations: write it with --sched default,bpfland,observer",
+            p.display()
+        )
+    })
 }
 
-/// The kernel-default run and the scx_morpheus observer run of `doc`.
-fn pair<'a>(doc: &'a Value, path: &Path) -> Result<(&'a Value, &'a Value)> {
-    let runs = doc["runs"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let find = |sched: &str| {
-        runs.iter().find(|r| r["sched"] == sched).with_context(|| {
-            format!(
-                "{} has no {sched} run: write it with --sched default,observer",
-                path.display()
-            )
-        })
-    };
-    Ok((find("default")?, find("observer")?))
+fn find(runs: &Runs, sched: SchedConfig) -> Option<&Compared<Value>> {
+    runs.iter().find(|c| c.sched == Some(sched))
 }
-
-fn num(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(f64::NAN)
-}
-
-fn morpheus_variant(run: &Value) -> Option<&Value> {
-    run["result"]["variants"]
-        .as_array()?
-        .iter()
-        .find(|v| v["strategy"] == "morpheus")
-}
-
-/// A table row: its name, the default run and the scx_morpheus run (or
-/// their starvation variants), the path of the value in each, its format.
-type Row<'a> = (
-    &'a str,
-    &'a Value,
-    &'a Value,
-    &'a [&'a str],
-    &'a dyn Fn(f64) -> String,
-);
 
 fn main() -> Result<()> {
     let o = Opts::parse();
-    let (lat, starv) = (load(&o.latency)?, load(&o.starvation)?);
-    let (la, lb) = pair(&lat, &o.latency)?;
-    let (sa, sb) = pair(&starv, &o.starvation)?;
-    let variant = |run: &'_ Value| {
-        morpheus_variant(run).cloned().with_context(|| {
-            format!(
-                "{} has no morpheus strategy: write it with --variants blocking,morpheus",
-                o.starvation.display()
-            )
-        })
-    };
-    let (va, vb) = (variant(sa)?, variant(sb)?);
-    let ms = |v: f64| {
-        if v.is_finite() {
-            fmt_ms(v as u64)
+    let (lat, starv, wake) = (load(&o.latency)?, load(&o.starvation)?, load(&o.wakeup)?);
+    find(&lat, SchedConfig::Default).with_context(|| {
+        format!(
+            "{} has no kernel default run: write it with --sched default,...",
+            o.latency.display()
+        )
+    })?;
+    // Columns: the configurations present, in this order.
+    let order = [
+        SchedConfig::Default,
+        SchedConfig::Bpfland,
+        SchedConfig::Observer,
+        SchedConfig::Enforce,
+    ];
+    let cols: Vec<SchedConfig> = order
+        .into_iter()
+        .filter(|s| find(&lat, *s).is_some())
+        .collect();
+    let morpheus = Strategy::Morpheus.label();
+    let rows: [(&str, &Runs, String); 8] = [
+        ("latency", &lat, names::LIGHT_P50.into()),
+        ("latency", &lat, names::LIGHT_P99.into()),
+        ("latency", &lat, names::HEAVY_PER_S.into()),
+        ("wakeup", &wake, names::WAKE_P50.into()),
+        ("wakeup", &wake, names::WAKE_P99.into()),
+        ("starvation", &starv, names::probe_p99(morpheus)),
+        ("starvation", &starv, names::units_per_s(morpheus)),
+        ("starvation", &starv, names::MORPHEUS_VS_BLOCKING.into()),
+    ];
+    let mut head = vec!["median of rounds".to_string()];
+    head.extend(cols.iter().map(|s| s.label().to_string()));
+    head.extend(
+        cols.iter()
+            .skip(1)
+            .map(|s| format!("{} / default", s.label())),
+    );
+    let mut t = Table::new(&head);
+    let num = |v: f64| {
+        if v >= 100.0 {
+            format!("{v:.0}")
         } else {
-            "n/a".into()
+            format!("{v:.2}")
         }
     };
-    let rate = |v: f64| format!("{v:.1}");
-    let units = |v: f64| format!("{v:.0}");
-    // (row, the default run's value, scx_morpheus's, format), where a
-    // value is a path into a run's result.
-    let rows: [Row; 5] = [
-        (
-            "latency: light p50 (ms)",
-            la,
-            lb,
-            &["result", "light", "p50_ns"],
-            &ms,
-        ),
-        (
-            "latency: light p99 (ms)",
-            la,
-            lb,
-            &["result", "light", "p99_ns"],
-            &ms,
-        ),
-        (
-            "latency: heavy requests/s",
-            la,
-            lb,
-            &["result", "heavy_per_s"],
-            &rate,
-        ),
-        (
-            "starvation: probe p99 (ms)",
-            &va,
-            &vb,
-            &["probe", "p99_ns"],
-            &ms,
-        ),
-        (
-            "starvation: work units/s",
-            &va,
-            &vb,
-            &["units_per_s"],
-            &units,
-        ),
-    ];
-    let mut t = Table::new(&["", "kernel default", "scx_morpheus", "ratio"]);
-    for (name, a, b, path, fmt) in rows {
-        let get = |v: &Value| num(path.iter().fold(v, |v, k| &v[*k]));
-        let (a, b) = (get(a), get(b));
-        t.row(&[name.to_string(), fmt(a), fmt(b), fmt_ratio(ratio(b, a))]);
+    for (program, runs, figure) in &rows {
+        let mut row = vec![format!("{program}: {figure}")];
+        let get = |s: SchedConfig| find(runs, s).and_then(|c| c.get(figure));
+        for &s in &cols {
+            row.push(
+                get(s)
+                    .and_then(|h| h.value.as_ref())
+                    .map_or("n/a".into(), |v| num(v.median)),
+            );
+        }
+        for &s in cols.iter().skip(1) {
+            row.push(
+                get(s)
+                    .and_then(|h| h.vs_default.as_ref())
+                    .map_or("n/a".into(), |v| format!("{:.2}x", v.median)),
+            );
+        }
+        t.row(&row);
     }
     println!("{}", t.render());
-    for (name, r) in [("latency", lb), ("starvation", sb)] {
-        let m = &r["sched_metrics"]["counters"];
-        println!(
-            "scx_morpheus during {name}: hints sent {} answered {} (in grace {}) expired {}",
-            m["hints_sent"], m["hints_answered"], m["hints_answered_in_grace"], m["hints_expired"]
-        );
+    for (name, runs) in [("latency", &lat), ("starvation", &starv), ("wakeup", &wake)] {
+        if let Some(m) = find(runs, SchedConfig::Observer).and_then(|c| c.sched_metrics()) {
+            println!("scx_morpheus during {name}: {}", m.brief());
+        }
     }
+    targets(&lat, &starv, &wake);
     Ok(())
+}
+
+/// The verdict on each issue 10 target, for scx_morpheus (observer).
+fn targets(lat: &Runs, starv: &Runs, wake: &Runs) {
+    let Some(m) = find(lat, SchedConfig::Observer) else {
+        println!("\ntargets: no scx_morpheus run (--sched ...,observer): NOT MEASURED");
+        return;
+    };
+    let rounds = m.rounds.len();
+    println!(
+        "\nissue 10 targets for scx_morpheus (medians of {rounds} round(s){}):",
+        if rounds < TARGET_ROUNDS {
+            format!("; the targets ask for >= {TARGET_ROUNDS}, so these are indicative only")
+        } else {
+            String::new()
+        }
+    );
+    let peer =
+        |runs: &Runs, figure: &str, c: &Compared<Value>| match find(runs, SchedConfig::Bpfland) {
+            Some(b) => c.judge_below(b, figure),
+            None => format!("{figure} below scx_bpfland's: NOT MEASURED (no bpfland run)"),
+        };
+    println!(
+        "  latency: {}",
+        m.judge(names::LIGHT_P99, Limit::AtMost(0.5))
+    );
+    println!("  latency: {}", peer(lat, names::LIGHT_P99, m));
+    println!(
+        "  latency: {}",
+        m.judge(names::LIGHT_P50, Limit::AtMost(1.0))
+    );
+    println!(
+        "  latency: {}",
+        m.judge(names::HEAVY_PER_S, Limit::AtLeast(0.95))
+    );
+    match find(wake, SchedConfig::Observer) {
+        Some(w) => {
+            println!("  wakeup: {}", w.judge(names::WAKE_P50, Limit::AtMost(2.0)));
+            println!("  wakeup: {}", w.judge(names::WAKE_P99, Limit::AtMost(1.5)));
+            println!("  wakeup: {}", peer(wake, names::WAKE_P50, w));
+            println!("  wakeup: {}", peer(wake, names::WAKE_P99, w));
+        }
+        None => println!("  wakeup: no scx_morpheus run: NOT MEASURED"),
+    }
+    match find(starv, SchedConfig::Observer).and_then(|s| s.median(names::MORPHEUS_VS_BLOCKING)) {
+        Some(r) => println!(
+            "  starvation: Morpheus workers' throughput {r:.2}x Blocking's under scx_morpheus, target >= 0.95x: {}",
+            verdict(r >= 0.95)
+        ),
+        None => println!(
+            "  starvation: Morpheus vs Blocking throughput: NOT MEASURED (run --variants blocking,morpheus)"
+        ),
+    }
+    println!("  neutrality (hackbench within 5%): NOT MEASURED in this table (see `neutrality`)");
+    let mut sent = 0;
+    let mut in_grace = 0;
+    for runs in [lat, starv, wake] {
+        if let Some(s) = find(runs, SchedConfig::Observer).and_then(|c| c.sched_metrics()) {
+            sent += s.get("hints_sent");
+            in_grace += s.get("hints_answered_in_grace");
+        }
+    }
+    if sent > 0 {
+        let share = in_grace as f64 / sent as f64;
+        println!(
+            "  hints: {in_grace} of {sent} answered within grace ({:.1} %), target >= 99 %: {}",
+            100.0 * share,
+            verdict(share >= 0.99)
+        );
+    } else {
+        println!("  hints answered within grace: NOT MEASURED (no hint was sent)");
+    }
+    println!(
+        "  hints issued <= 1 ms after due (p99): NOT MEASURED here (this table reads no due-to-issued delay)"
+    );
 }

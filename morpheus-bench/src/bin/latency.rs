@@ -4,18 +4,21 @@
 //! lock briefly inside a critical section); with `--pressure`, background
 //! CPU hogs saturate every CPU. A client records light-request latency
 //! percentiles and both request rates. Compare scheduler configurations
-//! with `--sched default,observer,enforce` (under a sched_ext kernel).
+//! with `--sched default,observer,bpfland` (under a sched_ext kernel): they
+//! run in alternating rounds, and the report gives each headline figure's
+//! median and range over the rounds.
 
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use morpheus_bench::harness::{self, ConfigRun, Ctx, RunOpts};
+use morpheus_bench::harness::{self, Ctx, RunOpts};
 use morpheus_bench::hogs::{Hogs, cpus};
-use morpheus_bench::report::Table;
+use morpheus_bench::rounds::{self, Compared, Figures, Limit, names};
 use morpheus_bench::rtmetrics::RuntimeFigures;
+use morpheus_bench::sched::SchedConfig;
 use morpheus_bench::service::{HeavyWork, Load, run_client, start_server};
-use morpheus_bench::stats::{Summary, cdf, fmt_ms, fmt_ratio, ratio};
+use morpheus_bench::stats::{Summary, cdf, pool_cdfs};
 use morpheus_bench::strategy::Strategy;
 use morpheus_bench::svg::{self, Series};
 use morpheus_bench::work::unit_ns;
@@ -29,8 +32,9 @@ struct Opts {
     #[arg(long)]
     duration: Option<f64>,
 
-    /// Rounds: each runs every configuration once, in turn; the figures
-    /// merge all rounds (default: 3, or 1 with --quick).
+    /// Rounds: each runs every configuration once, in turn; the report
+    /// gives medians and ranges over the rounds (default: 5, or 1 with
+    /// --quick).
     #[arg(long)]
     rounds: Option<usize>,
 
@@ -76,15 +80,13 @@ struct Opts {
     run: RunOpts,
 }
 
-/// One configuration's figures (merged over rounds: raw fields add up,
-/// derived ones are recomputed by [`Measurement::derive`]).
+/// One configuration's figures in one round.
 #[derive(Debug, Serialize, Deserialize)]
 struct Measurement {
     workers: usize,
     hogs: usize,
     unit_us: f64,
     heavy_units: u64,
-    rounds: usize,
     window_s: f64,
     /// Raw light-request latencies (ns).
     #[serde(default)]
@@ -102,46 +104,16 @@ struct Measurement {
     runtime: RuntimeFigures,
 }
 
-impl Measurement {
-    fn derive(&mut self) {
-        let mut sorted = self.light_ns.clone();
-        self.light = Summary::of(&mut sorted);
-        self.light_cdf = cdf(&sorted, 200);
-        self.light_per_s = self.light.count as f64 / self.window_s;
-        self.heavy_per_s = self.heavy_done as f64 / self.window_s;
-        self.hog_units_per_s = self.hog_units as f64 / self.total_s;
-    }
-
-    fn absorb(&mut self, b: Measurement) {
-        self.rounds += b.rounds;
-        self.window_s += b.window_s;
-        self.light_ns.extend(b.light_ns);
-        self.heavy_done += b.heavy_done;
-        self.hog_units += b.hog_units;
-        self.total_s += b.total_s;
-        self.errors += b.errors;
-        self.runtime.absorb(&b.runtime);
-        self.derive();
-    }
-}
-
-/// Merges the per-round runs of each configuration.
-fn merge(rounds: Vec<Vec<ConfigRun<Measurement>>>) -> Vec<ConfigRun<Measurement>> {
-    let mut it = rounds.into_iter();
-    let mut merged = it.next().unwrap_or_default();
-    for round in it {
-        for (m, r) in merged.iter_mut().zip(round) {
-            m.result.absorb(r.result);
-            m.sched_metrics = match (m.sched_metrics.take(), r.sched_metrics) {
-                (Some(mut a), Some(b)) => {
-                    a.absorb(&b);
-                    Some(a)
-                }
-                (a, b) => a.or(b),
-            };
-        }
-    }
-    merged
+/// The round's headline figures.
+fn figures(m: &Measurement) -> Figures {
+    vec![
+        (names::LIGHT_P50.into(), m.light.p50_ns as f64 / 1e6),
+        (names::LIGHT_P99.into(), m.light.p99_ns as f64 / 1e6),
+        ("light p99.9 ms".into(), m.light.p999_ns as f64 / 1e6),
+        (names::HEAVY_PER_S.into(), m.heavy_per_s),
+        ("light/s".into(), m.light_per_s),
+        ("errors".into(), m.errors as f64),
+    ]
 }
 
 impl Opts {
@@ -151,7 +123,7 @@ impl Opts {
             bail!("--workers must be between 1 and 256 (got {w})");
         }
         let d = *self.duration.get_or_insert(self.run.pick(2.0, 10.0));
-        let r = *self.rounds.get_or_insert(self.run.pick(1, 3));
+        let r = *self.rounds.get_or_insert(self.run.pick(1, 5));
         if !(1..=100).contains(&r) {
             bail!("--rounds must be between 1 and 100 (got {r})");
         }
@@ -217,32 +189,35 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
     let runtime = RuntimeFigures::now().since(&before);
     let hog_units: u64 = hogs.stop().iter().sum();
     rt.shutdown_timeout(Duration::from_secs(10));
-    let mut m = Measurement {
+    let light_ns = std::mem::take(&mut r.light_ns);
+    let mut sorted = light_ns.clone();
+    let light = Summary::of(&mut sorted);
+    let (window_s, total_s) = (window.as_secs_f64(), total.as_secs_f64());
+    Ok(Measurement {
         workers,
         hogs: nhogs,
         unit_us,
         heavy_units: work.units,
-        rounds: 1,
-        window_s: window.as_secs_f64(),
-        light_ns: std::mem::take(&mut r.light_ns),
+        window_s,
+        light_cdf: cdf(&sorted, 200),
+        light_per_s: light.count as f64 / window_s,
+        light,
+        light_ns,
         heavy_done: r.heavy_done,
+        heavy_per_s: r.heavy_done as f64 / window_s,
         hog_units,
-        total_s: total.as_secs_f64(),
+        hog_units_per_s: hog_units as f64 / total_s,
+        total_s,
         errors: r.errors,
-        light: Summary::default(),
-        light_cdf: Vec::new(),
-        light_per_s: 0.0,
-        heavy_per_s: 0.0,
-        hog_units_per_s: 0.0,
         runtime,
-    };
-    m.derive();
-    Ok(m)
+    })
 }
 
-fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
-    let Some(first) = runs.first() else { return };
-    let m0 = &first.result;
+fn print(o: &Opts, runs: &[Compared<Measurement>]) {
+    let Some(m0) = runs.first().and_then(|c| c.rounds.first()) else {
+        return;
+    };
+    let m0 = &m0.result;
     println!(
         "\nlatency: {} workers, {} hog thread(s), light {}/s, {} heavy clients x {} ms ({} units of {:.1} us), lock held {} ms, checkpoint every {} us, window {}s",
         m0.workers,
@@ -256,86 +231,70 @@ fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
         o.checkpoint_us,
         m0.window_s
     );
-    let mut t = Table::new(&[
-        "scheduler",
-        "light p50 ms",
-        "p99",
-        "p99.9",
-        "max",
-        "light/s",
-        "heavy/s",
-        "p99 vs first",
-        "heavy vs first",
-        "errors",
-    ]);
-    for run in runs {
-        let m = &run.result;
-        t.row(&[
-            run.label.clone(),
-            fmt_ms(m.light.p50_ns),
-            fmt_ms(m.light.p99_ns),
-            fmt_ms(m.light.p999_ns),
-            fmt_ms(m.light.max_ns),
-            format!("{:.0}", m.light_per_s),
-            format!("{:.1}", m.heavy_per_s),
-            fmt_ratio(ratio(m.light.p99_ns as f64, m0.light.p99_ns as f64)),
-            fmt_ratio(ratio(m.heavy_per_s, m0.heavy_per_s)),
-            m.errors.to_string(),
-        ]);
-    }
-    print!("{}", t.render());
-    for run in runs {
-        println!("{}: runtime {}", run.label, run.result.runtime.brief());
-        if let Some(s) = &run.sched_metrics {
-            println!("{}: scheduler {}", run.label, s.brief());
+    print!("{}", rounds::render(runs));
+    for c in runs {
+        let mut rt = RuntimeFigures::default();
+        c.rounds.iter().for_each(|r| rt.absorb(&r.result.runtime));
+        println!("{}: runtime {}", c.label, rt.brief());
+        if let Some(s) = c.sched_metrics() {
+            println!("{}: scheduler {}", c.label, s.brief());
         }
     }
-    if runs.len() > 1 && first.label == "kernel default" {
-        println!("targets (vs kernel default): light p99 <= 0.5x, heavy throughput >= 0.95x");
-        for run in &runs[1..] {
-            let p = ratio(run.result.light.p99_ns as f64, m0.light.p99_ns as f64);
-            let h = ratio(run.result.heavy_per_s, m0.heavy_per_s);
-            println!(
-                "  {}: p99 {} ({}), heavy {} ({})",
-                run.label,
-                fmt_ratio(p),
-                if p <= 0.5 { "met" } else { "MISSED" },
-                fmt_ratio(h),
-                if h >= 0.95 { "met" } else { "MISSED" }
-            );
+    let bpfland = runs.iter().find(|c| c.sched == Some(SchedConfig::Bpfland));
+    let has_default = runs.iter().any(|c| c.sched == Some(SchedConfig::Default));
+    if !has_default {
+        return;
+    }
+    println!("scx_morpheus targets (issue 10; medians of per-round ratios to the kernel default):");
+    for c in runs
+        .iter()
+        // The targets are scx_morpheus's; scx_bpfland is what it is compared with.
+        .filter(|c| c.sched.is_some_and(SchedConfig::is_morpheus))
+    {
+        println!("  {}:", c.label);
+        println!("    {}", c.judge(names::LIGHT_P99, Limit::AtMost(0.5)));
+        println!("    {}", c.judge(names::LIGHT_P50, Limit::AtMost(1.0)));
+        println!("    {}", c.judge(names::HEAVY_PER_S, Limit::AtLeast(0.95)));
+        if let Some(b) = bpfland {
+            println!("    {}", c.judge_below(b, names::LIGHT_P99));
         }
     }
 }
 
-fn plots(o: &Opts, runs: &[ConfigRun<Measurement>]) -> Result<()> {
+fn plots(o: &Opts, runs: &[Compared<Measurement>]) -> Result<()> {
     let series: Vec<Series> = runs
         .iter()
-        .map(|r| Series {
-            name: r.label.clone(),
-            points: r
-                .result
-                .light_cdf
+        .map(|c| {
+            let parts: Vec<(usize, &[(u64, f64)])> = c
+                .rounds
                 .iter()
-                .map(|&(x, y)| (x as f64 / 1e6, y))
-                .collect(),
+                .map(|r| (r.result.light.count, r.result.light_cdf.as_slice()))
+                .collect();
+            Series {
+                name: c.label.clone(),
+                points: pool_cdfs(&parts, 200)
+                    .iter()
+                    .map(|&(x, y)| (x as f64 / 1e6, y))
+                    .collect(),
+            }
         })
         .collect();
     harness::plot(
         &o.run,
         "latency-light-cdf",
         &svg::cdf_chart(
-            "latency: light requests",
+            "latency: light requests (all rounds)",
             "latency (ms, log scale)",
             &series,
         ),
     )?;
-    harness::bar_plot(
+    harness::median_bar_plot(
         &o.run,
         "latency-heavy-throughput",
-        "latency: heavy requests completed",
+        "latency: heavy requests completed (median of rounds)",
         "requests per second",
         runs,
-        |m| m.heavy_per_s,
+        names::HEAVY_PER_S,
     )
 }
 
@@ -348,23 +307,15 @@ fn main() -> Result<()> {
     let mut o = Opts::parse();
     o.validate()?;
     if let Some(path) = &o.replot {
-        let runs: Vec<ConfigRun<Measurement>> = harness::load_runs(path)?;
+        let runs: Vec<Compared<Measurement>> = harness::load_runs(path)?;
         return plots(&o, &runs);
     }
-    // Rounds interleave the configurations (default, observer, enforce,
-    // default, ...), so drifting background load hits each alike.
-    let mut rounds = Vec::new();
-    for _ in 0..o.rounds.unwrap_or(1) {
-        let Some(runs) = harness::run_configs(&o.run, |ctx| measure(&o, ctx))? else {
-            return Ok(());
-        };
-        rounds.push(runs);
-    }
-    let runs = merge(rounds);
-    harness::finish(
+    harness::measure_and_compare(
         &o.run,
         &o,
-        &runs,
+        o.rounds.unwrap_or(1),
+        |ctx| measure(&o, ctx),
+        figures,
         |runs| print(&o, runs),
         |runs| plots(&o, runs),
     )

@@ -2,8 +2,9 @@
 //! neutrality: a general scheduler benchmark that has nothing to do with
 //! Morpheus (hackbench's message-passing groups, threads over Unix socket
 //! pairs: each sender writes 100-byte messages to every receiver of its
-//! group), run under each scheduler configuration; the throughput ratio
-//! shows whether scx_morpheus costs ordinary workloads anything.
+//! group), run under each scheduler configuration in alternating rounds; the
+//! median over rounds of the per-round throughput ratio shows whether
+//! scx_morpheus costs ordinary workloads anything.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -12,9 +13,9 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use morpheus_bench::harness::{self, ConfigRun, Ctx, RunOpts};
-use morpheus_bench::report::Table;
-use morpheus_bench::stats::{fmt_ratio, ratio};
+use morpheus_bench::harness::{self, Ctx, RunOpts};
+use morpheus_bench::rounds::{self, Compared, Figures, Limit, names};
+use morpheus_bench::sched::SchedConfig;
 use serde::{Deserialize, Serialize};
 
 const MSG: usize = 100;
@@ -36,32 +37,41 @@ struct Opts {
     #[arg(long)]
     loops: Option<usize>,
 
-    /// Repetitions; the median counts (default: 9, or 1 with --quick).
+    /// Rounds: each runs hackbench once under every configuration, in
+    /// turn; the report gives medians and ranges over the rounds (default:
+    /// 9, or 1 with --quick).
     #[arg(long)]
-    repeat: Option<usize>,
+    rounds: Option<usize>,
 
     #[command(flatten)]
     run: RunOpts,
 }
 
+/// One hackbench run (one configuration, one round).
 #[derive(Debug, Serialize, Deserialize)]
 struct Measurement {
-    times_s: Vec<f64>,
-    median_s: f64,
+    time_s: f64,
     messages: u64,
     messages_per_s: f64,
+}
+
+fn figures(m: &Measurement) -> Figures {
+    vec![
+        (names::MESSAGES_PER_S.into(), m.messages_per_s),
+        ("time s".into(), m.time_s),
+    ]
 }
 
 impl Opts {
     fn validate(&mut self) -> Result<()> {
         let g = *self.groups.get_or_insert(self.run.pick(2, 10));
         let l = *self.loops.get_or_insert(self.run.pick(20, 50));
-        let r = *self.repeat.get_or_insert(self.run.pick(1, 9));
+        let r = *self.rounds.get_or_insert(self.run.pick(1, 9));
         if !(1..=100).contains(&g) || !(1..=100).contains(&self.fds) {
             bail!("--groups and --fds must be between 1 and 100");
         }
         if !(1..=1_000_000).contains(&l) || !(1..=100).contains(&r) {
-            bail!("--loops must be between 1 and 1000000, --repeat between 1 and 100");
+            bail!("--loops must be between 1 and 1000000, --rounds between 1 and 100");
         }
         Ok(())
     }
@@ -116,67 +126,40 @@ fn once(groups: usize, fds: usize, loops: usize) -> Result<f64> {
 
 fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
     let (g, l) = (o.groups.unwrap_or(1), o.loops.unwrap_or(1));
-    let mut times_s = Vec::new();
-    for _ in 0..o.repeat.unwrap_or(1) {
-        times_s.push(once(g, o.fds, l)?);
-    }
-    let mut sorted = times_s.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median_s = sorted[sorted.len() / 2];
+    let time_s = once(g, o.fds, l)?;
     let messages = (g * o.fds * o.fds * l) as u64;
     Ok(Measurement {
-        times_s,
-        median_s,
+        time_s,
         messages,
-        messages_per_s: messages as f64 / median_s,
+        messages_per_s: messages as f64 / time_s,
     })
 }
 
-fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
+fn print(o: &Opts, runs: &[Compared<Measurement>]) {
     println!(
-        "\nneutrality (hackbench, threads): {} groups x {} senders x {} receivers, {} loops, {} messages of {MSG} bytes, median of {}",
+        "\nneutrality (hackbench, threads): {} groups x {} senders x {} receivers, {} loops, {} messages of {MSG} bytes, {} round(s)",
         o.groups.unwrap_or(0),
         o.fds,
         o.fds,
         o.loops.unwrap_or(0),
-        runs.first().map_or(0, |r| r.result.messages),
-        o.repeat.unwrap_or(0)
+        runs.first()
+            .and_then(|c| c.rounds.first())
+            .map_or(0, |r| r.result.messages),
+        o.rounds.unwrap_or(0)
     );
-    let base = runs.first().map_or(0.0, |r| r.result.messages_per_s);
-    let mut t = Table::new(&[
-        "scheduler",
-        "median s",
-        "all runs s",
-        "messages/s",
-        "vs first",
-    ]);
-    for run in runs {
-        let m = &run.result;
-        let all: Vec<String> = m.times_s.iter().map(|t| format!("{t:.3}")).collect();
-        t.row(&[
-            run.label.clone(),
-            format!("{:.3}", m.median_s),
-            all.join(" "),
-            format!("{:.0}", m.messages_per_s),
-            fmt_ratio(ratio(m.messages_per_s, base)),
-        ]);
-    }
-    print!("{}", t.render());
-    for run in runs.iter().skip(1) {
-        let r = ratio(run.result.messages_per_s, base);
-        println!(
-            "target: {} within 5% of {}: {} ({})",
-            run.label,
-            runs[0].label,
-            fmt_ratio(r),
-            if r >= 0.95 {
-                "met (no slowdown beyond 5%)"
-            } else {
-                "MISSED"
-            }
-        );
-        if let Some(s) = &run.sched_metrics {
-            println!("{}: scheduler {}", run.label, s.brief());
+    print!("{}", rounds::render(runs));
+    for c in runs {
+        if c.sched != Some(SchedConfig::Default)
+            && runs.iter().any(|d| d.sched == Some(SchedConfig::Default))
+        {
+            println!(
+                "target: {}: {}",
+                c.label,
+                c.judge(names::MESSAGES_PER_S, Limit::AtLeast(0.95))
+            );
+        }
+        if let Some(s) = c.sched_metrics() {
+            println!("{}: scheduler {}", c.label, s.brief());
         }
     }
 }
@@ -184,19 +167,21 @@ fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
 fn main() -> Result<()> {
     let mut o = Opts::parse();
     o.validate()?;
-    harness::measure_and_report(
+    harness::measure_and_compare(
         &o.run,
         &o,
+        o.rounds.unwrap_or(1),
         |ctx| measure(&o, ctx),
+        figures,
         |runs| print(&o, runs),
         |runs| {
-            harness::bar_plot(
+            harness::median_bar_plot(
                 &o.run,
                 "neutrality-throughput",
-                "neutrality: hackbench messages per second",
+                "neutrality: hackbench messages per second (median of rounds)",
                 "messages per second",
                 runs,
-                |m| m.messages_per_s,
+                names::MESSAGES_PER_S,
             )
         },
     )

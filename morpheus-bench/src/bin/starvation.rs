@@ -4,7 +4,8 @@
 //! every millisecond and records its lateness. One run per yield strategy
 //! (Blocking, Naive `yield_now`, Tokio coop `consume_budget`, Morpheus
 //! `checkpoint!()`): throughput in work units per second of wall-clock time,
-//! and probe lateness percentiles.
+//! and probe lateness percentiles. With `--sched`, the configurations run in
+//! alternating rounds and the report gives medians and ranges over them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -12,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use morpheus_bench::harness::{self, ConfigRun, Ctx, RunOpts};
+use morpheus_bench::harness::{self, Ctx, RunOpts};
 use morpheus_bench::hogs::{Hogs, cpus};
 use morpheus_bench::probe::Probe;
-use morpheus_bench::report::Table;
+use morpheus_bench::rounds::{self, Compared, Figures, names, verdict};
 use morpheus_bench::rtmetrics::RuntimeFigures;
 use morpheus_bench::sched::SchedMetrics;
-use morpheus_bench::stats::{Summary, cdf, fmt_ms, fmt_ratio, ratio};
+use morpheus_bench::stats::{Summary, cdf, pool_cdfs};
 use morpheus_bench::strategy::Strategy;
 use morpheus_bench::svg::{self, Series};
 use morpheus_bench::work::{unit_ns, work_unit};
@@ -32,13 +33,16 @@ struct Opts {
     #[arg(short = 'n', long)]
     workers: Option<usize>,
 
-    /// Seconds per strategy (default: 10, or 1 with --quick).
+    /// Seconds per strategy over all rounds (default: 10, or 1 with
+    /// --quick).
     #[arg(long)]
     duration: Option<f64>,
 
-    /// Rounds: each round runs every strategy for duration/rounds seconds,
-    /// in rotating order, so that background load drifting over time hits
-    /// every strategy alike (default: 5, or 1 with --quick).
+    /// Rounds: each round runs every configuration once (in the same order)
+    /// and, in it, every strategy for duration/rounds seconds (in an order
+    /// rotating from round to round), so that background load drifting over
+    /// time hits every strategy alike; the report gives medians and ranges
+    /// over the rounds (default: 5, or 1 with --quick).
     #[arg(long)]
     rounds: Option<usize>,
 
@@ -73,7 +77,7 @@ struct Opts {
     run: RunOpts,
 }
 
-/// One strategy's result.
+/// One strategy's result in one round.
 #[derive(Debug, Serialize, Deserialize)]
 struct VariantResult {
     strategy: Strategy,
@@ -88,12 +92,44 @@ struct VariantResult {
     sched: Option<SchedMetrics>,
 }
 
-/// One configuration's measurement.
+/// One configuration's measurement in one round.
 #[derive(Debug, Serialize, Deserialize)]
 struct Measurement {
     workers: usize,
     unit_us: f64,
     variants: Vec<VariantResult>,
+}
+
+/// Per-round probe p99 ratios within one configuration's round.
+const MORPHEUS_VS_NAIVE_P99: &str = "morpheus/naive probe p99";
+const BLOCKING_VS_MORPHEUS_P99: &str = "blocking/morpheus probe p99";
+
+/// The round's headline figures: each strategy's throughput and probe p99,
+/// and the Morpheus ratios the targets judge.
+fn figures(m: &Measurement) -> Figures {
+    let mut f: Figures = Vec::new();
+    for v in &m.variants {
+        let s = v.strategy.label();
+        f.push((names::units_per_s(s), v.units_per_s));
+        f.push((names::probe_p99(s), v.probe.p99_ns as f64 / 1e6));
+    }
+    let by = |s| find(m, s);
+    if let Some(mo) = by(Strategy::Morpheus) {
+        let p99 = |v: &VariantResult| v.probe.p99_ns as f64;
+        if let Some(b) = by(Strategy::Blocking).filter(|b| b.units_per_s > 0.0) {
+            f.push((
+                names::MORPHEUS_VS_BLOCKING.into(),
+                mo.units_per_s / b.units_per_s,
+            ));
+            if p99(mo) > 0.0 {
+                f.push((BLOCKING_VS_MORPHEUS_P99.into(), p99(b) / p99(mo)));
+            }
+        }
+        if let Some(n) = by(Strategy::Naive).filter(|n| p99(n) > 0.0) {
+            f.push((MORPHEUS_VS_NAIVE_P99.into(), p99(mo) / p99(n)));
+        }
+    }
+    f
 }
 
 impl Opts {
@@ -145,18 +181,8 @@ async fn cpu_task(s: Strategy, every: u64, seed: u64, done: Arc<AtomicU64>, stop
     std::hint::black_box(acc);
 }
 
-/// One round of one strategy: raw figures to be merged over rounds.
-#[derive(Default)]
-struct Round {
-    units: u64,
-    wall_s: f64,
-    hog_units: u64,
-    samples: Vec<u64>,
-    runtime: Option<RuntimeFigures>,
-    sched: Option<SchedMetrics>,
-}
-
-fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<Round> {
+/// One round of one strategy.
+fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<VariantResult> {
     let workers = o.workers.unwrap_or(1);
     let budget = o.budget_ms.map(|ms| Duration::from_secs_f64(ms / 1e3));
     let rt = s.runtime(workers, budget)?;
@@ -175,7 +201,7 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<Round> {
     std::thread::sleep(Duration::from_secs_f64(secs));
     let units: u64 = counters.iter().map(|c| c.load(Relaxed)).sum();
     let wall_s = start.elapsed().as_secs_f64();
-    let samples = probe.finish();
+    let mut samples = probe.finish();
     let hog_units: u64 = hogs.map(|h| h.stop().iter().sum()).unwrap_or(0);
     let runtime = (s == Strategy::Morpheus).then(|| RuntimeFigures::now().since(&rt_before));
     stop.store(true, Relaxed);
@@ -184,76 +210,38 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<Round> {
         std::thread::sleep(Duration::from_millis(300));
         ctx.scrape().map(|a| a.since(&b))
     });
-    Ok(Round {
+    let probe = Summary::of(&mut samples);
+    Ok(VariantResult {
+        strategy: s,
         units,
         wall_s,
-        hog_units,
-        samples,
+        units_per_s: units as f64 / wall_s,
+        hog_units_per_s: hog_units as f64 / wall_s,
+        probe,
+        probe_cdf: cdf(&samples, 200),
         runtime,
         sched,
     })
 }
 
-fn merge(s: Strategy, rounds: Vec<Round>) -> VariantResult {
-    let mut all = Round::default();
-    for r in rounds {
-        all.units += r.units;
-        all.wall_s += r.wall_s;
-        all.hog_units += r.hog_units;
-        all.samples.extend(r.samples);
-        all.runtime = match (all.runtime, r.runtime) {
-            (Some(mut a), Some(b)) => {
-                a.absorb(&b);
-                Some(a)
-            }
-            (a, b) => a.or(b),
-        };
-        all.sched = match (all.sched, r.sched) {
-            (Some(mut a), Some(b)) => {
-                a.absorb(&b);
-                Some(a)
-            }
-            (a, b) => a.or(b),
-        };
-    }
-    let probe = Summary::of(&mut all.samples);
-    VariantResult {
-        strategy: s,
-        units: all.units,
-        wall_s: all.wall_s,
-        units_per_s: all.units as f64 / all.wall_s,
-        hog_units_per_s: all.hog_units as f64 / all.wall_s,
-        probe,
-        probe_cdf: cdf(&all.samples, 200),
-        runtime: all.runtime,
-        sched: all.sched,
-    }
-}
-
+/// One configuration's round: every strategy once, starting at a
+/// different one each round.
 fn measure(o: &Opts, ctx: &Ctx) -> Result<Measurement> {
     let unit_us = unit_ns(200) / 1e3;
     let rounds = o.rounds.unwrap_or(1);
     let secs = o.duration.unwrap_or(1.0) / rounds as f64;
     let n = o.variants.len();
-    let mut raw: Vec<Vec<Round>> = (0..n).map(|_| Vec::new()).collect();
-    for round in 0..rounds {
-        for k in 0..n {
-            let i = (k + round) % n;
-            let s = o.variants[i];
-            eprintln!("   round {}/{rounds}: {} ...", round + 1, s.label());
-            raw[i].push(run_round(o, s, ctx, secs)?);
-        }
+    let mut done: Vec<Option<VariantResult>> = (0..n).map(|_| None).collect();
+    for k in 0..n {
+        let i = (k + ctx.round) % n;
+        let s = o.variants[i];
+        eprintln!("   round {}/{rounds}: {} ...", ctx.round + 1, s.label());
+        done[i] = Some(run_round(o, s, ctx, secs)?);
     }
-    let variants = o
-        .variants
-        .iter()
-        .zip(raw)
-        .map(|(&s, r)| merge(s, r))
-        .collect();
     Ok(Measurement {
         workers: o.workers.unwrap_or(1),
         unit_us,
-        variants,
+        variants: done.into_iter().flatten().collect(),
     })
 }
 
@@ -261,120 +249,104 @@ fn find(m: &Measurement, s: Strategy) -> Option<&VariantResult> {
     m.variants.iter().find(|v| v.strategy == s)
 }
 
-fn print(o: &Opts, run: &ConfigRun<Measurement>) {
-    let m = &run.result;
+fn print(o: &Opts, runs: &[Compared<Measurement>]) {
+    let Some(m0) = runs.first().and_then(|c| c.rounds.first()) else {
+        return;
+    };
     println!(
-        "\nstarvation under {}: {} workers x {} task(s), checkpoint every {} units (1 unit = {:.1} us), {} hog thread(s), {}s per strategy in {} round(s)",
-        run.label,
-        m.workers,
+        "\nstarvation: {} workers x {} task(s), checkpoint every {} units (1 unit = {:.1} us), {} hog thread(s), {}s per strategy in {} round(s)",
+        m0.result.workers,
         o.tasks_per_worker,
         o.every,
-        m.unit_us,
+        m0.result.unit_us,
         o.hogs,
         o.duration.unwrap_or(0.0),
         o.rounds.unwrap_or(1)
     );
-    let blocking = find(m, Strategy::Blocking);
-    let naive = find(m, Strategy::Naive);
-    let mut t = Table::new(&[
-        "strategy",
-        "units/s",
-        "vs Blocking",
-        "probe p50 ms",
-        "p99",
-        "p99.9",
-        "max",
-        "p99 vs Naive",
-        "samples",
-        "hogs units/s",
-    ]);
-    for v in &m.variants {
-        t.row(&[
-            v.strategy.label().to_string(),
-            format!("{:.0}", v.units_per_s),
-            fmt_ratio(ratio(
-                v.units_per_s,
-                blocking.map_or(0.0, |b| b.units_per_s),
-            )),
-            fmt_ms(v.probe.p50_ns),
-            fmt_ms(v.probe.p99_ns),
-            fmt_ms(v.probe.p999_ns),
-            fmt_ms(v.probe.max_ns),
-            fmt_ratio(ratio(
-                v.probe.p99_ns as f64,
-                naive.map_or(0.0, |n| n.probe.p99_ns as f64),
-            )),
-            v.probe.count.to_string(),
-            format!("{:.0}", v.hog_units_per_s),
-        ]);
-    }
-    print!("{}", t.render());
-    for v in &m.variants {
-        if let Some(r) = &v.runtime {
-            println!("Morpheus runtime: {}", r.brief());
+    print!("{}", rounds::render(runs));
+    for c in runs {
+        let mut rt: Option<RuntimeFigures> = None;
+        let mut sched: Option<SchedMetrics> = None;
+        for v in c.rounds.iter().flat_map(|r| &r.result.variants) {
+            if let Some(r) = &v.runtime {
+                rt.get_or_insert_with(RuntimeFigures::default).absorb(r);
+            }
+            if let Some(s) = &v.sched {
+                sched.get_or_insert_with(SchedMetrics::default).absorb(s);
+            }
         }
-        if let Some(s) = &v.sched {
-            println!("scheduler during {}: {}", v.strategy.label(), s.brief());
+        if let Some(r) = rt {
+            println!("{}: Morpheus runtime: {}", c.label, r.brief());
         }
-    }
-    if let (Some(mo), Some(b), Some(n)) = (find(m, Strategy::Morpheus), blocking, naive) {
-        let tput = ratio(mo.units_per_s, b.units_per_s);
-        let vs_naive = ratio(mo.probe.p99_ns as f64, n.probe.p99_ns as f64);
-        let vs_block = ratio(b.probe.p99_ns as f64, mo.probe.p99_ns as f64);
-        println!("targets (Morpheus):");
+        if let Some(s) = sched {
+            println!("{}: scheduler over every strategy: {}", c.label, s.brief());
+        }
+        let ratio = |f: &str| c.median(f);
+        let line = |name: &str, f: &str, ok: &dyn Fn(f64) -> bool| match ratio(f) {
+            Some(r) => println!("    {name}: {r:.2}x ({})", verdict(ok(r))),
+            None => println!("    {name}: not measured (needs both strategies)"),
+        };
         println!(
-            "  throughput >= 0.95x Blocking: {} ({})",
-            fmt_ratio(tput),
-            verdict(tput >= 0.95)
+            "  targets (Morpheus under {}; medians of per-round ratios):",
+            c.label
         );
-        println!(
-            "  probe p99 within 2x of Naive: {} ({})",
-            fmt_ratio(vs_naive),
-            verdict(vs_naive <= 2.0)
+        line(
+            "throughput >= 0.95x Blocking",
+            names::MORPHEUS_VS_BLOCKING,
+            &|r| r >= 0.95,
         );
-        println!(
-            "  probe p99 >= 10x better than Blocking: {} ({})",
-            fmt_ratio(vs_block),
-            verdict(vs_block >= 10.0)
+        line(
+            "probe p99 within 2x of Naive",
+            MORPHEUS_VS_NAIVE_P99,
+            &|r| r <= 2.0,
+        );
+        line(
+            "probe p99 >= 10x better than Blocking",
+            BLOCKING_VS_MORPHEUS_P99,
+            &|r| r >= 10.0,
         );
     }
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok { "met" } else { "MISSED" }
-}
-
-fn plots(o: &Opts, runs: &[ConfigRun<Measurement>]) -> Result<()> {
-    for run in runs {
-        let suffix = run
+fn plots(o: &Opts, runs: &[Compared<Measurement>]) -> Result<()> {
+    for c in runs {
+        let suffix = c
             .sched
             .map_or(String::new(), |s| format!("-{}", s.as_str()));
-        let series: Vec<Series> = run
-            .result
+        let series: Vec<Series> = o
             .variants
             .iter()
-            .map(|v| Series {
-                name: v.strategy.label().into(),
-                points: v
-                    .probe_cdf
+            .map(|&s| {
+                let parts: Vec<(usize, &[(u64, f64)])> = c
+                    .rounds
                     .iter()
-                    .map(|&(x, y)| (x as f64 / 1e6, y))
-                    .collect(),
+                    .filter_map(|r| find(&r.result, s))
+                    .map(|v| (v.probe.count, v.probe_cdf.as_slice()))
+                    .collect();
+                Series {
+                    name: s.label().into(),
+                    points: pool_cdfs(&parts, 200)
+                        .iter()
+                        .map(|&(x, y)| (x as f64 / 1e6, y))
+                        .collect(),
+                }
             })
             .collect();
-        let title = format!("starvation: probe lateness ({})", run.label);
+        let title = format!("starvation: probe lateness ({}, all rounds)", c.label);
         harness::plot(
             &o.run,
             &format!("starvation{suffix}-probe-cdf"),
             &svg::cdf_chart(&title, "lateness (ms, log scale)", &series),
         )?;
-        let bars: Vec<(String, f64)> = run
-            .result
+        let bars: Vec<(String, f64)> = o
             .variants
             .iter()
-            .map(|v| (v.strategy.label().to_string(), v.units_per_s))
+            .map(|s| {
+                let m = c.median(&names::units_per_s(s.label()));
+                (s.label().to_string(), m.unwrap_or(0.0))
+            })
             .collect();
-        let title = format!("starvation: throughput ({})", run.label);
+        let title = format!("starvation: throughput ({}, median of rounds)", c.label);
         harness::plot(
             &o.run,
             &format!("starvation{suffix}-throughput"),
@@ -388,14 +360,16 @@ fn main() -> Result<()> {
     let mut o = Opts::parse();
     o.validate()?;
     if let Some(path) = &o.replot {
-        let runs: Vec<ConfigRun<Measurement>> = harness::load_runs(path)?;
+        let runs: Vec<Compared<Measurement>> = harness::load_runs(path)?;
         return plots(&o, &runs);
     }
-    harness::measure_and_report(
+    harness::measure_and_compare(
         &o.run,
         &o,
+        o.rounds.unwrap_or(1),
         |ctx| measure(&o, ctx),
-        |runs| runs.iter().for_each(|run| print(&o, run)),
+        figures,
+        |runs| print(&o, runs),
         |runs| plots(&o, runs),
     )
 }
