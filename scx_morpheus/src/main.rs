@@ -80,6 +80,7 @@ impl<'a> Scheduler<'a> {
         rodata.grace_ns = cfg.grace_ns;
         rodata.max_critical_ns = cfg.max_critical_ns;
         rodata.max_overrun_ns = cfg.max_overrun_ns;
+        rodata.yield_window_ns = cfg.yield_window_ns;
         rodata.throttle_ns = cfg.throttle_ns;
         // Re-read at every attach: a CPU hotplug restarts the scheduler.
         rodata.nr_cpus = opts::online_cpus();
@@ -111,10 +112,11 @@ impl<'a> Scheduler<'a> {
             kernel,
         )?;
         info!(
-            "{SCHEDULER_NAME} attached: slice {}..{} ms, grace {} ms, caps critical {} ms / overrun {} ms{}",
+            "{SCHEDULER_NAME} attached: slice {}..{} ms, grace {} ms, yield window {} us, caps critical {} ms / overrun {} ms{}",
             cfg.slice_min_ns / 1_000_000,
             cfg.slice_max_ns / 1_000_000,
             cfg.grace_ns / 1_000_000,
+            cfg.yield_window_ns / 1_000,
             cfg.max_critical_ns / 1_000_000,
             cfg.max_overrun_ns / 1_000_000,
             if cfg.partial { ", partial" } else { "" },
@@ -145,7 +147,14 @@ impl<'a> Scheduler<'a> {
             nr_kthread_dispatches: bss.nr_kthread_dispatches,
             nr_shared_enqueues: bss.nr_shared_enqueues,
             nr_shared_dispatches: bss.nr_shared_dispatches,
+            nr_local_enqueues: bss.nr_local_enqueues,
+            nr_local_dispatches: bss.nr_local_dispatches,
+            nr_steals: bss.nr_steals,
             nr_idle_kicks: bss.nr_idle_kicks,
+            nr_wakeup_preempts: bss.nr_wakeup_preempts,
+            nr_wakeup_hints: bss.nr_wakeup_hints,
+            nr_window_preempts: bss.nr_window_preempts,
+            nr_timer_kicks: bss.nr_timer_kicks,
             nr_ticks: bss.nr_ticks,
             nr_queued_max: bss.nr_queued_max,
             slice_us: bss.cur_slice_ns / 1000,
@@ -164,6 +173,8 @@ impl<'a> Scheduler<'a> {
             hints_answered_in_grace: bss.nr_hints_in_grace,
             hints_expired: bss.nr_hints_expired,
             hints_dropped: bss.nr_hints_dropped + counters.hints_dropped,
+            hint_delay_p50_us: stats::hist_percentile(&bss.hint_delay_hist, 0.50),
+            hint_delay_p99_us: stats::hist_percentile(&bss.hint_delay_hist, 0.99),
             response_p50_us: stats::hist_percentile(&bss.resp_hist, 0.50),
             response_p90_us: stats::hist_percentile(&bss.resp_hist, 0.90),
             response_p99_us: stats::hist_percentile(&bss.resp_hist, 0.99),

@@ -71,6 +71,13 @@ pub struct Opts {
           value_parser = clap::value_parser!(u64).range(1..=MAX_CAP_MS))]
     pub max_overrun_ms: u64,
 
+    /// When a woken task is entitled to the CPU a worker holds (outside a
+    /// critical section), the worker is hinted and has this long to yield
+    /// at a checkpoint before it is preempted, microseconds.
+    #[arg(long, default_value_t = bpf_intf::morpheus_sched_consts_MORPHEUS_DEFAULT_YIELD_WINDOW_US as u64,
+          value_parser = clap::value_parser!(u64).range(10..=100_000))]
+    pub yield_window_us: u64,
+
     /// Penalty window of a cgroup_throttle escalation, milliseconds.
     #[arg(long, default_value_t = bpf_intf::morpheus_sched_consts_MORPHEUS_DEFAULT_THROTTLE_MS as u64,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
@@ -145,6 +152,7 @@ pub struct Config {
     pub grace_ns: u64,
     pub max_critical_ns: u64,
     pub max_overrun_ns: u64,
+    pub yield_window_ns: u64,
     pub throttle_ns: u64,
     pub enforce: bool,
     pub escalation: EscalationPolicy,
@@ -267,6 +275,7 @@ impl Opts {
             grace_ns: ms(self.grace_ms),
             max_critical_ns: ms(self.max_critical_ms),
             max_overrun_ns: ms(self.max_overrun_ms),
+            yield_window_ns: self.yield_window_us * 1000,
             throttle_ns: ms(self.throttle_ms),
             enforce: self.enforce,
             escalation: self.escalation,
@@ -306,6 +315,10 @@ mod tests {
         assert_eq!(c.slice_ns, DEFAULT_SLICE_MS * NSEC_PER_MSEC);
         assert_eq!(c.grace_ns, DEFAULT_GRACE_MS * NSEC_PER_MSEC);
         assert_eq!(c.max_critical_ns, DEFAULT_MAX_CRITICAL_MS * NSEC_PER_MSEC);
+        assert_eq!(
+            c.yield_window_ns,
+            bpf_intf::morpheus_sched_consts_MORPHEUS_DEFAULT_YIELD_WINDOW_US as u64 * 1000
+        );
         assert!(!c.enforce);
         assert_eq!(c.escalation, EscalationPolicy::ThreadKick);
         assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET_PATH));
@@ -321,6 +334,7 @@ mod tests {
         assert!(err(&["--escalation", "nuke"]).contains("expected one of none, thread_kick"));
         assert!(err(&["--socket-mode", "999"]).contains("octal"));
         assert!(err(&["--stats", "0"]).contains("out of range"));
+        assert!(err(&["--yield-window-us", "5"]).contains("invalid value"));
         assert!(err(&["--metrics-addr", "nowhere"]).contains("invalid value"));
         assert!(err(&["--slice-min-ms", "8", "--slice-max-ms", "4"]).contains("must not exceed"));
         assert!(err(&["--slice-ms", "20"]).contains("must lie within"));
@@ -344,8 +358,11 @@ mod tests {
             "0666",
             "--socket-group",
             "0",
+            "--yield-window-us",
+            "250",
         ])
         .unwrap();
+        assert_eq!(c.yield_window_ns, 250_000);
         assert!(c.enforce);
         assert_eq!(c.escalation, EscalationPolicy::Hybrid);
         assert_eq!(c.slice_ns, 3 * NSEC_PER_MSEC);

@@ -27,11 +27,25 @@ pub struct Metrics {
     pub nr_shared_enqueues: u64,
     #[stat(desc = "Tasks moved from the shared queue to a CPU")]
     pub nr_shared_dispatches: u64,
+    #[stat(desc = "Tasks queued on one CPU's own queue (pinned, or won it by preemption)")]
+    pub nr_local_enqueues: u64,
+    #[stat(desc = "Tasks a CPU took from its own queue")]
+    pub nr_local_dispatches: u64,
+    #[stat(desc = "Tasks a CPU took from another CPU's queue")]
+    pub nr_steals: u64,
     #[stat(desc = "Idle CPUs woken for newly queued work")]
     pub nr_idle_kicks: u64,
+    #[stat(desc = "Woken tasks that preempted a plain task at once")]
+    pub nr_wakeup_preempts: u64,
+    #[stat(desc = "Woken tasks that asked a worker to yield first (hint, then yield window)")]
+    pub nr_wakeup_hints: u64,
+    #[stat(desc = "Workers preempted when their yield window ended")]
+    pub nr_window_preempts: u64,
+    #[stat(desc = "Decision timers that fired for a running task")]
+    pub nr_timer_kicks: u64,
     #[stat(desc = "Scheduler ticks observed")]
     pub nr_ticks: u64,
-    #[stat(desc = "Deepest shared queue seen at a tick")]
+    #[stat(desc = "Deepest queue (all queues) seen")]
     pub nr_queued_max: u64,
     #[stat(desc = "Current adaptive slice in microseconds (gauge)")]
     pub slice_us: u64,
@@ -65,6 +79,10 @@ pub struct Metrics {
     pub hints_expired: u64,
     #[stat(desc = "Hints dropped because the worker exited or unregistered")]
     pub hints_dropped: u64,
+    #[stat(desc = "Hint delay (due to issued) p50 in microseconds (log2 bucket upper bound)")]
+    pub hint_delay_p50_us: u64,
+    #[stat(desc = "Hint delay (due to issued) p99 in microseconds (log2 bucket upper bound)")]
+    pub hint_delay_p99_us: u64,
     #[stat(desc = "Hint response time p50 in microseconds (log2 bucket upper bound)")]
     pub response_p50_us: u64,
     #[stat(desc = "Hint response time p90 in microseconds (log2 bucket upper bound)")]
@@ -96,6 +114,8 @@ const GAUGES: &[&str] = &[
     "workers_dead",
     "throttles_active",
     "nr_queued_max",
+    "hint_delay_p50_us",
+    "hint_delay_p99_us",
     "response_p50_us",
     "response_p90_us",
     "response_p99_us",
@@ -115,7 +135,7 @@ impl Metrics {
             .collect()
     }
 
-    /// Prints two lines in the style of the other scx schedulers.
+    /// Prints three lines in the style of the other scx schedulers.
     pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
         writeln!(
             w,
@@ -132,7 +152,18 @@ impl Metrics {
         )?;
         writeln!(
             w,
-            "[{}] workers -> reg: {} run: {} dead: {} | hints -> sent: {} answered: {} in_grace: {} expired: {} dropped: {} | resp p50/p99: {}/{}us | escalations -> kick: {} throttle: {} | caps -> critical: {} overrun: {} | ring drops: {}",
+            "[{}] preempt -> wakeup: {:<6} hint: {:<6} window: {:<5} | local: {:<6} steal: {:<5} | timers: {}",
+            crate::SCHEDULER_NAME,
+            self.nr_wakeup_preempts,
+            self.nr_wakeup_hints,
+            self.nr_window_preempts,
+            self.nr_local_dispatches,
+            self.nr_steals,
+            self.nr_timer_kicks,
+        )?;
+        writeln!(
+            w,
+            "[{}] workers -> reg: {} run: {} dead: {} | hints -> sent: {} answered: {} in_grace: {} expired: {} dropped: {} | delay p50/p99: {}/{}us resp p50/p99: {}/{}us | escalations -> kick: {} throttle: {} | caps -> critical: {} overrun: {} | ring drops: {}",
             crate::SCHEDULER_NAME,
             self.workers_registered,
             self.workers_running,
@@ -142,6 +173,8 @@ impl Metrics {
             self.hints_answered_in_grace,
             self.hints_expired,
             self.hints_dropped,
+            self.hint_delay_p50_us,
+            self.hint_delay_p99_us,
             self.response_p50_us,
             self.response_p99_us,
             self.escalations_kick,

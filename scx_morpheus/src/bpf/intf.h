@@ -9,16 +9,36 @@
 #include "../../../morpheus-common/include/morpheus/abi.h"
 
 enum morpheus_sched_consts {
-	/* The global vtime-ordered queue every non-direct task goes through. */
-	MORPHEUS_SHARED_DSQ = 0,
-	/* log2(microseconds) buckets of the hint response-time histogram. */
+	/*
+	 * Dispatch queues: one per CPU (id = the CPU) for tasks that can run
+	 * only there or that preempt its current task, and one shared
+	 * vtime-ordered queue (this id) for everything else.
+	 */
+	MORPHEUS_SHARED_DSQ = 1 << 16,
+	/* log2(microseconds) buckets of the hint delay and response histograms. */
 	MORPHEUS_RESP_BUCKETS = 24,
+	/* Queued tasks looked at to decide whether any waits for a CPU. */
+	MORPHEUS_WAITER_SCAN = 8,
+	/* CPUs looked at for a wake-up preemption victim or a task to steal. */
+	MORPHEUS_CPU_SCAN = 64,
+	/*
+	 * Others must have waited this long behind a worker past its slice
+	 * before it is hinted (ns): a task about to find a CPU elsewhere is
+	 * no reason to yield. Wake-up preemption hints at once.
+	 */
+	MORPHEUS_WAIT_BLIP_NS = 500 * 1000,
+	/* Shortest slice a task is given, whatever its weight (ns). */
+	MORPHEUS_SLICE_FLOOR_NS = 250 * 1000,
+	/*
+	 * A runnable task's vtime is kept within this many maximum slices
+	 * ahead of the queue's: however heavy one charge (a low weight, a long
+	 * overrun, a throttle), its wait for a CPU stays bounded.
+	 */
+	MORPHEUS_MAX_AHEAD_SLICES = 8,
 	/* Escalations within the window after which HYBRID also throttles. */
 	MORPHEUS_HYBRID_REPEAT = 3,
 	/* Throttled workloads are charged this many times their run time. */
 	MORPHEUS_THROTTLE_FACTOR = 4,
-	/* Consecutive ticks with waiters before a hint: ignores blips. */
-	MORPHEUS_CONTENDED_TICKS = 2,
 	/* CPUs tracked for pending idle kicks (ids at or above are not tracked). */
 	MORPHEUS_MAX_CPUS = 1024,
 	/* Throttle map capacity (cgroups or processes penalised at once). */
@@ -27,6 +47,11 @@ enum morpheus_sched_consts {
 	MORPHEUS_EVENT_RING_SIZE = 256 * 1024,
 	/* Loader defaults (milliseconds) for the scheduler-only tunables. */
 	MORPHEUS_DEFAULT_MAX_OVERRUN_MS = 200,
+	/*
+	 * A worker whose CPU a woken task is entitled to is hinted and has
+	 * this long to yield at a checkpoint before it is preempted (us).
+	 */
+	MORPHEUS_DEFAULT_YIELD_WINDOW_US = 500,
 	MORPHEUS_DEFAULT_THROTTLE_MS = 1000,
 	MORPHEUS_HYBRID_WINDOW_MS = 10000,
 	NSEC_PER_USEC = 1000,
@@ -35,6 +60,7 @@ enum morpheus_sched_consts {
 
 /* worker_ctx.flags (besides MORPHEUS_WORKER_ESCAPABLE) */
 #define MORPHEUS_CTX_HINT_EXPIRED (1u << 8) /* outstanding hint passed its deadline */
+#define MORPHEUS_CTX_NEW_ROUND (1u << 9)    /* preempted at a cap: its next run starts a round */
 
 /*
  * Per-thread registration, in task-local storage keyed by the thread's
@@ -58,12 +84,13 @@ struct morpheus_worker_ctx {
 	__u64 hint_deadline;  /* hint_ts + grace, plus any time spent waiting
 			       * for a CPU since */
 	__u64 stop_ts;	      /* when it last stopped running */
-	__u64 crit_start;     /* first tick that saw it in a critical section */
-	__u64 crit_seen;      /* last tick that saw it in a critical section */
-	__u64 calm_ts;	      /* last tick that saw nobody waiting for its CPU */
+	__u64 crit_start;     /* first decision that saw it in a critical section */
+	__u64 crit_seen;      /* last decision (or tick) that saw it in one */
+	__u64 calm_ts;	      /* last decision that saw nobody waiting for its CPU */
 	__u64 escalation_ts;  /* last escalation */
 	__u32 escalations_recent; /* escalations within the hybrid window */
-	__u32 contended_ticks;	  /* consecutive ticks that saw waiters */
+	__u32 __pad;
+	__u64 contended_since; /* first decision of the current stretch with waiters */
 };
 
 /* Throttle map value: a cgroup (or, for the root cgroup, a process) serving a penalty. */

@@ -3,19 +3,39 @@
  * scx_morpheus: a sched_ext scheduler that asks registered async-runtime
  * workers to yield at their own safe points.
  *
- * Every task: weighted virtual time on one shared queue. A task's vtime
- * advances by the time it ran scaled by the inverse of its weight (nice
- * levels), so CPU time is shared in proportion to weight; a task that slept is
- * placed at most one slice behind the queue's vtime so it cannot bank credit,
- * and nothing starves. Wakeups that find an idle CPU go straight to it. The
- * slice adapts to the queue depth between slice_min_ns and slice_max_ns.
+ * Every task: weighted virtual time (vtime) and a virtual deadline. A task's
+ * vtime advances by the CPU time it used scaled by the inverse of its
+ * weight, so CPU time is shared in proportion to weight. A task that slept
+ * is placed at most one slice behind the queues' vtime (it cannot bank
+ * credit) and a runnable one at most MORPHEUS_MAX_AHEAD_SLICES maximum
+ * slices ahead (no charge, however heavy, makes it wait unboundedly). Its
+ * deadline is its vtime plus its typical request (its average burst of CPU
+ * use, at most a slice): among tasks equally entitled, the one that asks
+ * for less runs first. Slices are scaled by weight too.
  *
- * Registered workers (see the loader's registry): when one has run a slice
- * while tasks wait, it gets a hint in its shared control block (SCB) and has
- * grace_ns to reach a checkpoint. It is never preempted inside a critical
- * section before others have waited max_critical_ns for its CPU, and never
- * runs past its slice by more than max_overrun_ns (outside critical
- * sections) while others wait. With
+ * Queues, ordered by deadline: one dispatch queue per CPU, for tasks that
+ * can run only there or that won that CPU by wake-up preemption, and one
+ * shared queue for the rest. A CPU runs the earlier of its own queue's head
+ * and the shared queue's, then steals from other CPUs' queues.
+ *
+ * Wake-up preemption (preempt.bpf.c): a task that wakes when no CPU is idle
+ * takes the CPU of the task furthest ahead in vtime if it is entitled to it
+ * (EEVDF-like: it is not ahead of that task and its virtual deadline is
+ * earlier). A plain task is preempted at once. A registered worker is hinted
+ * first and has yield_window_ns to yield at a checkpoint; inside a critical
+ * section it keeps the CPU until others have waited max_critical_ns.
+ *
+ * Registered workers (worker.bpf.c): every decision about a worker is made
+ * on its own CPU, in ops.dispatch, where its critical-section flag is read
+ * in its own program order. A decision is due when its slice ends, when a
+ * task starts waiting behind it, when a woken task wants its CPU, or at a
+ * deadline (yield window, grace, caps), each brought on time by a per-CPU
+ * BPF timer (cpu.bpf.c) that preempt-kicks the CPU, never by the tick. When
+ * a worker has used its slice while others wait it gets a hint in its
+ * shared control block (SCB) and grace_ns of CPU time to answer; it is
+ * never preempted inside a critical section before others have waited
+ * max_critical_ns for its CPU, and never runs past its slice by more than
+ * max_overrun_ns outside critical sections while others wait. With
  * --enforce, an escapable worker that ignored a hint past its deadline is
  * escalated (kick, throttle or both).
  */
@@ -33,6 +53,7 @@ const volatile u64 slice_max_ns = MORPHEUS_DEFAULT_SLICE_MAX_NS;
 const volatile u64 grace_ns = MORPHEUS_DEFAULT_GRACE_NS;
 const volatile u64 max_critical_ns = MORPHEUS_DEFAULT_MAX_CRITICAL_NS;
 const volatile u64 max_overrun_ns = (u64)MORPHEUS_DEFAULT_MAX_OVERRUN_MS * NSEC_PER_MSEC;
+const volatile u64 yield_window_ns = (u64)MORPHEUS_DEFAULT_YIELD_WINDOW_US * NSEC_PER_USEC;
 const volatile u64 throttle_ns = (u64)MORPHEUS_DEFAULT_THROTTLE_MS * NSEC_PER_MSEC;
 const volatile u64 hybrid_window_ns = (u64)MORPHEUS_HYBRID_WINDOW_MS * NSEC_PER_MSEC;
 const volatile u32 nr_cpus = 1;
@@ -51,9 +72,16 @@ u64 nr_direct_dispatches;  /* wakeups placed straight on an idle CPU */
 u64 nr_kthread_dispatches; /* per-CPU kthreads run at once */
 u64 nr_shared_enqueues;	   /* tasks queued on the shared vtime queue */
 u64 nr_shared_dispatches;  /* tasks moved from it to a CPU */
+u64 nr_local_enqueues;	   /* tasks queued on one CPU's own queue */
+u64 nr_local_dispatches;   /* tasks a CPU took from its own queue */
+u64 nr_steals;		   /* tasks a CPU took from another CPU's queue */
 u64 nr_idle_kicks;	   /* idle CPUs woken for newly queued work */
+u64 nr_wakeup_preempts;	   /* woken tasks that preempted a plain task at once */
+u64 nr_wakeup_hints;	   /* woken tasks that asked a worker to yield first */
+u64 nr_window_preempts;	   /* workers preempted when their yield window ended */
+u64 nr_timer_kicks;	   /* decision timers that fired for a live run */
 u64 nr_ticks;		   /* scheduler ticks observed */
-u64 nr_queued_max;	   /* deepest shared queue seen at a tick */
+u64 nr_queued_max;	   /* deepest queue (all queues) seen */
 u64 nr_hints_sent;	   /* hints issued */
 u64 nr_hints_answered;	   /* acknowledged, or the worker yielded/blocked */
 u64 nr_hints_in_grace;	   /* ... of which before the deadline */
@@ -67,12 +95,15 @@ u64 nr_throttled;	   /* throttles currently active */
 u64 nr_throttles;	   /* throttles applied */
 u64 nr_workers_started;	   /* REGISTERED -> RUNNING transitions */
 u64 nr_workers_exited;	   /* threads that exited while registered */
-u64 cur_slice_ns;	   /* the adaptive slice now */
+u64 cur_slice_ns;	   /* the adaptive slice now (weight 100) */
 u64 cur_pressure;	   /* MORPHEUS_PRESSURE_ONE fixed point */
-u64 resp_hist[MORPHEUS_RESP_BUCKETS]; /* hint response time, log2(us) buckets */
+u64 resp_hist[MORPHEUS_RESP_BUCKETS];	    /* hint issued -> answered, log2(us) */
+u64 hint_delay_hist[MORPHEUS_RESP_BUCKETS]; /* hint due -> issued, log2(us) */
 
-/* The vtime of the most recently started task: the "now" of the queue. */
+/* The vtime of the most recently started task: the "now" of the queues. */
 static u64 vtime_now;
+/* When the load (adaptive slice, pressure) was last recomputed. */
+static u64 load_ts;
 
 /*
  * Idle CPUs claimed and kicked for newly queued work that have not started
@@ -89,22 +120,51 @@ struct {
 static u64 nr_kicks_pending;
 
 /*
- * The task each CPU is running and its CPU time when it started: what
- * ops.stopping charges. The owner is recorded because a task already
- * running when the scheduler attached stops without a matching
- * ops.running; it is charged by the fallback rule instead.
+ * Per-task state every task has. Its vtime lives here, not in
+ * p->scx.dsq_vtime: the queues are ordered by virtual deadline.
  */
-struct run_record {
-	s32 pid;
+struct task_ctx {
+	u64 vtime;	/* CPU time used, scaled by 100 / weight */
 	u64 exec_start; /* p->se.sum_exec_runtime at ops.running */
+	u64 burst;	/* CPU time used since it last woke up */
+	u64 avg_burst;	/* moving average of its bursts: its typical request */
+	bool running;	/* exec_start belongs to a run that has not stopped */
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_ctx);
+} task_ctxs SEC(".maps");
+
+/*
+ * What each CPU runs, as other CPUs need to know it (wake-up preemption
+ * victims, hint requests), and its decision timer. Written by the CPU itself
+ * except want_ts and wait_ts, which wakers set (plain 64-bit stores).
+ */
+struct cpu_ctx {
+	struct bpf_timer timer;
+	u64 run_id;	  /* bumped each time a task starts running here */
+	u64 timer_run_id; /* the run the armed timer is for */
+	u64 started;	  /* when the current task started */
+	u64 vtime;	  /* its vtime then */
+	u64 deadline;	  /* its virtual deadline */
+	u64 slice_end;	  /* worker: when its slice is used up */
+	u64 want_ts;	  /* a woken task is entitled to this CPU since then */
+	u64 wait_ts;	  /* a task began waiting behind this worker then */
+	u32 pid;	  /* the current task, 0 when none */
+	u32 weight;	  /* its weight */
+	bool worker;	  /* it is a registered worker ... */
+	bool hinted;	  /* ... with a hint outstanding */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MORPHEUS_MAX_CPUS);
 	__type(key, u32);
-	__type(value, struct run_record);
-} run_records SEC(".maps");
+	__type(value, struct cpu_ctx);
+} cpu_ctxs SEC(".maps");
 
 /* One mmapable SCB array per registered process, created by the loader. */
 struct scb_array {
@@ -150,193 +210,58 @@ static __always_inline void stat_inc(u64 *counter)
 	__sync_fetch_and_add(counter, 1);
 }
 
-/* An idle CPU was kicked for queued work. */
-static void kick_claim(s32 cpu)
+static __always_inline u64 min_u64(u64 a, u64 b)
 {
-	u32 key = cpu;
-	u32 *pending = bpf_map_lookup_elem(&kick_pending, &key);
-
-	if (pending && __sync_val_compare_and_swap(pending, 0, 1) == 0)
-		__sync_fetch_and_add(&nr_kicks_pending, 1);
+	return a < b ? a : b;
 }
 
-/* The CPU is running (or dispatching): any kick for it has been served. */
-static void kick_served(s32 cpu)
+/* a is earlier than b in vtime (wrap-safe). */
+static __always_inline bool vtime_before(u64 a, u64 b)
 {
-	u32 key = cpu;
-	u32 *pending = bpf_map_lookup_elem(&kick_pending, &key);
-
-	if (pending && READ_ONCE(*pending) &&
-	    __sync_val_compare_and_swap(pending, 1, 0) == 1)
-		__sync_fetch_and_sub(&nr_kicks_pending, 1);
+	return (s64)(a - b) < 0;
 }
 
-static void emit(u32 kind, struct task_struct *p, struct morpheus_worker_ctx *wc,
-		 u64 seq, u64 value)
+/* @ns of CPU time in vtime for a task of @weight (100 = nice 0). */
+static __always_inline u64 scale_by_weight(u64 ns, u32 weight)
 {
-	struct morpheus_event *e;
-
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		stat_inc(&nr_ring_drops);
-		return;
-	}
-	e->ts_ns = bpf_ktime_get_ns();
-	e->kind = kind;
-	e->tgid = p->tgid;
-	e->tid = p->pid;
-	e->slot = wc->slot;
-	e->hint_seq = seq;
-	e->value = value;
-	bpf_ringbuf_submit(e, 0);
+	return ns * 100 / (weight ?: 1);
 }
 
-static __always_inline struct morpheus_worker_ctx *worker_of(struct task_struct *p)
+/*
+ * The slice @p gets: the adaptive slice scaled by its weight, so that a
+ * heavy task runs longer at a time and a light one is not charged many
+ * times its share for one run.
+ */
+static u64 task_slice(const struct task_struct *p)
 {
-	struct morpheus_worker_ctx *wc;
+	u64 slice = (cur_slice_ns ?: slice_ns) * p->scx.weight / 100;
 
-	wc = bpf_task_storage_get(&worker_ctxs, p, 0, 0);
-	/* A registration only ever applies to a thread of the registering process. */
-	if (!wc || wc->tgid != (u32)p->tgid)
-		return NULL;
-	return wc;
+	if (slice < MORPHEUS_SLICE_FLOOR_NS)
+		slice = MORPHEUS_SLICE_FLOOR_NS;
+	return min_u64(slice, slice_max_ns);
 }
 
-/* The worker's live SCB, or NULL if it is gone, stale or being unregistered. */
-static struct morpheus_scb *scb_of(struct morpheus_worker_ctx *wc)
+static __always_inline struct task_ctx *task_ctx(struct task_struct *p)
 {
-	struct morpheus_scb *scb;
-	void *array;
-	u32 slot = wc->slot;
-
-	array = bpf_map_lookup_elem(&scb_maps, &wc->tgid);
-	if (!array)
-		return NULL;
-	scb = bpf_map_lookup_elem(array, &slot);
-	if (!scb || scb->k.generation != wc->generation)
-		return NULL;
-	if (scb->k.state != MORPHEUS_WORKER_REGISTERED && scb->k.state != MORPHEUS_WORKER_RUNNING)
-		return NULL;
-	return scb;
+	return bpf_task_storage_get(&task_ctxs, p, 0, 0);
 }
 
-/* Histogram bucket: floor(log2(us)), clamped. */
-static __always_inline u32 resp_bucket(u64 ns)
+/*
+ * The virtual deadline of @p: its vtime plus its typical request (its
+ * average burst of CPU use, at most @slice) in vtime. Among tasks equally
+ * entitled, the one that asks for less runs first.
+ */
+static u64 task_deadline(const struct task_struct *p, const struct task_ctx *tctx, u64 slice)
 {
-	u64 us = ns / 1000;
-	u32 b = 0;
+	u64 req = tctx->avg_burst ? min_u64(tctx->avg_burst, slice) : slice;
 
-	bpf_for(b, 0, MORPHEUS_RESP_BUCKETS - 1) {
-		if (us < 2)
-			break;
-		us >>= 1;
-	}
-	return b;
+	return tctx->vtime + scale_by_weight(req, p->scx.weight);
 }
 
-static void hint_answered(struct task_struct *p, struct morpheus_worker_ctx *wc,
-			  struct morpheus_scb *scb, u64 now)
-{
-	u64 resp = now - wc->hint_ts;
-	u32 b = resp_bucket(resp);
-	bool expired = wc->flags & MORPHEUS_CTX_HINT_EXPIRED;
-
-	/* An expired hint was already accounted for at its deadline. */
-	if (!expired) {
-		stat_inc(&nr_hints_answered);
-		if (now <= wc->hint_deadline) {
-			stat_inc(&nr_hints_in_grace);
-			if (scb)
-				__sync_fetch_and_add(&scb->k.hints_answered, 1);
-		}
-		if (b < MORPHEUS_RESP_BUCKETS)
-			__sync_fetch_and_add(&resp_hist[b], 1);
-		emit(MORPHEUS_EVENT_ANSWERED, p, wc, wc->hint_seq, resp);
-	}
-	wc->hint_seq = 0;
-	wc->flags &= ~MORPHEUS_CTX_HINT_EXPIRED;
-}
-
-/* Key of the throttle entry for p: its cgroup, or the process in the root cgroup. */
-static u64 throttle_key(struct task_struct *p)
-{
-	u64 cgid = BPF_CORE_READ(p, cgroups, dfl_cgrp, kn, id);
-
-	if (cgid <= 1)
-		return (1ull << 63) | (u32)p->tgid;
-	return cgid;
-}
-
-static bool is_throttled(struct task_struct *p, u64 now)
-{
-	struct morpheus_throttle *t;
-	u64 key;
-
-	if (!nr_throttled)
-		return false;
-	key = throttle_key(p);
-	t = bpf_map_lookup_elem(&throttled, &key);
-	if (!t)
-		return false;
-	if (now < t->until_ns)
-		return true;
-	if (!bpf_map_delete_elem(&throttled, &key))
-		__sync_fetch_and_sub(&nr_throttled, 1);
-	return false;
-}
-
-static void throttle(struct task_struct *p, u64 now)
-{
-	struct morpheus_throttle t = { .until_ns = now + throttle_ns };
-	u64 key = throttle_key(p);
-
-	if (!bpf_map_update_elem(&throttled, &key, &t, BPF_NOEXIST))
-		__sync_fetch_and_add(&nr_throttled, 1);
-	else
-		bpf_map_update_elem(&throttled, &key, &t, BPF_EXIST);
-	stat_inc(&nr_throttles);
-}
-
-/* Applies the escalation policy to p (running on this CPU); returns the policy used. */
-static u32 escalate(struct task_struct *p, struct morpheus_worker_ctx *wc,
-		    struct morpheus_scb *scb, u64 now)
-{
-	u32 policy = escalation_policy;
-
-	if (now - wc->escalation_ts > hybrid_window_ns)
-		wc->escalations_recent = 0;
-	wc->escalations_recent++;
-	wc->escalation_ts = now;
-
-	if (policy == MORPHEUS_ESCALATION_HYBRID)
-		policy = wc->escalations_recent >= MORPHEUS_HYBRID_REPEAT ?
-				 MORPHEUS_ESCALATION_CGROUP_THROTTLE :
-				 MORPHEUS_ESCALATION_THREAD_KICK;
-	if (policy >= MORPHEUS_ESCALATION_POLICY_NR)
-		return MORPHEUS_ESCALATION_NONE;
-
-	if (policy == MORPHEUS_ESCALATION_CGROUP_THROTTLE)
-		throttle(p, now);
-	__sync_fetch_and_add(&nr_escalations[policy], 1);
-	__sync_fetch_and_add(&scb->k.escalations, 1);
-	emit(MORPHEUS_EVENT_ESCALATED, p, wc, wc->hint_seq, policy);
-	return policy;
-}
-
-/* The slice a task gets when dispatched. */
-static __always_inline u64 task_slice(struct task_struct *p)
-{
-	u64 slice = cur_slice_ns ?: slice_ns;
-	u64 cap = max_overrun_ns > max_critical_ns ? max_overrun_ns : max_critical_ns;
-
-	/*
-	 * A registered worker gets room past its slice to reach a checkpoint;
-	 * the tick enforces the hint, the grace period and the caps.
-	 */
-	if (worker_of(p))
-		slice += cap + NSEC_PER_MSEC * 10;
-	return slice;
-}
+#include "cpu.bpf.c"
+#include "hint.bpf.c"
+#include "worker.bpf.c"
+#include "preempt.bpf.c"
 
 s32 BPF_STRUCT_OPS(morpheus_select_cpu, struct task_struct *p, s32 prev_cpu,
 		   u64 wake_flags)
@@ -352,11 +277,19 @@ s32 BPF_STRUCT_OPS(morpheus_select_cpu, struct task_struct *p, s32 prev_cpu,
 	return cpu;
 }
 
+/*
+ * A task became runnable without an idle CPU found for it in select_cpu (or
+ * was preempted, or yielded). Per-CPU kthreads run at once; everyone else is
+ * queued by vtime, on the CPU it wins by wake-up preemption or is pinned to,
+ * else on the shared queue.
+ */
 void BPF_STRUCT_OPS(morpheus_enqueue, struct task_struct *p, u64 enq_flags)
 {
-	u64 vtime = p->scx.dsq_vtime;
-	u64 slice = cur_slice_ns ?: slice_ns;
-	s32 cpu;
+	struct task_ctx *tctx;
+	u64 slice = task_slice(p);
+	u64 now = bpf_ktime_get_ns();
+	u64 deadline;
+	s32 cpu, target;
 
 	/*
 	 * Per-CPU kernel threads (kworkers, ksoftirqd) do short work that
@@ -368,315 +301,195 @@ void BPF_STRUCT_OPS(morpheus_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 	}
 
+	tctx = task_ctx(p);
+	if (!tctx) {
+		scx_bpf_dsq_insert_vtime(p, MORPHEUS_SHARED_DSQ, slice, vtime_now, enq_flags);
+		stat_inc(&nr_shared_enqueues);
+		return;
+	}
 	/* A task that slept may lag the queue by at most one slice. */
-	if (time_before(vtime, vtime_now - slice))
-		vtime = vtime_now - slice;
-
-	scx_bpf_dsq_insert_vtime(p, MORPHEUS_SHARED_DSQ, task_slice(p), vtime, enq_flags);
-	stat_inc(&nr_shared_enqueues);
+	if (vtime_before(tctx->vtime, vtime_now - slice))
+		tctx->vtime = vtime_now - slice;
+	deadline = task_deadline(p, tctx, slice);
 
 	/* Work queued while a CPU sleeps must not wait for that CPU's tick. */
 	cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 	if (cpu >= 0) {
+		target = p->nr_cpus_allowed == 1 ? cpu : -1;
 		kick_claim(cpu);
 		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 		stat_inc(&nr_idle_kicks);
+	} else {
+		target = preempt_target(p, tctx->vtime, deadline, enq_flags, now);
+		if (target < 0 && p->nr_cpus_allowed == 1)
+			target = scx_bpf_task_cpu(p);
 	}
-}
 
-void BPF_STRUCT_OPS(morpheus_dispatch, s32 cpu, struct task_struct *prev)
-{
-	if (scx_bpf_dsq_move_to_local(MORPHEUS_SHARED_DSQ, 0))
-		stat_inc(&nr_shared_dispatches);
-	kick_served(cpu);
-}
-
-static void run_record_start(struct task_struct *p)
-{
-	u32 key = 0;
-	struct run_record *rec = bpf_map_lookup_elem(&run_records, &key);
-
-	if (rec) {
-		rec->pid = p->pid;
-		rec->exec_start = p->se.sum_exec_runtime;
+	if (target >= 0) {
+		scx_bpf_dsq_insert_vtime(p, target, slice, deadline, enq_flags);
+		stat_inc(&nr_local_enqueues);
+	} else {
+		scx_bpf_dsq_insert_vtime(p, MORPHEUS_SHARED_DSQ, slice, deadline, enq_flags);
+		stat_inc(&nr_shared_enqueues);
 	}
 }
 
 /*
- * The CPU time @p used since it started running on this CPU, which its vtime
- * is charged. Every task pays for what it used, workers and others alike
- * (sched_ext notices an exhausted slice only at a tick, so the slice given
- * says little). One charge is bounded by the task's slice plus the maximum
- * slice: a task that ran alone has its slice refilled without ops.stopping,
- * and must not be sent far behind everyone when competition appears.
+ * @cpu needs work. A registered worker that is still runnable (@prev) is
+ * decided on first: it may keep the CPU (a critical section, nobody
+ * waiting, its yield window still open, or within its overrun allowance)
+ * or give way. Otherwise the CPU takes the next task; if there is none,
+ * @prev keeps running with a fresh slice.
  */
-static u64 run_record_charge(struct task_struct *p)
+void BPF_STRUCT_OPS(morpheus_dispatch, s32 cpu, struct task_struct *prev)
 {
-	u32 key = 0;
-	struct run_record *rec = bpf_map_lookup_elem(&run_records, &key);
-	u64 slice = cur_slice_ns ?: slice_ns;
-	u64 exec = p->se.sum_exec_runtime;
-	u64 used, bound;
+	struct morpheus_worker_ctx *wc = NULL;
+	struct cpu_ctx *cctx = cpu_ctx(cpu);
+	u32 verdict = WORKER_KEEP;
+	u64 now = bpf_ktime_get_ns();
+	u64 until = 0;
+	bool queued = prev && (prev->scx.flags & SCX_TASK_QUEUED);
 
-	if (!rec || rec->pid != p->pid || exec < rec->exec_start)
-		/* Started before the scheduler attached: the slice it used. */
+	kick_served(cpu);
+
+	if (queued && cctx)
+		wc = worker_of(prev);
+	if (wc) {
+		verdict = worker_decide(prev, wc, cctx, cpu, now, &until);
+		if (verdict == WORKER_KEEP) {
+			worker_keep(prev, cctx, cpu, now, until);
+			return;
+		}
+	}
+
+	if (consume(cpu)) {
+		if (wc)
+			worker_gave_way(wc, verdict);
+		return;
+	}
+
+	/* Nothing else to run here: @prev goes on with a fresh slice. */
+	if (queued) {
+		scx_bpf_task_set_slice(prev, task_slice(prev));
+		if (wc)
+			worker_keep(prev, cctx, cpu, now, now + task_slice(prev));
+	}
+}
+
+/* The charge of @p's current run starts now. */
+static void charge_start(struct task_struct *p, struct task_ctx *tctx)
+{
+	tctx->exec_start = p->se.sum_exec_runtime;
+	tctx->running = true;
+}
+
+/*
+ * The CPU time @p used in the run that is stopping, which its vtime is
+ * charged. Every task pays for what it used, workers and others alike
+ * (sched_ext notices an exhausted slice only at a tick, so the slice given
+ * says little). Kept per task, so it is right whichever CPU runs the
+ * callbacks. A task already running when the scheduler attached has no
+ * start: it pays the slice it used.
+ */
+static u64 charge_end(struct task_struct *p, struct task_ctx *tctx)
+{
+	u64 exec = p->se.sum_exec_runtime;
+	u64 slice = task_slice(p);
+
+	if (!tctx || !tctx->running || exec < tctx->exec_start)
 		return p->scx.slice < slice ? slice - p->scx.slice : 0;
-	rec->pid = 0;
-	used = exec - rec->exec_start;
-	bound = task_slice(p) + slice_max_ns;
-	return used < bound ? used : bound;
+	tctx->running = false;
+	return exec - tctx->exec_start;
 }
 
 void BPF_STRUCT_OPS(morpheus_running, struct task_struct *p)
 {
 	struct morpheus_worker_ctx *wc;
-	struct morpheus_scb *scb;
-	u64 now;
+	s32 cpu = bpf_get_smp_processor_id();
+	struct cpu_ctx *cctx = cpu_ctx(cpu);
+	struct task_ctx *tctx = task_ctx(p);
+	u64 now = bpf_ktime_get_ns();
 
-	if (time_before(vtime_now, p->scx.dsq_vtime))
-		vtime_now = p->scx.dsq_vtime;
-	kick_served(bpf_get_smp_processor_id());
-	run_record_start(p);
+	kick_served(cpu);
+	if (!tctx || !cctx)
+		return;
+	if (vtime_before(vtime_now, tctx->vtime))
+		vtime_now = tctx->vtime;
+	charge_start(p, tctx);
+
+	cctx->run_id++;
+	cctx->started = now;
+	cctx->vtime = tctx->vtime;
+	cctx->deadline = task_deadline(p, tctx, task_slice(p));
+	cctx->weight = p->scx.weight;
+	cctx->want_ts = 0;
+	cctx->wait_ts = 0;
+	cctx->worker = false;
+	cctx->hinted = false;
+	cctx->pid = p->pid;
 
 	wc = worker_of(p);
-	if (!wc)
-		return;
-	now = bpf_ktime_get_ns();
-	wc->run_start = now;
-	scb = scb_of(wc);
-	/*
-	 * The grace period is time on a CPU: a worker cannot reach a
-	 * checkpoint while it waits for one, so that wait moves the deadline.
-	 */
-	if (wc->hint_seq && !(wc->flags & MORPHEUS_CTX_HINT_EXPIRED) &&
-	    wc->stop_ts >= wc->hint_ts && now > wc->stop_ts) {
-		wc->hint_deadline += now - wc->stop_ts;
-		if (scb)
-			scb->k.hint_deadline_ns = wc->hint_deadline;
-	}
-	if (scb && scb->k.state == MORPHEUS_WORKER_REGISTERED) {
-		scb->k.state = MORPHEUS_WORKER_RUNNING;
-		stat_inc(&nr_workers_started);
-		emit(MORPHEUS_EVENT_WORKER_STATE, p, wc, 0, MORPHEUS_WORKER_RUNNING);
-	}
+	if (wc)
+		worker_running(p, wc, cctx, cpu, now);
 }
 
 void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 {
 	struct morpheus_worker_ctx *wc;
-	struct morpheus_scb *scb;
-	u64 used = run_record_charge(p);
+	struct cpu_ctx *cctx = cpu_ctx(bpf_get_smp_processor_id());
+	struct task_ctx *tctx = task_ctx(p);
 	u64 now = bpf_ktime_get_ns();
+	u64 used, vtime, ahead;
+
+	if (!tctx)
+		return;
+	used = charge_end(p, tctx);
+
+	if (cctx && cctx->pid == p->pid) {
+		cctx->pid = 0;
+		cctx->worker = false;
+	}
 
 	wc = worker_of(p);
-	if (wc) {
-		wc->stop_ts = now;
-		scb = scb_of(wc);
-		/*
-		 * A hint is answered by an acknowledgement or by giving up the
-		 * CPU (blocking). Involuntary preemption does not answer it,
-		 * and the CPU time keeps counting towards the next hint and the
-		 * caps.
-		 */
-		if (wc->hint_seq && scb &&
-		    (READ_ONCE(scb->u.ack_seq) >= wc->hint_seq || !runnable)) {
-			hint_answered(p, wc, scb, now);
-			wc->ran_acc = 0;
-		} else if (!runnable) {
-			wc->ran_acc = 0;
-		} else {
-			wc->ran_acc += used;
-		}
-	}
+	if (wc)
+		worker_stopping(p, wc, runnable, used, now);
+
+	/*
+	 * Its typical request: the bursts it ran before sleeping, and any
+	 * longer one as soon as it happens (a task turned CPU hog is not
+	 * treated as a short sleeper).
+	 */
+	tctx->burst += used;
+	if (!runnable || tctx->burst > tctx->avg_burst)
+		tctx->avg_burst = (3 * tctx->avg_burst + tctx->burst) / 4;
+	if (!runnable)
+		tctx->burst = 0;
 
 	if (is_throttled(p, now))
 		used *= MORPHEUS_THROTTLE_FACTOR;
 
-	/* Charge the time used, scaled by the inverse of the task's weight. */
-	scx_bpf_task_set_dsq_vtime(p, p->scx.dsq_vtime + used * 100 / p->scx.weight);
-}
-
-/* Recomputes the adaptive slice and the pressure level from the queue depth. */
-static void update_load(u64 queued)
-{
-	u64 cpus = nr_cpus ?: 1;
-	const struct cpumask *idle = scx_bpf_get_idle_cpumask();
-	u64 nr_idle = bpf_cpumask_weight(idle);
-	u64 busy = cpus > nr_idle ? cpus - nr_idle : 0;
-	u64 runnable = queued + busy;
-	u64 pressure, slice;
-
-	scx_bpf_put_idle_cpumask(idle);
-
-	pressure = MORPHEUS_PRESSURE_ONE * runnable / cpus;
-	if (pressure > MORPHEUS_PRESSURE_MAX)
-		pressure = MORPHEUS_PRESSURE_MAX;
-	cur_pressure = pressure;
-
-	/* slice_ns at one waiter per CPU, twice that when nobody waits. */
-	slice = 2 * slice_ns * cpus / (cpus + queued);
-	if (slice < slice_min_ns)
-		slice = slice_min_ns;
-	if (slice > slice_max_ns)
-		slice = slice_max_ns;
-	cur_slice_ns = slice;
-}
-
-static void tick_worker(struct task_struct *p, struct morpheus_worker_ctx *wc, bool waiters)
-{
-	struct morpheus_scb *scb = scb_of(wc);
-	u64 now = bpf_ktime_get_ns();
-	u64 slice = cur_slice_ns ?: slice_ns;
-	u64 ran, seq;
-	u32 depth;
-	bool preempt = false;
-
-	if (!scb)
-		return;
-	scb->k.pressure = cur_pressure;
-	scb->k.slice_us = slice / 1000;
-
-	/* CPU time since it last blocked or answered a hint. */
-	ran = wc->ran_acc + (wc->run_start && now > wc->run_start ? now - wc->run_start : 0);
-	/* Untrusted: only ever compared with zero. */
-	depth = READ_ONCE(scb->u.critical_depth);
-	if (depth) {
-		if (!wc->crit_start)
-			wc->crit_start = now;
-		wc->crit_seen = now;
-	} else {
-		wc->crit_start = 0;
-	}
-
-	if (wc->hint_seq) {
-		if (READ_ONCE(scb->u.ack_seq) >= wc->hint_seq) {
-			hint_answered(p, wc, scb, now);
-		} else if (!(wc->flags & MORPHEUS_CTX_HINT_EXPIRED) && now > wc->hint_deadline) {
-			wc->flags |= MORPHEUS_CTX_HINT_EXPIRED;
-			stat_inc(&nr_hints_expired);
-			emit(MORPHEUS_EVENT_EXPIRED, p, wc, wc->hint_seq, now - wc->hint_ts);
-		}
-	}
-
-	if (!waiters) {
-		wc->contended_ticks = 0;
-		wc->calm_ts = now;
-		return;
-	}
-	if (wc->contended_ticks < MORPHEUS_CONTENDED_TICKS)
-		wc->contended_ticks++;
-
 	/*
-	 * Ran a slice while others wait (for more than a passing moment): ask
-	 * for a yield at the next safe point.
+	 * Charge the time used, scaled by the inverse of the task's weight,
+	 * and keep it within reach of the queue: a task's wait for a CPU stays
+	 * bounded whatever one charge was.
 	 */
-	if (!wc->hint_seq && ran >= slice && wc->contended_ticks >= MORPHEUS_CONTENDED_TICKS) {
-		wc->hint_ts = now;
-		wc->hint_deadline = now + grace_ns;
-		wc->flags &= ~MORPHEUS_CTX_HINT_EXPIRED;
-		/* Issue time and deadline must be visible before the new sequence. */
-		scb->k.hint_issued_ns = now;
-		scb->k.hint_deadline_ns = wc->hint_deadline;
-		seq = __sync_fetch_and_add(&scb->k.hint_seq, 1) + 1;
-		wc->hint_seq = seq;
-		stat_inc(&nr_hints_sent);
-		emit(MORPHEUS_EVENT_HINT, p, wc, seq, ran);
-	}
-
-	if (depth) {
-		/*
-		 * Critical sections are honoured until others have waited the
-		 * cap, never beyond. They began waiting after the last calm
-		 * tick, or were waiting when this run began: the delay a
-		 * critical section inflicts is at most the cap plus one tick.
-		 */
-		u64 waited_since = wc->calm_ts > wc->run_start ? wc->calm_ts : wc->run_start;
-
-		if (!waited_since)
-			/* Registered while running: no run start seen yet. */
-			waited_since = wc->crit_start;
-		if (now - waited_since >= max_critical_ns) {
-			stat_inc(&nr_critical_cap);
-			emit(MORPHEUS_EVENT_CRITICAL_CAP, p, wc, wc->hint_seq, now - wc->crit_start);
-			wc->crit_start = 0;
-			preempt = true;
-		}
-	} else if (enforce && (wc->flags & MORPHEUS_WORKER_ESCAPABLE) &&
-		   (wc->flags & MORPHEUS_CTX_HINT_EXPIRED) &&
-		   now - wc->crit_seen >= grace_ns) {
-		/*
-		 * Recovery, not policy: the worker ignored a hint past its
-		 * grace, and has had a whole grace period outside critical
-		 * sections to answer it (a hint deferred by a section is
-		 * answered at the first checkpoint after it).
-		 */
-		if (escalate(p, wc, scb, now) != MORPHEUS_ESCALATION_NONE)
-			preempt = true;
-		wc->flags &= ~MORPHEUS_CTX_HINT_EXPIRED;
-		wc->hint_seq = 0;
-	} else if (ran >= slice + max_overrun_ns) {
-		stat_inc(&nr_overrun_cap);
-		preempt = true;
-	}
-
-	if (preempt) {
-		/* A new round starts when it next runs. */
-		wc->ran_acc = 0;
-		wc->run_start = now;
-		scx_bpf_task_set_slice(p, 0);
-	}
-}
-
-/*
- * Whether other tasks wait for @cpu: something is queued on it, or a task on
- * the shared queue may run on it and has no idle CPU, nor one already kicked
- * for it, to go to. Tasks pinned elsewhere, or about to be picked up by a CPU
- * that was idle, do not count.
- */
-static bool others_wait_for(s32 cpu, u64 queued)
-{
-	const struct cpumask *idle;
-	struct task_struct *q;
-	u64 pending = READ_ONCE(nr_kicks_pending);
-	u64 waiting = 0;
-
-	if (scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL_ON | cpu))
-		return true;
-	if (queued <= pending)
-		return false;
-
-	/*
-	 * The iterator visits only the tasks queued when it started. The count
-	 * is not compared inside the loop: a loop-carried comparison would
-	 * make the verifier walk every iteration separately.
-	 */
-	idle = scx_bpf_get_idle_cpumask();
-	bpf_for_each(scx_dsq, q, MORPHEUS_SHARED_DSQ, 0) {
-		if (bpf_cpumask_test_cpu(cpu, q->cpus_ptr) &&
-		    !bpf_cpumask_intersects(idle, q->cpus_ptr))
-			waiting++;
-	}
-	scx_bpf_put_idle_cpumask(idle);
-	return waiting > pending;
+	vtime = tctx->vtime + scale_by_weight(used, p->scx.weight);
+	ahead = vtime_now + MORPHEUS_MAX_AHEAD_SLICES * slice_max_ns;
+	tctx->vtime = vtime_before(ahead, vtime) ? ahead : vtime;
 }
 
 void BPF_STRUCT_OPS(morpheus_tick, struct task_struct *p)
 {
 	struct morpheus_worker_ctx *wc;
-	s32 cpu = scx_bpf_task_cpu(p);
-	u64 queued;
+	u64 now = bpf_ktime_get_ns();
 
 	stat_inc(&nr_ticks);
-	kick_served(cpu);
-
-	queued = scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ);
-	if (queued > nr_queued_max)
-		nr_queued_max = queued;
-	update_load(queued);
+	kick_served(scx_bpf_task_cpu(p));
+	update_load(now);
 
 	wc = worker_of(p);
 	if (wc)
-		tick_worker(p, wc, others_wait_for(cpu, queued));
+		worker_tick(wc, now);
 
 	if (inject_error)
 		scx_bpf_error("injected error %u (test hook --inject-error-after-ms)",
@@ -685,31 +498,50 @@ void BPF_STRUCT_OPS(morpheus_tick, struct task_struct *p)
 
 void BPF_STRUCT_OPS(morpheus_enable, struct task_struct *p)
 {
-	scx_bpf_task_set_dsq_vtime(p, vtime_now);
+	struct task_ctx *tctx = task_ctx(p);
+
+	if (tctx)
+		tctx->vtime = vtime_now;
+}
+
+s32 BPF_STRUCT_OPS(morpheus_init_task, struct task_struct *p, struct scx_init_task_args *args)
+{
+	if (!bpf_task_storage_get(&task_ctxs, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		return -ENOMEM;
+	return 0;
 }
 
 void BPF_STRUCT_OPS(morpheus_exit_task, struct task_struct *p, struct scx_exit_task_args *args)
 {
 	struct morpheus_worker_ctx *wc = worker_of(p);
-	struct morpheus_scb *scb;
 
-	if (!wc)
-		return;
-	if (wc->hint_seq && !(wc->flags & MORPHEUS_CTX_HINT_EXPIRED))
-		stat_inc(&nr_hints_dropped);
-	wc->hint_seq = 0;
-	scb = scb_of(wc);
-	if (scb) {
-		scb->k.state = MORPHEUS_WORKER_DEAD;
-		stat_inc(&nr_workers_exited);
-	}
-	emit(MORPHEUS_EVENT_WORKER_STATE, p, wc, 0, MORPHEUS_WORKER_DEAD);
+	if (wc)
+		worker_exit(p, wc);
 }
 
 s32 BPF_STRUCT_OPS_SLEEPABLE(morpheus_init)
 {
+	u32 nr = scx_bpf_nr_cpu_ids();
+	s32 err;
+	u32 i;
+
 	cur_slice_ns = slice_ns;
-	return scx_bpf_create_dsq(MORPHEUS_SHARED_DSQ, -1);
+	if (nr > MORPHEUS_MAX_CPUS) {
+		scx_bpf_error("%u CPU ids, scx_morpheus supports %u", nr, MORPHEUS_MAX_CPUS);
+		return -E2BIG;
+	}
+	err = scx_bpf_create_dsq(MORPHEUS_SHARED_DSQ, -1);
+	if (err)
+		return err;
+	bpf_for(i, 0, nr) {
+		err = scx_bpf_create_dsq(i, -1);
+		if (err)
+			return err;
+		err = cpu_timer_init(i);
+		if (err)
+			return err;
+	}
+	return 0;
 }
 
 /*
@@ -742,6 +574,7 @@ SCX_OPS_DEFINE(morpheus_ops,
 	       .stopping	= (void *)morpheus_stopping,
 	       .tick		= (void *)morpheus_tick,
 	       .enable		= (void *)morpheus_enable,
+	       .init_task	= (void *)morpheus_init_task,
 	       .exit_task	= (void *)morpheus_exit_task,
 	       .cpu_online	= (void *)morpheus_cpu_online,
 	       .cpu_offline	= (void *)morpheus_cpu_offline,

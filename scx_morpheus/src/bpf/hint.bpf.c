@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Hints and escalation: a registered worker's SCB, issuing, answering and
+ * expiring hints with their histograms and events, and the escalation
+ * policies (kick, throttle). Included by main.bpf.c.
+ */
+
+static void emit(u32 kind, struct task_struct *p, struct morpheus_worker_ctx *wc,
+		 u64 seq, u64 value)
+{
+	struct morpheus_event *e;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(&nr_ring_drops);
+		return;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->tgid = p->tgid;
+	e->tid = p->pid;
+	e->slot = wc->slot;
+	e->hint_seq = seq;
+	e->value = value;
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline struct morpheus_worker_ctx *worker_of(struct task_struct *p)
+{
+	struct morpheus_worker_ctx *wc;
+
+	wc = bpf_task_storage_get(&worker_ctxs, p, 0, 0);
+	/* A registration only ever applies to a thread of the registering process. */
+	if (!wc || wc->tgid != (u32)p->tgid)
+		return NULL;
+	return wc;
+}
+
+/* The worker's live SCB, or NULL if it is gone, stale or being unregistered. */
+static struct morpheus_scb *scb_of(struct morpheus_worker_ctx *wc)
+{
+	struct morpheus_scb *scb;
+	void *array;
+	u32 slot = wc->slot;
+
+	array = bpf_map_lookup_elem(&scb_maps, &wc->tgid);
+	if (!array)
+		return NULL;
+	scb = bpf_map_lookup_elem(array, &slot);
+	if (!scb || scb->k.generation != wc->generation)
+		return NULL;
+	if (scb->k.state != MORPHEUS_WORKER_REGISTERED && scb->k.state != MORPHEUS_WORKER_RUNNING)
+		return NULL;
+	return scb;
+}
+
+/* Counts @ns in a log2(us) histogram (bucket floor(log2(us)), clamped). */
+static void hist_add(u64 *hist, u64 ns)
+{
+	u64 us = ns / 1000;
+	u32 b = 0;
+
+	bpf_for(b, 0, MORPHEUS_RESP_BUCKETS - 1) {
+		if (us < 2)
+			break;
+		us >>= 1;
+	}
+	if (b < MORPHEUS_RESP_BUCKETS)
+		__sync_fetch_and_add(&hist[b], 1);
+}
+
+/*
+ * Asks @p to yield at its next checkpoint. @due is when the hint became
+ * due (its slice ran out while others waited, or a task started waiting
+ * behind it, or a woken task became entitled to its CPU); the delay to now
+ * goes into hint_delay_hist.
+ */
+static void hint_issue(struct task_struct *p, struct morpheus_worker_ctx *wc,
+		       struct morpheus_scb *scb, u64 now, u64 ran, u64 due)
+{
+	u64 seq;
+
+	wc->hint_ts = now;
+	wc->hint_deadline = now + grace_ns;
+	wc->flags &= ~MORPHEUS_CTX_HINT_EXPIRED;
+	/* Issue time and deadline must be visible before the new sequence. */
+	scb->k.hint_issued_ns = now;
+	scb->k.hint_deadline_ns = wc->hint_deadline;
+	seq = __sync_fetch_and_add(&scb->k.hint_seq, 1) + 1;
+	wc->hint_seq = seq;
+	stat_inc(&nr_hints_sent);
+	hist_add(hint_delay_hist, due && due < now ? now - due : 0);
+	emit(MORPHEUS_EVENT_HINT, p, wc, seq, ran);
+}
+
+static void hint_answered(struct task_struct *p, struct morpheus_worker_ctx *wc,
+			  struct morpheus_scb *scb, u64 now)
+{
+	u64 resp = now - wc->hint_ts;
+	bool expired = wc->flags & MORPHEUS_CTX_HINT_EXPIRED;
+
+	/* An expired hint was already accounted for at its deadline. */
+	if (!expired) {
+		stat_inc(&nr_hints_answered);
+		if (now <= wc->hint_deadline) {
+			stat_inc(&nr_hints_in_grace);
+			if (scb)
+				__sync_fetch_and_add(&scb->k.hints_answered, 1);
+		}
+		hist_add(resp_hist, resp);
+		emit(MORPHEUS_EVENT_ANSWERED, p, wc, wc->hint_seq, resp);
+	}
+	wc->hint_seq = 0;
+	wc->flags &= ~MORPHEUS_CTX_HINT_EXPIRED;
+}
+
+/* The outstanding hint's deadline passed unanswered. */
+static void hint_expire(struct task_struct *p, struct morpheus_worker_ctx *wc, u64 now)
+{
+	wc->flags |= MORPHEUS_CTX_HINT_EXPIRED;
+	stat_inc(&nr_hints_expired);
+	emit(MORPHEUS_EVENT_EXPIRED, p, wc, wc->hint_seq, now - wc->hint_ts);
+}
+
+/* Key of the throttle entry for p: its cgroup, or the process in the root cgroup. */
+static u64 throttle_key(struct task_struct *p)
+{
+	u64 cgid = BPF_CORE_READ(p, cgroups, dfl_cgrp, kn, id);
+
+	if (cgid <= 1)
+		return (1ull << 63) | (u32)p->tgid;
+	return cgid;
+}
+
+static bool is_throttled(struct task_struct *p, u64 now)
+{
+	struct morpheus_throttle *t;
+	u64 key;
+
+	if (!nr_throttled)
+		return false;
+	key = throttle_key(p);
+	t = bpf_map_lookup_elem(&throttled, &key);
+	if (!t)
+		return false;
+	if (now < t->until_ns)
+		return true;
+	if (!bpf_map_delete_elem(&throttled, &key))
+		__sync_fetch_and_sub(&nr_throttled, 1);
+	return false;
+}
+
+static void throttle(struct task_struct *p, u64 now)
+{
+	struct morpheus_throttle t = { .until_ns = now + throttle_ns };
+	u64 key = throttle_key(p);
+
+	if (!bpf_map_update_elem(&throttled, &key, &t, BPF_NOEXIST))
+		__sync_fetch_and_add(&nr_throttled, 1);
+	else
+		bpf_map_update_elem(&throttled, &key, &t, BPF_EXIST);
+	stat_inc(&nr_throttles);
+}
+
+/* Applies the escalation policy to p (running on this CPU); returns the policy used. */
+static u32 escalate(struct task_struct *p, struct morpheus_worker_ctx *wc,
+		    struct morpheus_scb *scb, u64 now)
+{
+	u32 policy = escalation_policy;
+
+	if (now - wc->escalation_ts > hybrid_window_ns)
+		wc->escalations_recent = 0;
+	wc->escalations_recent++;
+	wc->escalation_ts = now;
+
+	if (policy == MORPHEUS_ESCALATION_HYBRID)
+		policy = wc->escalations_recent >= MORPHEUS_HYBRID_REPEAT ?
+				 MORPHEUS_ESCALATION_CGROUP_THROTTLE :
+				 MORPHEUS_ESCALATION_THREAD_KICK;
+	/* --escalation none changes nothing: no counter, no event. */
+	if (policy == MORPHEUS_ESCALATION_NONE || policy >= MORPHEUS_ESCALATION_POLICY_NR)
+		return MORPHEUS_ESCALATION_NONE;
+
+	if (policy == MORPHEUS_ESCALATION_CGROUP_THROTTLE)
+		throttle(p, now);
+	__sync_fetch_and_add(&nr_escalations[policy], 1);
+	__sync_fetch_and_add(&scb->k.escalations, 1);
+	emit(MORPHEUS_EVENT_ESCALATED, p, wc, wc->hint_seq, policy);
+	return policy;
+}

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Registered workers: when a worker is hinted, kept on its CPU or made to
+ * give way. Every decision is made on the worker's own CPU (ops.dispatch,
+ * ops.running, ops.stopping, ops.tick), where its critical_depth, written
+ * by the thread itself, is read in the thread's program order. Included by
+ * main.bpf.c.
+ */
+
+/* What worker_decide() concluded. */
+enum worker_verdict {
+	WORKER_KEEP,		 /* keeps the CPU until the next decision */
+	WORKER_YIELDED,		 /* answered its hint: gives way */
+	WORKER_PREEMPT_WINDOW,	 /* a woken task's yield window ran out */
+	WORKER_PREEMPT_CRITICAL, /* a critical section reached the cap */
+	WORKER_PREEMPT_OVERRUN,	 /* ran its slice plus max_overrun_ns */
+	WORKER_PREEMPT_ESCALATED, /* escalated (--enforce) */
+	WORKER_GONE,		 /* no live SCB: scheduled like any task */
+};
+
+/* CPU time since the worker last blocked or answered a hint. */
+static __always_inline u64 worker_ran(const struct morpheus_worker_ctx *wc, u64 now)
+{
+	return wc->ran_acc + (wc->run_start && now > wc->run_start ? now - wc->run_start : 0);
+}
+
+/*
+ * The worker starts running on @cpu: a new run with its slice's end (when a
+ * hint becomes due if others wait) and the grace period moved by the time
+ * it waited for a CPU. Arms the CPU's timer for the first decision.
+ */
+static void worker_running(struct task_struct *p, struct morpheus_worker_ctx *wc,
+			   struct cpu_ctx *cctx, s32 cpu, u64 now)
+{
+	struct morpheus_scb *scb = scb_of(wc);
+	u64 slice = task_slice(p);
+	u64 next;
+
+	wc->run_start = now;
+	/*
+	 * The grace period is time on a CPU: a worker cannot reach a
+	 * checkpoint while it waits for one, so that wait moves the deadline.
+	 */
+	if (wc->hint_seq && !(wc->flags & MORPHEUS_CTX_HINT_EXPIRED) &&
+	    wc->stop_ts >= wc->hint_ts && now > wc->stop_ts) {
+		wc->hint_deadline += now - wc->stop_ts;
+		if (scb)
+			scb->k.hint_deadline_ns = wc->hint_deadline;
+	}
+	if (!scb)
+		return;
+	if (scb->k.state == MORPHEUS_WORKER_REGISTERED) {
+		scb->k.state = MORPHEUS_WORKER_RUNNING;
+		stat_inc(&nr_workers_started);
+		emit(MORPHEUS_EVENT_WORKER_STATE, p, wc, 0, MORPHEUS_WORKER_RUNNING);
+	}
+
+	cctx->worker = true;
+	cctx->hinted = wc->hint_seq != 0;
+	cctx->slice_end = now + (slice > wc->ran_acc ? slice - wc->ran_acc : 0);
+	next = cctx->slice_end;
+	if (wc->hint_seq && !(wc->flags & MORPHEUS_CTX_HINT_EXPIRED))
+		next = min_u64(next, wc->hint_deadline);
+	cpu_timer_arm(cctx, next, now);
+}
+
+/*
+ * The worker stops running. A hint is answered by an acknowledgement or by
+ * giving up the CPU (blocking). Involuntary preemption does not answer it,
+ * and the CPU time keeps counting towards the next hint and the caps.
+ */
+static void worker_stopping(struct task_struct *p, struct morpheus_worker_ctx *wc,
+			    bool runnable, u64 used, u64 now)
+{
+	struct morpheus_scb *scb = scb_of(wc);
+
+	wc->stop_ts = now;
+	if (wc->flags & MORPHEUS_CTX_NEW_ROUND) {
+		wc->flags &= ~MORPHEUS_CTX_NEW_ROUND;
+		wc->ran_acc = 0;
+	} else if (wc->hint_seq && scb &&
+	    (READ_ONCE(scb->u.ack_seq) >= wc->hint_seq || !runnable)) {
+		hint_answered(p, wc, scb, now);
+		wc->ran_acc = 0;
+	} else if (!runnable) {
+		wc->ran_acc = 0;
+	} else {
+		wc->ran_acc += used;
+	}
+	if (!runnable)
+		wc->contended_since = 0;
+	wc->run_start = 0;
+}
+
+/*
+ * Tick: publishes the load to the worker's SCB and notes a critical
+ * section (escalation waits for a whole grace period outside them). No
+ * decision is made here.
+ */
+static void worker_tick(struct morpheus_worker_ctx *wc, u64 now)
+{
+	struct morpheus_scb *scb = scb_of(wc);
+
+	if (!scb)
+		return;
+	scb->k.pressure = cur_pressure;
+	scb->k.slice_us = (cur_slice_ns ?: slice_ns) / 1000;
+	/* Untrusted: only ever compared with zero. */
+	if (READ_ONCE(scb->u.critical_depth))
+		wc->crit_seen = now;
+}
+
+static void worker_exit(struct task_struct *p, struct morpheus_worker_ctx *wc)
+{
+	struct morpheus_scb *scb;
+
+	if (wc->hint_seq && !(wc->flags & MORPHEUS_CTX_HINT_EXPIRED))
+		stat_inc(&nr_hints_dropped);
+	wc->hint_seq = 0;
+	scb = scb_of(wc);
+	if (scb) {
+		scb->k.state = MORPHEUS_WORKER_DEAD;
+		stat_inc(&nr_workers_exited);
+	}
+	emit(MORPHEUS_EVENT_WORKER_STATE, p, wc, 0, MORPHEUS_WORKER_DEAD);
+}
+
+/*
+ * The decision about worker @p, still runnable on @cpu (from ops.dispatch:
+ * its slice ran out, a timer or a waker kicked the CPU, or it yielded).
+ * Returns the verdict; for WORKER_KEEP, *until is the next decision.
+ *
+ * Others waiting and its slice used up (or a woken task entitled to its
+ * CPU): it is hinted. Then, in this order: a critical section keeps the CPU
+ * until others have waited max_critical_ns; an escapable worker that let a
+ * hint expire and has had a whole grace period outside critical sections
+ * is escalated (--enforce); a woken task's yield window ending, or running
+ * max_overrun_ns past its slice, preempts it. Nobody waiting: it goes on.
+ */
+static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
+			 struct cpu_ctx *cctx, s32 cpu, u64 now, u64 *until)
+{
+	struct morpheus_scb *scb = scb_of(wc);
+	u64 slice = task_slice(p);
+	u64 ran, next, due, waited_since;
+	bool waiters, depth;
+
+	if (!scb)
+		return WORKER_GONE;
+	ran = worker_ran(wc, now);
+	/* Untrusted: only ever compared with zero. */
+	depth = READ_ONCE(scb->u.critical_depth) != 0;
+	if (depth) {
+		if (!wc->crit_start)
+			wc->crit_start = now;
+		wc->crit_seen = now;
+	} else {
+		wc->crit_start = 0;
+	}
+	waiters = others_wait_for(cpu);
+
+	if (wc->hint_seq) {
+		if (READ_ONCE(scb->u.ack_seq) >= wc->hint_seq) {
+			/* At a safe point: a new round; give way if anyone waits. */
+			hint_answered(p, wc, scb, now);
+			cctx->hinted = false;
+			wc->ran_acc = 0;
+			wc->run_start = now;
+			cctx->slice_end = now + slice;
+			ran = 0;
+			if (waiters)
+				return WORKER_YIELDED;
+		} else if (!(wc->flags & MORPHEUS_CTX_HINT_EXPIRED) && now > wc->hint_deadline) {
+			hint_expire(p, wc, now);
+		}
+	}
+
+	if (!waiters) {
+		wc->calm_ts = now;
+		wc->contended_since = 0;
+		cctx->want_ts = 0;
+		cctx->wait_ts = 0;
+		next = now + slice;
+		if (wc->hint_seq && !(wc->flags & MORPHEUS_CTX_HINT_EXPIRED))
+			next = min_u64(next, wc->hint_deadline);
+		*until = next;
+		return WORKER_KEEP;
+	}
+
+	if (!wc->contended_since)
+		wc->contended_since = cctx->wait_ts && cctx->wait_ts < now ? cctx->wait_ts : now;
+
+	/*
+	 * A woken task wants the CPU: hint at once. Ran a slice while others
+	 * have waited more than a blip: hint, due when both became true.
+	 */
+	due = 0;
+	if (cctx->want_ts)
+		due = cctx->want_ts;
+	else if (ran >= slice)
+		due = (wc->contended_since > cctx->slice_end ? wc->contended_since : cctx->slice_end) +
+		      MORPHEUS_WAIT_BLIP_NS;
+	if (!wc->hint_seq && due && now >= due) {
+		hint_issue(p, wc, scb, now, ran, due);
+		cctx->hinted = true;
+	}
+
+	if (depth) {
+		/*
+		 * Critical sections are honoured until others have waited the
+		 * cap, never beyond. They began waiting after the last calm
+		 * decision, or were waiting when this run began.
+		 */
+		waited_since = wc->calm_ts > wc->run_start ? wc->calm_ts : wc->run_start;
+		if (!waited_since)
+			/* Registered while running: no run start seen yet. */
+			waited_since = wc->crit_start;
+		if (now - waited_since >= max_critical_ns) {
+			stat_inc(&nr_critical_cap);
+			emit(MORPHEUS_EVENT_CRITICAL_CAP, p, wc, wc->hint_seq, now - wc->crit_start);
+			wc->crit_start = 0;
+			return WORKER_PREEMPT_CRITICAL;
+		}
+		next = waited_since + max_critical_ns;
+	} else {
+		if (enforce && (wc->flags & MORPHEUS_WORKER_ESCAPABLE) &&
+		    (wc->flags & MORPHEUS_CTX_HINT_EXPIRED) && now - wc->crit_seen >= grace_ns) {
+			/*
+			 * Recovery, not policy: the worker ignored a hint past
+			 * its grace, and has had a whole grace period outside
+			 * critical sections to answer it (a hint deferred by a
+			 * section is answered at the first checkpoint after it).
+			 */
+			u32 policy = escalate(p, wc, scb, now);
+
+			wc->flags &= ~MORPHEUS_CTX_HINT_EXPIRED;
+			wc->hint_seq = 0;
+			cctx->hinted = false;
+			if (policy != MORPHEUS_ESCALATION_NONE)
+				return WORKER_PREEMPT_ESCALATED;
+		}
+		if (cctx->want_ts && now >= cctx->want_ts + yield_window_ns)
+			return WORKER_PREEMPT_WINDOW;
+		if (ran >= slice + max_overrun_ns) {
+			stat_inc(&nr_overrun_cap);
+			return WORKER_PREEMPT_OVERRUN;
+		}
+		next = now + (slice + max_overrun_ns - ran);
+		if (cctx->want_ts)
+			next = min_u64(next, cctx->want_ts + yield_window_ns);
+		if (enforce && (wc->flags & MORPHEUS_WORKER_ESCAPABLE) &&
+		    (wc->flags & MORPHEUS_CTX_HINT_EXPIRED))
+			next = min_u64(next, wc->crit_seen + grace_ns);
+	}
+	/* When the hint becomes due. */
+	if (!wc->hint_seq && ran < slice)
+		next = min_u64(next, now + (slice - ran) + MORPHEUS_WAIT_BLIP_NS);
+	else if (!wc->hint_seq && due > now)
+		next = min_u64(next, due);
+	if (wc->hint_seq && !(wc->flags & MORPHEUS_CTX_HINT_EXPIRED))
+		next = min_u64(next, wc->hint_deadline);
+	*until = next;
+	return WORKER_KEEP;
+}
+
+/* Worker @p keeps @cpu until @until: its slice and the CPU's timer say so. */
+static void worker_keep(struct task_struct *p, struct cpu_ctx *cctx, s32 cpu, u64 now,
+			u64 until)
+{
+	/* A deadline already passed is decided on again right away. */
+	u64 left = until > now ? until - now : 0;
+
+	if (left < NSEC_PER_USEC * 10)
+		left = NSEC_PER_USEC * 10;
+	scx_bpf_task_set_slice(p, left);
+	cpu_timer_arm(cctx, now + left, now);
+}
+
+/*
+ * Worker @p gave its CPU to another task for @verdict. After a cap or an
+ * escalation a new round starts when it next runs; a woken task's
+ * preemption leaves its round (and outstanding hint) as they were.
+ */
+static void worker_gave_way(struct morpheus_worker_ctx *wc, u32 verdict)
+{
+	switch (verdict) {
+	case WORKER_PREEMPT_WINDOW:
+		stat_inc(&nr_window_preempts);
+		break;
+	case WORKER_PREEMPT_CRITICAL:
+	case WORKER_PREEMPT_OVERRUN:
+	case WORKER_PREEMPT_ESCALATED:
+		wc->flags |= MORPHEUS_CTX_NEW_ROUND;
+		break;
+	default:
+		break;
+	}
+}
