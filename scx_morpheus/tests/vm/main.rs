@@ -8,6 +8,7 @@ mod faults;
 mod hints;
 mod hostile;
 mod operator;
+mod preemption;
 mod registration;
 mod runtime;
 mod soak;

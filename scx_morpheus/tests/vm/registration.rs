@@ -239,7 +239,15 @@ fn garbage_in_a_workers_own_scb_harms_nobody() {
         "a hog starved: {progress:?}"
     );
     assert_eq!(sched_ext_state(), "enabled", "the scheduler survived");
-    assert!(h.metric("critical_cap_violations") + h.metric("overrun_cap_violations") >= 1);
+    // Its garbage cannot keep the CPU: it either reads as answers to its
+    // hints (ack_seq past every hint: it gives way at once) or is cut off
+    // at a cap.
+    assert!(
+        h.metric("hints_answered")
+            + h.metric("critical_cap_violations")
+            + h.metric("overrun_cap_violations")
+            >= 1
+    );
     h.stop();
 }
 

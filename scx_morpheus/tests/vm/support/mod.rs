@@ -219,6 +219,7 @@ impl Drop for Loader {
 }
 
 pub mod client;
+pub mod sleeper;
 pub mod worker;
 
 use std::sync::Arc;
