@@ -31,7 +31,16 @@ fn a_worker_gets_hints_only_when_others_wait_for_its_cpu() {
     // Two CPU hogs on the same CPU: the worker runs its slice while they wait.
     let busy = h.contended(0, Behaviour::Checkpoint, 1500);
 
-    assert_eq!(alone.hints, 0, "an uncontended worker got hints");
+    // Alone on its CPU it is hinted only when a task that woke with no CPU
+    // idle (the other CPU busy for a moment) is entitled to its CPU: wake-up
+    // preemption makes that task a waiter too. That is rare; waiting hogs
+    // make hints a matter of every slice.
+    assert!(
+        alone.hints * 20 <= busy.hints,
+        "an uncontended worker got {} hints, a contended one {}",
+        alone.hints,
+        busy.hints
+    );
     assert!(
         busy.hints >= 5,
         "a worker that ran its slice while others waited got {} hints",

@@ -48,7 +48,10 @@ pub fn run(
         let scb = session.scb(slot);
         // SAFETY: sched_getscheduler on ourselves.
         let policy = unsafe { libc::sched_getscheduler(0) };
-        let start_hint = scb.hint_seq();
+        // A registration hands out a zeroed SCB: every hint of this run
+        // counts, also one issued before this line (the worker runs, and
+        // may be hinted, from the moment the loader has replied).
+        let start_hint = 0;
         let mut acked_seq = start_hint;
         let mut acked = 0;
         let mut pressure_max = 0;
