@@ -37,6 +37,10 @@ use opts::{Config, Opts};
 use server::{Server, ServerConfig};
 use stats::Metrics;
 
+/// How often the event ring is drained (BPF never wakes the loader).
+const EVENT_DRAIN: Duration =
+    Duration::from_millis(bpf_intf::morpheus_sched_consts_MORPHEUS_EVENT_DRAIN_MS as u64);
+
 /// The name the scheduler is registered under (the kernel shows it with a
 /// version suffix in /sys/kernel/sched_ext/root/ops).
 pub const SCHEDULER_NAME: &str = "scx_morpheus";
@@ -154,6 +158,7 @@ impl<'a> Scheduler<'a> {
             nr_wakeup_preempts: bss.nr_wakeup_preempts,
             nr_wakeup_hints: bss.nr_wakeup_hints,
             nr_window_preempts: bss.nr_window_preempts,
+            nr_slice_preempts: bss.nr_slice_preempts,
             nr_timer_kicks: bss.nr_timer_kicks,
             nr_ticks: bss.nr_ticks,
             nr_queued_max: bss.nr_queued_max,
@@ -194,8 +199,10 @@ impl<'a> Scheduler<'a> {
             .inject_error_after_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms));
 
-        // Hint events from the ring buffer: reclaim exited workers promptly,
-        // and print them with --debug.
+        // Events from the ring buffer: reclaim exited workers, and print
+        // them with --debug. BPF never wakes us (a wakeup per hint would
+        // cost a context switch per hint): the ring is drained every
+        // MORPHEUS_EVENT_DRAIN_MS.
         let events_map = MapHandle::try_from(&self.skel.maps.events)?;
         let pending: Rc<RefCell<Vec<Event>>> = Rc::default();
         let mut builder = RingBufferBuilder::new();
@@ -220,8 +227,9 @@ impl<'a> Scheduler<'a> {
                 warn!("test hook: injecting a BPF error");
                 self.skel.maps.bss_data.as_mut().unwrap().inject_error = 1;
             }
+            std::thread::sleep(EVENT_DRAIN);
             // EINTR on a signal is not an error.
-            let _ = ring.poll(Duration::from_millis(100));
+            let _ = ring.consume();
             for ev in pending.borrow_mut().drain(..) {
                 self.handle_event(&ev);
             }

@@ -41,6 +41,10 @@ pub struct Metrics {
     pub nr_wakeup_hints: u64,
     #[stat(desc = "Workers preempted when their yield window ended")]
     pub nr_window_preempts: u64,
+    #[stat(
+        desc = "Plain tasks preempted at the end of their slice for waiters (timer or waker, not a tick)"
+    )]
+    pub nr_slice_preempts: u64,
     #[stat(desc = "Decision timers that fired for a running task")]
     pub nr_timer_kicks: u64,
     #[stat(desc = "Scheduler ticks observed")]
@@ -152,11 +156,12 @@ impl Metrics {
         )?;
         writeln!(
             w,
-            "[{}] preempt -> wakeup: {:<6} hint: {:<6} window: {:<5} | local: {:<6} steal: {:<5} | timers: {}",
+            "[{}] preempt -> wakeup: {:<6} hint: {:<6} window: {:<5} slice: {:<6} | local: {:<6} steal: {:<5} | timers: {}",
             crate::SCHEDULER_NAME,
             self.nr_wakeup_preempts,
             self.nr_wakeup_hints,
             self.nr_window_preempts,
+            self.nr_slice_preempts,
             self.nr_local_dispatches,
             self.nr_steals,
             self.nr_timer_kicks,

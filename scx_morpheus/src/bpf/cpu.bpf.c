@@ -45,9 +45,23 @@ static u64 cpu_curr_vtime(const struct cpu_ctx *cctx, u64 now)
 }
 
 /*
+ * Whether a task is queued that @cpu could run next, by queue lengths only
+ * (no scan: callable from the timer). Tasks on the shared queue that an
+ * idle CPU was already kicked for do not count.
+ */
+static bool cpu_has_queued(s32 cpu)
+{
+	return scx_bpf_dsq_nr_queued(cpu) || scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL_ON | cpu) ||
+	       scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ) > READ_ONCE(nr_kicks_pending);
+}
+
+/*
  * A decision timer fired: if the run it was armed for still goes on,
- * preempt-kick its CPU. The decision itself is made there, in
- * ops.dispatch, which may let the task keep the CPU.
+ * preempt-kick its CPU. For a worker the decision is made there, in
+ * ops.dispatch, which may let it keep the CPU. A plain task's slice ended:
+ * it is preempted only if others wait; if nobody does, the kernel refills
+ * its slice at the next tick, and a task that starts waiting later kicks
+ * it from ops.enqueue (preempt_target()).
  */
 static int cpu_timer_fn(void *map, int *key, struct cpu_ctx *cctx)
 {
@@ -55,6 +69,12 @@ static int cpu_timer_fn(void *map, int *key, struct cpu_ctx *cctx)
 
 	if (cctx->timer_run_id != cctx->run_id || !cctx->pid)
 		return 0;
+	if (!cctx->worker) {
+		if (cctx->wait_ts || !cpu_has_queued(cpu))
+			return 0;
+		cctx->wait_ts = bpf_ktime_get_ns();
+		stat_inc(&nr_slice_preempts);
+	}
 	stat_inc(&nr_timer_kicks);
 	scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
 	return 0;

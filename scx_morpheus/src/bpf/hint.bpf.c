@@ -5,6 +5,13 @@
  * policies (kick, throttle). Included by main.bpf.c.
  */
 
+/*
+ * Records an event for the loader (reaping exited workers, --debug). The
+ * loader is never woken for one: it drains the ring every
+ * MORPHEUS_EVENT_DRAIN_MS. A wakeup per event would cost a context switch
+ * per hint, and the woken loader would take a CPU from the very workers
+ * being hinted.
+ */
 static void emit(u32 kind, struct task_struct *p, struct morpheus_worker_ctx *wc,
 		 u64 seq, u64 value)
 {
@@ -22,7 +29,7 @@ static void emit(u32 kind, struct task_struct *p, struct morpheus_worker_ctx *wc
 	e->slot = wc->slot;
 	e->hint_seq = seq;
 	e->value = value;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline struct morpheus_worker_ctx *worker_of(struct task_struct *p)

@@ -45,6 +45,11 @@ enum morpheus_sched_consts {
 	MORPHEUS_MAX_THROTTLED = 1024,
 	/* Event ring buffer size in bytes. */
 	MORPHEUS_EVENT_RING_SIZE = 256 * 1024,
+	/*
+	 * The loader drains the event ring this often (BPF never wakes it):
+	 * its 256 KiB hold over 5000 events, far more than 100 ms of hints.
+	 */
+	MORPHEUS_EVENT_DRAIN_MS = 100,
 	/* Loader defaults (milliseconds) for the scheduler-only tunables. */
 	MORPHEUS_DEFAULT_MAX_OVERRUN_MS = 200,
 	/*

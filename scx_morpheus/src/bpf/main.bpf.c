@@ -7,8 +7,10 @@
  * vtime advances by the CPU time it used scaled by the inverse of its
  * weight, so CPU time is shared in proportion to weight. A task that slept
  * is placed at most one slice behind the queues' vtime (it cannot bank
- * credit) and a runnable one at most MORPHEUS_MAX_AHEAD_SLICES maximum
- * slices ahead (no charge, however heavy, makes it wait unboundedly). Its
+ * credit); one that stayed runnable keeps its lag (a worker that yields at
+ * a hint gives up its turn, not its share); and a runnable one is kept at
+ * most MORPHEUS_MAX_AHEAD_SLICES maximum slices ahead (no charge, however
+ * heavy, makes it wait unboundedly). Its
  * deadline is its vtime plus its typical request (its average burst of CPU
  * use, at most a slice): among tasks equally entitled, the one that asks
  * for less runs first. Slices are scaled by weight too.
@@ -18,12 +20,22 @@
  * shared queue for the rest. A CPU runs the earlier of its own queue's head
  * and the shared queue's, then steals from other CPUs' queues.
  *
+ * Slices end on time: the CPU's timer (cpu.bpf.c) preempts a task that
+ * typically runs its whole slice at the slice's end if others wait, and a
+ * task that starts waiting kicks a CPU whose task is already past its
+ * slice; the tick (late by up to a tick period, far more under emulation)
+ * only refills the slice of a task that nobody waits for. Tasks that
+ * typically block early cost no timer (a timer per context switch costs
+ * switch-heavy loads more than it gains).
+ *
  * Wake-up preemption (preempt.bpf.c): a task that wakes when no CPU is idle
- * takes the CPU of the task furthest ahead in vtime if it is entitled to it
- * (EEVDF-like: it is not ahead of that task and its virtual deadline is
- * earlier). A plain task is preempted at once. A registered worker is hinted
- * first and has yield_window_ns to yield at a checkpoint; inside a critical
- * section it keeps the CPU until others have waited max_critical_ns.
+ * takes a CPU it is entitled to (EEVDF-like: it is not ahead of that CPU's
+ * task in vtime and its virtual deadline is earlier), the one whose task is
+ * furthest ahead, a plain task's before a registered worker's. A plain task
+ * is preempted at once and keeps its lag. A registered worker is asked only
+ * when no plain task can give way: it is hinted first and has
+ * yield_window_ns to yield at a checkpoint; inside a critical section it
+ * keeps the CPU until others have waited max_critical_ns.
  *
  * Registered workers (worker.bpf.c): every decision about a worker is made
  * on its own CPU, in ops.dispatch, where its critical-section flag is read
@@ -79,6 +91,7 @@ u64 nr_idle_kicks;	   /* idle CPUs woken for newly queued work */
 u64 nr_wakeup_preempts;	   /* woken tasks that preempted a plain task at once */
 u64 nr_wakeup_hints;	   /* woken tasks that asked a worker to yield first */
 u64 nr_window_preempts;	   /* workers preempted when their yield window ended */
+u64 nr_slice_preempts;	   /* plain tasks preempted at slice end for waiters, not at a tick */
 u64 nr_timer_kicks;	   /* decision timers that fired for a live run */
 u64 nr_ticks;		   /* scheduler ticks observed */
 u64 nr_queued_max;	   /* deepest queue (all queues) seen */
@@ -150,9 +163,9 @@ struct cpu_ctx {
 	u64 started;	  /* when the current task started */
 	u64 vtime;	  /* its vtime then */
 	u64 deadline;	  /* its virtual deadline */
-	u64 slice_end;	  /* worker: when its slice is used up */
+	u64 slice_end;	  /* when its slice is used up */
 	u64 want_ts;	  /* a woken task is entitled to this CPU since then */
-	u64 wait_ts;	  /* a task began waiting behind this worker then */
+	u64 wait_ts;	  /* a task began waiting behind it (past its slice) then */
 	u32 pid;	  /* the current task, 0 when none */
 	u32 weight;	  /* its weight */
 	bool worker;	  /* it is a registered worker ... */
@@ -307,8 +320,13 @@ void BPF_STRUCT_OPS(morpheus_enqueue, struct task_struct *p, u64 enq_flags)
 		stat_inc(&nr_shared_enqueues);
 		return;
 	}
-	/* A task that slept may lag the queue by at most one slice. */
-	if (vtime_before(tctx->vtime, vtime_now - slice))
+	/*
+	 * A task that slept may lag the queue by at most one slice: sleeping
+	 * banks no credit. A task that stayed runnable (preempted, or a
+	 * worker that yielded at a hint) keeps its lag: it gave up its turn,
+	 * not its share.
+	 */
+	if ((enq_flags & SCX_ENQ_WAKEUP) && vtime_before(tctx->vtime, vtime_now - slice))
 		tctx->vtime = vtime_now - slice;
 	deadline = task_deadline(p, tctx, slice);
 
@@ -370,9 +388,16 @@ void BPF_STRUCT_OPS(morpheus_dispatch, s32 cpu, struct task_struct *prev)
 
 	/* Nothing else to run here: @prev goes on with a fresh slice. */
 	if (queued) {
-		scx_bpf_task_set_slice(prev, task_slice(prev));
-		if (wc)
-			worker_keep(prev, cctx, cpu, now, now + task_slice(prev));
+		u64 slice = task_slice(prev);
+
+		scx_bpf_task_set_slice(prev, slice);
+		if (wc) {
+			worker_keep(prev, cctx, cpu, now, now + slice);
+		} else if (cctx && cctx->pid == prev->pid) {
+			cctx->slice_end = now + slice;
+			cctx->wait_ts = 0;
+			cpu_timer_arm(cctx, cctx->slice_end, now);
+		}
 	}
 }
 
@@ -386,8 +411,8 @@ static void charge_start(struct task_struct *p, struct task_ctx *tctx)
 /*
  * The CPU time @p used in the run that is stopping, which its vtime is
  * charged. Every task pays for what it used, workers and others alike
- * (sched_ext notices an exhausted slice only at a tick, so the slice given
- * says little). Kept per task, so it is right whichever CPU runs the
+ * (a slice nobody waited for ends only at a tick, and a preemption lands
+ * a little after its kick, so the slice given says little). Kept per task, so it is right whichever CPU runs the
  * callbacks. A task already running when the scheduler attached has no
  * start: it pays the slice it used.
  */
@@ -427,10 +452,20 @@ void BPF_STRUCT_OPS(morpheus_running, struct task_struct *p)
 	cctx->worker = false;
 	cctx->hinted = false;
 	cctx->pid = p->pid;
+	cctx->slice_end = now + p->scx.slice;
 
+	/*
+	 * A plain task that typically runs its whole slice gets the CPU's
+	 * timer at the slice's end. One that typically blocks well before
+	 * (most tasks that wake and sleep) costs no timer: if it runs long
+	 * after all, a task that starts waiting kicks it (preempt_target()),
+	 * or the tick ends its slice.
+	 */
 	wc = worker_of(p);
 	if (wc)
 		worker_running(p, wc, cctx, cpu, now);
+	else if (tctx->avg_burst >= p->scx.slice / 2)
+		cpu_timer_arm(cctx, cctx->slice_end, now);
 }
 
 void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)

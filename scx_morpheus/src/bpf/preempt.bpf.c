@@ -6,26 +6,40 @@
  */
 
 /*
- * Where @p, with @vtime and virtual @deadline, should wait when no CPU is idle: the
- * CPU it preempts (its queue), or -1 for the shared queue.
+ * Whether a task waking with @vtime and virtual @deadline is entitled to
+ * the CPU of @cctx, whose task has reached @cur in vtime: it is not ahead
+ * of that task and its virtual deadline is earlier, as EEVDF decides.
+ */
+static bool entitled_to(const struct cpu_ctx *cctx, u64 cur, u64 vtime, u64 deadline)
+{
+	return !vtime_before(cur, vtime) && vtime_before(deadline, cctx->deadline);
+}
+
+/*
+ * Where @p, with @vtime and virtual @deadline, should wait when no CPU is
+ * idle: the CPU it preempts (its queue), or -1 for the shared queue.
  *
- * The victim is the allowed CPU whose task is furthest ahead in vtime. A
- * task that woke up is entitled to that CPU when it is not ahead of the
- * victim's task and its virtual deadline is earlier than the victim's, as
- * EEVDF decides. A plain victim is preempted
+ * A task that woke up takes, among the allowed CPUs it is entitled to
+ * (entitled_to()), the one whose task is furthest ahead in vtime, a plain
+ * task's before a registered worker's: preempting a plain task costs it a
+ * context switch and nothing of its share (it keeps its lag), while a
+ * worker answers a hint by yielding to its runtime too, so workers are
+ * asked only when no plain task can give way. A plain victim is preempted
  * at once; a registered worker is asked to yield (ops.dispatch on its CPU
  * hints it and opens its yield window). A task that is not entitled waits
- * on the shared queue, and a worker already past its slice learns at once
- * that it now keeps someone waiting.
+ * on the shared queue, and the first allowed CPU whose task is already past
+ * its slice is kicked at once, not at its next tick: a plain task there
+ * gives way, a worker learns that it now keeps someone waiting.
  */
 static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 enq_flags,
 			  u64 now)
 {
-	struct cpu_ctx *cctx, *victim_ctx = NULL, *hint_ctx = NULL;
+	struct cpu_ctx *cctx, *plain_ctx = NULL, *worker_ctx = NULL, *late_ctx = NULL;
+	bool wakeup = enq_flags & SCX_ENQ_WAKEUP;
 	u32 nr = scx_bpf_nr_cpu_ids();
 	s32 start = scx_bpf_task_cpu(p);
-	s32 victim = -1, hint_cpu = -1;
-	u64 victim_vtime = 0, cur;
+	s32 plain = -1, worker = -1, late_cpu = -1;
+	u64 plain_vtime = 0, worker_vtime = 0, cur;
 	u32 i;
 
 	bpf_for(i, 0, MORPHEUS_CPU_SCAN) {
@@ -40,35 +54,44 @@ static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 en
 		if (!cctx || !cctx->pid)
 			continue;
 		cur = cpu_curr_vtime(cctx, now);
-		if (!victim_ctx || vtime_before(victim_vtime, cur)) {
-			victim = cpu;
-			victim_ctx = cctx;
-			victim_vtime = cur;
+		if (wakeup && entitled_to(cctx, cur, vtime, deadline)) {
+			if (!cctx->worker && (!plain_ctx || vtime_before(plain_vtime, cur))) {
+				plain = cpu;
+				plain_ctx = cctx;
+				plain_vtime = cur;
+			} else if (cctx->worker && (!worker_ctx || vtime_before(worker_vtime, cur))) {
+				worker = cpu;
+				worker_ctx = cctx;
+				worker_vtime = cur;
+			}
 		}
-		if (!hint_ctx && cctx->worker && !cctx->hinted && !cctx->wait_ts &&
+		if (!late_ctx && !cctx->wait_ts && !(cctx->worker && cctx->hinted) &&
 		    now >= cctx->slice_end) {
-			hint_cpu = cpu;
-			hint_ctx = cctx;
+			late_cpu = cpu;
+			late_ctx = cctx;
 		}
 	}
 
-	if (victim_ctx && (enq_flags & SCX_ENQ_WAKEUP) && !vtime_before(victim_vtime, vtime) &&
-	    vtime_before(deadline, victim_ctx->deadline)) {
-		if (victim_ctx->worker) {
-			if (victim_ctx->want_ts)
-				return victim;
-			victim_ctx->want_ts = now;
-			stat_inc(&nr_wakeup_hints);
-		} else {
-			stat_inc(&nr_wakeup_preempts);
-		}
-		scx_bpf_kick_cpu(victim, SCX_KICK_PREEMPT);
-		return victim;
+	if (plain_ctx) {
+		stat_inc(&nr_wakeup_preempts);
+		scx_bpf_kick_cpu(plain, SCX_KICK_PREEMPT);
+		return plain;
+	}
+	if (worker_ctx) {
+		/* Already asked for another woken task: wait there with it. */
+		if (worker_ctx->want_ts)
+			return worker;
+		worker_ctx->want_ts = now;
+		stat_inc(&nr_wakeup_hints);
+		scx_bpf_kick_cpu(worker, SCX_KICK_PREEMPT);
+		return worker;
 	}
 
-	if (hint_ctx) {
-		hint_ctx->wait_ts = now;
-		scx_bpf_kick_cpu(hint_cpu, SCX_KICK_PREEMPT);
+	if (late_ctx) {
+		late_ctx->wait_ts = now;
+		if (!late_ctx->worker)
+			stat_inc(&nr_slice_preempts);
+		scx_bpf_kick_cpu(late_cpu, SCX_KICK_PREEMPT);
 	}
 	return -1;
 }

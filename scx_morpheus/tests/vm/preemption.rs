@@ -175,3 +175,69 @@ fn hints_are_issued_when_due_not_at_the_next_tick() {
     );
     h.stop();
 }
+
+/// CPU time and involuntary context switches of the calling thread.
+fn thread_usage() -> (Duration, i64) {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: ru is a valid rusage for the kernel to fill.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_nivcsw)
+}
+
+#[test]
+fn a_plain_task_gives_way_when_its_slice_ends_not_at_the_next_tick() {
+    require_sched_ext();
+    let _slot = exclusive();
+    // 1 ms slices, a quarter of the 4 ms tick period (CONFIG_HZ=250): a
+    // slice noticed only at a tick would last about 4 ms.
+    let slice = [
+        "--slice-ms",
+        "1",
+        "--slice-min-ms",
+        "1",
+        "--slice-max-ms",
+        "1",
+    ];
+    let h = Harness::start("slices", 19605, &slice);
+    let before = h.metric("nr_slice_preempts");
+    // Two plain CPU-bound threads on one CPU, each always waiting for the
+    // other: every run should end when its slice does. The run length is
+    // measured as CPU time per involuntary switch, which the emulator's
+    // clock jumps do not disturb.
+    let runs: Vec<(Duration, i64)> = (0..2)
+        .map(|_| {
+            std::thread::spawn(|| {
+                pin_to(test_cpu());
+                let start = thread_usage();
+                let end = std::time::Instant::now() + Duration::from_millis(1500);
+                while std::time::Instant::now() < end {
+                    spin_us(20);
+                }
+                let stop = thread_usage();
+                (stop.0 - start.0, stop.1 - start.1)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().expect("hog"))
+        .collect();
+    let preempts = h.metric("nr_slice_preempts") - before;
+    let cpu: Duration = runs.iter().map(|r| r.0).sum();
+    let switches: i64 = runs.iter().map(|r| r.1).sum();
+    let mean_run = cpu / switches.max(1) as u32;
+    println!(
+        "2 hogs, 1 ms slices: {cpu:?} CPU in {switches} runs, mean {mean_run:?}; {preempts} slice preemptions"
+    );
+    assert!(switches >= 100, "the hogs took turns ({switches} switches)");
+    assert!(
+        preempts as i64 >= switches / 2,
+        "most runs ended at their slice's end by the timer or a waker ({preempts} of {switches})"
+    );
+    assert!(
+        mean_run < Duration::from_millis(3),
+        "a run lasts about its 1 ms slice, not a 4 ms tick period (mean {mean_run:?})"
+    );
+    h.stop();
+}
