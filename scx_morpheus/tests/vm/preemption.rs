@@ -14,6 +14,11 @@ use crate::support::*;
 
 const SLEEP: Duration = Duration::from_millis(1);
 
+/// Loader arguments for a slice of `ms` milliseconds whatever the load.
+fn fixed_slice(ms: &str) -> [&str; 6] {
+    ["--slice-ms", ms, "--slice-min-ms", ms, "--slice-max-ms", ms]
+}
+
 /// Runs a registered worker with `behaviour` on the test CPU for `ms` and,
 /// once it has started, a sleeper beside it; returns both reports.
 fn worker_and_sleeper(h: &Harness, behaviour: Behaviour, ms: u64) -> (worker::Report, Lateness) {
@@ -41,15 +46,7 @@ fn a_woken_task_preempts_a_hog_at_once() {
     let _slot = exclusive();
     // 20 ms slices: without wake-up preemption a woken thread would wait
     // for the running hog's slice to end, about 20 ms.
-    let slice = [
-        "--slice-ms",
-        "20",
-        "--slice-min-ms",
-        "20",
-        "--slice-max-ms",
-        "20",
-    ];
-    let h = Harness::start("wakeup", 19601, &slice);
+    let h = Harness::start("wakeup", 19601, &fixed_slice("20"));
     let stop = Arc::new(AtomicBool::new(false));
     let hogs = hogs(2, test_cpu(), stop.clone());
     let before = h.metric("nr_wakeup_preempts");
@@ -151,15 +148,7 @@ fn hints_are_issued_when_due_not_at_the_next_tick() {
     require_sched_ext();
     let _slot = exclusive();
     // 3 ms slices: the worker's slice ends between two 4 ms ticks.
-    let slice = [
-        "--slice-ms",
-        "3",
-        "--slice-min-ms",
-        "3",
-        "--slice-max-ms",
-        "3",
-    ];
-    let h = Harness::start("ontime", 19604, &slice);
+    let h = Harness::start("ontime", 19604, &fixed_slice("3"));
     let r = h.contended(0, Behaviour::Checkpoint, 1500);
     let (p50, p99) = (h.metric("hint_delay_p50_us"), h.metric("hint_delay_p99_us"));
     println!(
@@ -192,15 +181,7 @@ fn a_plain_task_gives_way_when_its_slice_ends_not_at_the_next_tick() {
     let _slot = exclusive();
     // 1 ms slices, a quarter of the 4 ms tick period (CONFIG_HZ=250): a
     // slice noticed only at a tick would last about 4 ms.
-    let slice = [
-        "--slice-ms",
-        "1",
-        "--slice-min-ms",
-        "1",
-        "--slice-max-ms",
-        "1",
-    ];
-    let h = Harness::start("slices", 19605, &slice);
+    let h = Harness::start("slices", 19605, &fixed_slice("1"));
     let before = h.metric("nr_slice_preempts");
     // Two plain CPU-bound threads on one CPU, each always waiting for the
     // other: every run should end when its slice does. The run length is
