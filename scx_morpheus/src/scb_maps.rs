@@ -90,7 +90,6 @@ impl Kernel {
         pidfd: BorrowedFd<'_>,
         tgid: u32,
         slot: u32,
-        generation: u64,
         flags: u32,
         runtime_kind: u32,
     ) -> Result<()> {
@@ -98,7 +97,6 @@ impl Kernel {
         let mut ctx: morpheus_worker_ctx = unsafe { std::mem::zeroed() };
         ctx.tgid = tgid;
         ctx.slot = slot;
-        ctx.generation = generation;
         ctx.flags = flags;
         ctx.runtime_kind = runtime_kind;
         // SAFETY: a bindgen POD struct viewed as bytes.

@@ -116,18 +116,15 @@ impl State {
         self.arrays.remove(&tgid);
     }
 
-    /// Releases workers whose thread exited (BPF marked the SCB dead, or the
-    /// pidfd says so). Returns how many were reaped.
+    /// Releases workers whose thread exited, as their pidfds say (a
+    /// backstop for exit events lost to a full ring; the SCB's state is
+    /// not asked: the client can write it). Returns how many were reaped.
     pub fn sweep(&mut self) -> usize {
         let mut gone = Vec::new();
         for (&tgid, p) in self.registry.iter() {
             for (slot, w) in p.slots.iter().enumerate() {
                 let Some(w) = w else { continue };
-                let dead = self
-                    .arrays
-                    .get(&tgid)
-                    .is_some_and(|a| a.state(slot as u32) == Some(WorkerState::Dead));
-                if dead || peer::pidfd_exited(w.handle.as_fd()) {
+                if peer::pidfd_exited(w.handle.as_fd()) {
                     gone.push((tgid, slot as u32, w.tid));
                 }
             }
@@ -605,10 +602,7 @@ fn register(
         array.init_slot(a.slot, a.generation, kflags);
         // SAFETY: borrowing the fd owned by the registry entry just created.
         let fd = unsafe { BorrowedFd::borrow_raw(raw) };
-        if let Err(e) = st
-            .kernel
-            .attach_worker(fd, tgid, a.slot, a.generation, flags, kind)
-        {
+        if let Err(e) = st.kernel.attach_worker(fd, tgid, a.slot, flags, kind) {
             warn!("pid {tgid} thread {tid}: {e:#}");
             if let Ok(w) = st.registry.unregister(tgid, a.slot, a.generation) {
                 st.release(tgid, a.slot, w);

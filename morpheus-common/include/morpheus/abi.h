@@ -139,15 +139,19 @@ enum morpheus_status {
  * Two cache lines so that the two writers never share one:
  *   line 0 (struct morpheus_scb_kernel): written by the scheduler (BPF) and,
  *          before the SCB is handed out, by the loader; read by the runtime.
+ *          The mapping is writable as a whole, so the client can change it:
+ *          it is a copy for the runtime, and the scheduler never reads
+ *          back anything it decides on.
  *   line 1 (struct morpheus_scb_user): written only by the process that
  *          owns the slot (the worker thread, or its runtime while it
  *          re-registers that worker); read by the scheduler. The loader
  *          zeroes both lines before it hands a slot out.
  *
  * Memory ordering contract:
- *   - BPF writes hint_issued_ns and hint_deadline_ns, then bumps hint_seq with an atomic
- *     fetch-and-add (a full barrier in BPF). The runtime's fast path is one
- *     relaxed load of hint_seq compared with the last sequence it answered;
+ *   - BPF writes hint_issued_ns and hint_deadline_ns, then stores the new
+ *     hint_seq with an atomic exchange (a full barrier in BPF). The
+ *     runtime's fast path is one relaxed load of hint_seq compared with
+ *     the last sequence it answered;
  *     only when they differ does it issue an acquire fence and read the
  *     other kernel fields.
  *   - The runtime publishes ack_seq with a release store after it has
@@ -172,7 +176,7 @@ struct morpheus_scb_kernel {
 	__u16 abi_version;	/* MORPHEUS_ABI_VERSION */
 	__u16 state;		/* enum morpheus_worker_state */
 	__u64 generation;	/* bumped each time the slot is (re)assigned */
-	__u64 hint_seq;		/* bumped once per hint (atomic add) */
+	__u64 hint_seq;		/* one more per hint (atomic exchange) */
 	__u64 hint_deadline_ns; /* bpf_ktime_get_ns() by which to answer; moved
 				 * later by any time the worker waits for a
 				 * CPU meanwhile (grace is time on a CPU) */
@@ -181,7 +185,7 @@ struct morpheus_scb_kernel {
 	__u32 escalations;	/* escalations applied to this worker */
 	__u32 flags;		/* MORPHEUS_SCBK_* */
 	__u64 hints_answered;	/* hints answered before their deadline */
-	__u64 hint_issued_ns;	/* bpf_ktime_get_ns() when hint_seq was bumped */
+	__u64 hint_issued_ns;	/* bpf_ktime_get_ns() when hint_seq was last stored */
 } __attribute__((aligned(64)));
 
 struct morpheus_scb_user {

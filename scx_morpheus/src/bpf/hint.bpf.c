@@ -43,22 +43,22 @@ static __always_inline struct morpheus_worker_ctx *worker_of(struct task_struct 
 	return wc;
 }
 
-/* The worker's live SCB, or NULL if it is gone, stale or being unregistered. */
+/*
+ * The worker's SCB, or NULL when its process's SCB array is gone (its
+ * session ended). The client can write every byte of the SCB, the kernel
+ * line too, so nothing BPF decides on is read back from the kernel line:
+ * the registration lives in @wc (task storage only the loader and BPF
+ * write), and the kernel line is a copy BPF writes out for the runtime.
+ */
 static struct morpheus_scb *scb_of(struct morpheus_worker_ctx *wc)
 {
-	struct morpheus_scb *scb;
 	void *array;
 	u32 slot = wc->slot;
 
 	array = bpf_map_lookup_elem(&scb_maps, &wc->tgid);
 	if (!array)
 		return NULL;
-	scb = bpf_map_lookup_elem(array, &slot);
-	if (!scb || scb->k.generation != wc->generation)
-		return NULL;
-	if (scb->k.state != MORPHEUS_WORKER_REGISTERED && scb->k.state != MORPHEUS_WORKER_RUNNING)
-		return NULL;
-	return scb;
+	return bpf_map_lookup_elem(array, &slot);
 }
 
 /* Counts @ns in a log2(us) histogram (bucket floor(log2(us)), clamped). */
@@ -85,16 +85,20 @@ static void hist_add(u64 *hist, u64 ns)
 static void hint_issue(struct task_struct *p, struct morpheus_worker_ctx *wc,
 		       struct morpheus_scb *scb, u64 now, u64 ran, u64 due)
 {
-	u64 seq;
+	u64 seq = ++wc->last_hint_seq;
 
+	wc->hint_seq = seq;
 	wc->hint_ts = now;
 	wc->hint_deadline = now + grace_ns;
 	wc->flags &= ~MORPHEUS_CTX_HINT_EXPIRED;
-	/* Issue time and deadline must be visible before the new sequence. */
+	/*
+	 * Issue time and deadline must be visible before the new sequence:
+	 * the exchange is a full barrier. The sequence comes from @wc, not
+	 * from the SCB, whose value the client may have overwritten.
+	 */
 	scb->k.hint_issued_ns = now;
 	scb->k.hint_deadline_ns = wc->hint_deadline;
-	seq = __sync_fetch_and_add(&scb->k.hint_seq, 1) + 1;
-	wc->hint_seq = seq;
+	__atomic_exchange_n(&scb->k.hint_seq, seq, __ATOMIC_SEQ_CST);
 	stat_inc(&nr_hints_sent);
 	hist_add(hint_delay_hist, due && due < now ? now - due : 0);
 	emit(MORPHEUS_EVENT_HINT, p, wc, seq, ran);

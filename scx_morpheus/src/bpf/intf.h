@@ -66,20 +66,22 @@ enum morpheus_sched_consts {
 /* worker_ctx.flags (besides MORPHEUS_WORKER_ESCAPABLE) */
 #define MORPHEUS_CTX_HINT_EXPIRED (1u << 8) /* outstanding hint passed its deadline */
 #define MORPHEUS_CTX_NEW_ROUND (1u << 9)    /* preempted at a cap: its next run starts a round */
+#define MORPHEUS_CTX_STARTED (1u << 10)	    /* has run since it registered */
 
 /*
  * Per-thread registration, in task-local storage keyed by the thread's
- * pidfd. The loader writes the identity fields (tgid .. flags) and zeroes the
+ * pidfd. The loader writes the identity fields (tgid .. runtime_kind) and zeroes the
  * rest; the BPF program owns the rest.
  */
 struct morpheus_worker_ctx {
 	/* written by the loader at registration */
 	__u32 tgid;	  /* the registering process (init PID namespace) */
 	__u32 slot;	  /* index in the process's SCB array */
-	__u64 generation; /* must equal the SCB's, or the SCB is stale */
 	__u32 flags;	  /* MORPHEUS_WORKER_ESCAPABLE, MORPHEUS_CTX_* */
 	__u32 runtime_kind;
 	/* owned by BPF */
+	__u64 last_hint_seq;  /* the last hint's sequence (the SCB's hint_seq is
+			       * a copy BPF writes; the client may change it) */
 	__u64 run_start;      /* when the thread last started running */
 	__u64 ran_acc;	      /* CPU time since it last blocked or answered,
 			       * before the current run (kept across

@@ -49,7 +49,8 @@ static void worker_running(struct task_struct *p, struct morpheus_worker_ctx *wc
 	}
 	if (!scb)
 		return;
-	if (scb->k.state == MORPHEUS_WORKER_REGISTERED) {
+	if (!(wc->flags & MORPHEUS_CTX_STARTED)) {
+		wc->flags |= MORPHEUS_CTX_STARTED;
 		scb->k.state = MORPHEUS_WORKER_RUNNING;
 		stat_inc(&nr_workers_started);
 		emit(MORPHEUS_EVENT_WORKER_STATE, p, wc, 0, MORPHEUS_WORKER_RUNNING);
@@ -118,10 +119,9 @@ static void worker_exit(struct task_struct *p, struct morpheus_worker_ctx *wc)
 		stat_inc(&nr_hints_dropped);
 	wc->hint_seq = 0;
 	scb = scb_of(wc);
-	if (scb) {
+	if (scb)
 		scb->k.state = MORPHEUS_WORKER_DEAD;
-		stat_inc(&nr_workers_exited);
-	}
+	stat_inc(&nr_workers_exited);
 	emit(MORPHEUS_EVENT_WORKER_STATE, p, wc, 0, MORPHEUS_WORKER_DEAD);
 }
 

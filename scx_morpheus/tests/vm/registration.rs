@@ -251,6 +251,77 @@ fn garbage_in_a_workers_own_scb_harms_nobody() {
     h.stop();
 }
 
+/// What a worker that never checkpoints and keeps forging its SCB's
+/// kernel line (writable like the rest of the mapping) got from the
+/// scheduler in `ms`: metric deltas.
+fn forger_run(h: &Harness, forge: fn(&crate::support::client::ScbRef<'_>), ms: u64) -> [u64; 3] {
+    let cpu = test_cpu();
+    let before = |n: &str| h.metric(n);
+    let (sent, ended, capped) = (
+        before("hints_sent"),
+        before("hints_answered") + before("hints_expired") + before("hints_dropped"),
+        before("overrun_cap_violations"),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hogs = hogs(2, cpu, stop.clone());
+    let s = h.session.clone();
+    std::thread::spawn(move || {
+        pin_to(cpu);
+        let (slot, generation) = s.register(0).unwrap();
+        let until = std::time::Instant::now() + Duration::from_millis(ms);
+        while std::time::Instant::now() < until {
+            forge(&s.scb(slot));
+            spin_us(200);
+        }
+        assert_eq!(s.unregister(slot, generation), Status::Ok);
+    })
+    .join()
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    [
+        h.metric("hints_sent") - sent,
+        h.metric("hints_answered") + h.metric("hints_expired") + h.metric("hints_dropped") - ended,
+        h.metric("overrun_cap_violations") - capped,
+    ]
+}
+
+/// The kernel line of a worker's SCB is mapped writable: whatever the
+/// worker writes there, the scheduler keeps hinting it, keeps it within
+/// the overrun cap, and sends one hint at a time (each one answered,
+/// expired or dropped, never lost).
+#[test]
+fn a_worker_that_forges_its_kernel_line_is_still_hinted_and_capped() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let h = Harness::start(
+        "forged",
+        19307,
+        &["--grace-ms", "10", "--max-overrun-ms", "20"],
+    );
+    let runs: [(&str, fn(&crate::support::client::ScbRef<'_>)); 2] = [
+        // A stale generation and DEAD once made BPF treat it as gone.
+        ("generation and state", |scb| scb.forge_identity()),
+        // A sequence about to wrap once made hints sequence 0: never
+        // outstanding, so each decision issued another.
+        ("hint_seq", |scb| scb.forge_hint_seq(u64::MAX)),
+    ];
+    for (what, forge) in runs {
+        let [sent, ended, capped] = forger_run(&h, forge, 1500);
+        eprintln!("forged {what}: {sent} hints sent, {ended} ended, {capped} overrun caps");
+        assert!(sent >= 1, "forged {what}: the worker was never hinted");
+        assert!(
+            capped >= 2,
+            "forged {what}: the overrun cap stopped acting ({capped})"
+        );
+        assert_eq!(sent, ended, "forged {what}: hints that never ended");
+    }
+    assert_eq!(sched_ext_state(), "enabled", "the scheduler survived");
+    h.stop();
+}
+
 #[test]
 fn the_default_socket_admits_only_root_and_its_group() {
     require_sched_ext();

@@ -213,6 +213,25 @@ impl ScbRef<'_> {
             .store(depth, Ordering::Relaxed);
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
     }
+    /// Overwrites the hint sequence in the kernel line (hostile worker):
+    /// the mapping is writable as a whole.
+    pub fn forge_hint_seq(&self, seq: u64) {
+        self.u64_at(addr_of!(self.scb.k.hint_seq))
+            .store(seq, Ordering::Relaxed);
+    }
+    /// Overwrites the kernel line's identity (hostile worker): a stale
+    /// generation and the state DEAD.
+    pub fn forge_identity(&self) {
+        self.u64_at(addr_of!(self.scb.k.generation))
+            .store(u64::MAX, Ordering::Relaxed);
+        // SAFETY: aligned field of the shared SCB.
+        unsafe {
+            std::ptr::write_volatile(
+                addr_of!(self.scb.k.state) as *mut u16,
+                morpheus_common::WorkerState::Dead as u16,
+            )
+        }
+    }
     /// Writes arbitrary bytes over the whole user line (hostile worker).
     pub fn scribble_user_line(&self, byte: u8) {
         // SAFETY: the user line is ours to write.
