@@ -33,8 +33,9 @@ pub struct Worker<H> {
 /// One registered process.
 #[derive(Debug)]
 pub struct Process<H> {
-    /// Process start time (clock ticks after boot), to tell a reused pid apart.
-    pub start_time: u64,
+    /// What the kernel says makes the process unique (the loader uses its
+    /// pidfd's inode number), to tell a reused pid apart.
+    pub identity: u64,
     /// Open connections from this process.
     pub connections: u32,
     /// Live workers by slot.
@@ -44,9 +45,9 @@ pub struct Process<H> {
 }
 
 impl<H> Process<H> {
-    fn new(start_time: u64, slots: u32) -> Self {
+    fn new(identity: u64, slots: u32) -> Self {
         Process {
-            start_time,
+            identity,
             connections: 0,
             slots: (0..slots).map(|_| None).collect(),
             last_generation: 0,
@@ -125,10 +126,10 @@ impl<H> Registry<H> {
         self.processes.iter()
     }
 
-    /// A connection from `tgid` said HELLO.
-    pub fn open(&mut self, tgid: u32, start_time: u64) -> Result<Opened<H>, Status> {
+    /// A connection from process `tgid` with `identity` said HELLO.
+    pub fn open(&mut self, tgid: u32, identity: u64) -> Result<Opened<H>, Status> {
         if let Some(p) = self.processes.get_mut(&tgid) {
-            if p.start_time == start_time {
+            if p.identity == identity {
                 p.connections += 1;
                 return Ok(Opened::Existing);
             }
@@ -140,7 +141,7 @@ impl<H> Registry<H> {
                 .filter_map(|(i, w)| w.map(|w| (i as u32, w)))
                 .collect();
             self.workers -= workers.len();
-            let mut p = Process::new(start_time, self.limits.max_workers_per_process);
+            let mut p = Process::new(identity, self.limits.max_workers_per_process);
             p.connections = 1;
             self.processes.insert(tgid, p);
             return Ok(Opened::Replaced(workers));
@@ -148,16 +149,21 @@ impl<H> Registry<H> {
         if self.processes.len() >= self.limits.max_processes as usize {
             return Err(Status::TableFull);
         }
-        let mut p = Process::new(start_time, self.limits.max_workers_per_process);
+        let mut p = Process::new(identity, self.limits.max_workers_per_process);
         p.connections = 1;
         self.processes.insert(tgid, p);
         Ok(Opened::New)
     }
 
-    /// A connection from `tgid` closed. When it was the last one, the
-    /// process is forgotten and its live workers are returned for teardown.
-    pub fn close(&mut self, tgid: u32) -> Option<Vec<(u32, Worker<H>)>> {
-        let p = self.processes.get_mut(&tgid)?;
+    /// A connection from process `tgid` with `identity` closed. When it was
+    /// the last one, the process is forgotten and its live workers are
+    /// returned for teardown. A connection of a process that was replaced
+    /// (its pid now another's) closes nothing.
+    pub fn close(&mut self, tgid: u32, identity: u64) -> Option<Vec<(u32, Worker<H>)>> {
+        let p = self
+            .processes
+            .get_mut(&tgid)
+            .filter(|p| p.identity == identity)?;
         p.connections = p.connections.saturating_sub(1);
         if p.connections > 0 {
             return None;
@@ -322,12 +328,12 @@ mod tests {
         assert!(matches!(r.open(1, 5), Ok(Opened::Existing)));
         r.register(1, 10, "a").unwrap();
         r.register(1, 11, "b").unwrap();
-        assert!(r.close(1).is_none());
-        let gone = r.close(1).unwrap();
+        assert!(r.close(1, 5).is_none());
+        let gone = r.close(1, 5).unwrap();
         assert_eq!(gone.len(), 2);
         assert_eq!(r.workers(), 0);
         assert_eq!(r.processes(), 0);
-        assert!(r.close(1).is_none());
+        assert!(r.close(1, 5).is_none());
     }
 
     #[test]
@@ -341,6 +347,10 @@ mod tests {
         }
         assert_eq!(r.workers(), 0);
         assert_eq!(r.register(1, 10, "new").unwrap().generation, 1);
+        // The old process's connection closing leaves the new one alone.
+        assert!(r.close(1, 5).is_none());
+        assert_eq!((r.processes(), r.workers()), (1, 1));
+        assert_eq!(r.close(1, 6).unwrap().len(), 1);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use morpheus_common::protocol::Message;
 use morpheus_common::seqpacket::{self, Received};
 use morpheus_common::{MAX_WORKERS_PER_PROCESS, SCB_SIZE, Status, WorkerState};
 
-use crate::peer;
+use crate::peer::{self, Peer};
 use crate::registry::{Limits, Opened, Registry, Worker};
 use crate::scb_maps::{Kernel, ScbArray};
 
@@ -262,9 +262,10 @@ fn bind(cfg: &ServerConfig) -> Result<OwnedFd> {
             path.display()
         );
     }
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
+        check_socket_dir(dir)?;
     }
     remove_stale(path)?;
 
@@ -282,13 +283,25 @@ fn bind(cfg: &ServerConfig) -> Result<OwnedFd> {
             .with_context(|| format!("cannot bind {}", path.display()));
     }
     let cpath = CString::new(path.as_os_str().as_bytes()).expect("no NUL in path");
+    // The directory lets no one else replace what we bound (checked
+    // above); still, never follow a symlink when setting permissions.
+    use std::os::unix::fs::FileTypeExt;
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        bail!("{} is not the socket just bound", path.display());
+    }
     // SAFETY: chmod/chown on the path we just bound.
     unsafe {
         if libc::chmod(cpath.as_ptr(), cfg.mode as libc::mode_t) != 0 {
             return Err(io::Error::last_os_error()).context("cannot chmod the socket");
         }
         if let Some(gid) = cfg.group
-            && libc::chown(cpath.as_ptr(), u32::MAX, gid) != 0
+            && libc::fchownat(
+                libc::AT_FDCWD,
+                cpath.as_ptr(),
+                u32::MAX,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            ) != 0
         {
             return Err(io::Error::last_os_error()).context("cannot chown the socket");
         }
@@ -297,6 +310,36 @@ fn bind(cfg: &ServerConfig) -> Result<OwnedFd> {
         }
     }
     Ok(sock)
+}
+
+/// The socket's directory must keep others from replacing the socket (and
+/// so from redirecting clients, or the permissions we set, elsewhere): owned
+/// by us or root, and writable by nobody else unless sticky (as /tmp is:
+/// others cannot remove or rename what we bind there).
+fn check_socket_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot inspect the socket directory {}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        bail!(
+            "the socket directory {} belongs to uid {}, who could replace the socket: \
+             use a directory owned by root (the default /run/morpheus)",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    let sticky = meta.mode() & libc::S_ISVTX != 0;
+    if meta.mode() & 0o022 != 0 && !sticky {
+        bail!(
+            "the socket directory {} (mode {:o}) is writable by others, who could replace \
+             the socket: remove group/other write permission or use another --socket",
+            dir.display(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
 }
 
 fn sockaddr(path: &Path) -> (libc::sockaddr_un, libc::socklen_t) {
@@ -417,8 +460,11 @@ fn reply(sock: BorrowedFd<'_>, msg: Message, fd: Option<BorrowedFd<'_>>) -> Resu
 /// Serves one connection until it closes; then releases its process's
 /// workers if it was the process's last connection.
 fn serve(sock: BorrowedFd<'_>, state: &Mutex<State>, grace_ns: u64) -> Result<()> {
-    let cred = peer::peer_cred(sock).context("SO_PEERCRED")?;
-    let tgid = cred.pid;
+    let peer = Peer::of(sock).context("cannot identify the peer (SO_PEERCRED, SO_PEERPIDFD)")?;
+    let identity = peer
+        .identity()
+        .context("cannot identify the peer (fstat of its pidfd)")?;
+    let tgid = peer.pid;
     let mut session = false;
     let mut bad = 0u32;
 
@@ -438,16 +484,32 @@ fn serve(sock: BorrowedFd<'_>, state: &Mutex<State>, grace_ns: u64) -> Result<()
                     continue;
                 }
             };
+            // The connection speaks for the process that connected, and
+            // for no one once it has exited (its pid may be another's by
+            // now). Checked under the lock: while it is held and the peer
+            // lives, no other process can hold its pid here.
+            let mut st = lock(state);
+            if !peer.alive() {
+                st.counters.refusals += 1;
+                drop(st);
+                reply(
+                    sock,
+                    Message::Error {
+                        status: Status::NotPermitted,
+                    },
+                    None,
+                )?;
+                bail!("pid {tgid} has exited: its connection speaks for no one");
+            }
             match (msg, fd) {
                 (Message::Hello { runtime_kind }, None) if !session => {
-                    let mut st = lock(state);
-                    match hello(&mut st, tgid) {
+                    match hello(&mut st, tgid, identity) {
                         Ok(()) => {
                             session = true;
                             let array = st.arrays.get(&tgid).expect("created by hello");
                             debug!(
                                 "pid {tgid} (uid {}) opened a session ({runtime_kind})",
-                                cred.uid
+                                peer.uid
                             );
                             reply(
                                 sock,
@@ -486,11 +548,11 @@ fn serve(sock: BorrowedFd<'_>, state: &Mutex<State>, grace_ns: u64) -> Result<()
                     Some(pidfd),
                 ) if session => {
                     let (status, slot, generation) =
-                        match register(&mut lock(state), tgid, pidfd, flags, runtime_kind.as_u32())
-                        {
+                        match register(&mut st, &peer, pidfd, flags, runtime_kind.as_u32()) {
                             Ok((slot, generation)) => (Status::Ok, slot, generation),
                             Err(status) => (status, 0, 0),
                         };
+                    drop(st);
                     reply(
                         sock,
                         Message::RegisterReply {
@@ -502,7 +564,6 @@ fn serve(sock: BorrowedFd<'_>, state: &Mutex<State>, grace_ns: u64) -> Result<()
                     )?;
                 }
                 (Message::Unregister { slot, generation }, None) if session => {
-                    let mut st = lock(state);
                     let status = match st.registry.unregister(tgid, slot, generation) {
                         Ok(w) => {
                             st.release(tgid, slot, w);
@@ -515,7 +576,8 @@ fn serve(sock: BorrowedFd<'_>, state: &Mutex<State>, grace_ns: u64) -> Result<()
                 }
                 (msg, _) => {
                     // Out of order, wrong direction, or a stray fd (closed on drop).
-                    lock(state).counters.bad_messages += 1;
+                    st.counters.bad_messages += 1;
+                    drop(st);
                     bad += 1;
                     debug!("pid {tgid}: unexpected {msg:?} (session open: {session})");
                     // A request before HELLO has no session to act on; anything
@@ -538,7 +600,7 @@ fn serve(sock: BorrowedFd<'_>, state: &Mutex<State>, grace_ns: u64) -> Result<()
 
     if session {
         let mut st = lock(state);
-        if let Some(workers) = st.registry.close(tgid) {
+        if let Some(workers) = st.registry.close(tgid, identity) {
             let n = workers.len();
             st.release_all(tgid, workers);
             st.drop_process(tgid);
@@ -548,10 +610,9 @@ fn serve(sock: BorrowedFd<'_>, state: &Mutex<State>, grace_ns: u64) -> Result<()
     result
 }
 
-/// Opens (or joins) the session of process `tgid`.
-fn hello(st: &mut State, tgid: u32) -> Result<(), Status> {
-    let start = peer::start_time(tgid).map_err(|_| Status::NotPermitted)?;
-    match st.registry.open(tgid, start)? {
+/// Opens (or joins) the session of process `tgid` with `identity`.
+fn hello(st: &mut State, tgid: u32, identity: u64) -> Result<(), Status> {
+    match st.registry.open(tgid, identity)? {
         Opened::Existing if st.arrays.contains_key(&tgid) => return Ok(()),
         Opened::Existing | Opened::New => {}
         Opened::Replaced(old) => {
@@ -566,26 +627,30 @@ fn hello(st: &mut State, tgid: u32) -> Result<(), Status> {
         }
         Err(e) => {
             warn!("pid {tgid}: {e:#}");
-            let _ = st.registry.close(tgid);
+            let _ = st.registry.close(tgid, identity);
             Err(Status::Internal)
         }
     }
 }
 
-/// Registers the thread behind `pidfd`, which must belong to `tgid`.
+/// Registers the thread behind `pidfd`, which must be a live thread of
+/// `peer` running as its user.
 fn register(
     st: &mut State,
-    tgid: u32,
+    peer: &Peer,
     pidfd: OwnedFd,
     flags: u32,
     kind: u32,
 ) -> Result<(u32, u64), Status> {
+    let tgid = peer.pid;
     let result = (|| {
-        let tid = peer::pidfd_tid(pidfd.as_fd()).map_err(|_| Status::NotPermitted)?;
-        if peer::tgid_of(tid).map_err(|_| Status::NotPermitted)? != tgid {
-            warn!("pid {tgid} tried to register thread {tid} of another process");
-            return Err(Status::NotPermitted);
-        }
+        let tid = peer.owns_thread(pidfd.as_fd()).map_err(|why| {
+            warn!(
+                "pid {tgid} (uid {}) may not register that thread: {why}",
+                peer.uid
+            );
+            Status::NotPermitted
+        })?;
         let raw = pidfd.as_raw_fd();
         let a = st.registry.register(tgid, tid, pidfd)?;
         let array = st.arrays.get(&tgid).ok_or(Status::NotFound)?;
@@ -632,4 +697,52 @@ fn register(
         Err(_) => st.counters.refusals += 1,
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn dir_with_mode(name: &str, mode: u32) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("morpheus-sockdir-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir(&d);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_socket_directory_others_can_write_is_refused_unless_sticky() {
+        let private = dir_with_mode("private", 0o755);
+        let open = dir_with_mode("open", 0o777);
+        let group = dir_with_mode("group", 0o775);
+        let sticky = dir_with_mode("sticky", 0o1777);
+        assert!(check_socket_dir(&private).is_ok());
+        assert!(check_socket_dir(&sticky).is_ok());
+        for d in [&open, &group] {
+            let e = check_socket_dir(d).unwrap_err().to_string();
+            assert!(e.contains("is writable by others"), "{e}");
+        }
+        for d in [private, open, group, sticky] {
+            std::fs::remove_dir(d).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_socket_directory_of_another_user_is_refused() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: only root can give a directory away (CI runs as root)");
+            return;
+        }
+        let d = dir_with_mode("theirs", 0o755);
+        let c = CString::new(d.as_os_str().as_bytes()).unwrap();
+        // SAFETY: chown of the directory just created.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+        let e = check_socket_dir(&d).unwrap_err().to_string();
+        assert!(e.contains("belongs to uid 65534"), "{e}");
+        std::fs::remove_dir(d).unwrap();
+    }
 }

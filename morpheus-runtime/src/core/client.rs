@@ -11,7 +11,7 @@
 //! tracking every reader.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
@@ -147,6 +147,44 @@ fn recv(fd: RawFd) -> Result<(Message, Option<OwnedFd>), ClientError> {
     }
 }
 
+/// The server behind the socket must be the real loader: a process of
+/// root (the loader needs CAP_BPF and CAP_SYS_ADMIN) or of our own user (who
+/// can already do anything to us). Anyone else may have bound the path (a
+/// socket directory others can write, a stale path), and nothing it sends
+/// is used: no SCB array is mapped, no thread is passed to it.
+fn check_server(sock: BorrowedFd<'_>, path: &Path) -> Result<(), ClientError> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(ClientError::System(errno_text("SO_PEERCRED of the loader")));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid == 0 || cred.uid == me {
+        return Ok(());
+    }
+    Err(ClientError::NoScheduler(format!(
+        "the server at {} runs as uid {}, neither root nor this process's user: \
+         not scx_morpheus, ignored (check who can write the socket's directory)",
+        path.display(),
+        cred.uid
+    )))
+}
+
 fn status_error(status: Status) -> ClientError {
     if status == Status::BadVersion {
         ClientError::Version(format!("the loader refused ABI version {ABI_VERSION}"))
@@ -219,6 +257,7 @@ impl Connection {
                 _ => ClientError::System(format!("connect to {text}")),
             });
         }
+        check_server(fd.as_fd(), path)?;
         send(raw, &Message::Hello { runtime_kind: kind }, None)?;
         let (reply, map_fd) = recv(raw)?;
         let (max_workers, scb_size, flags, grace_ns) = match reply {

@@ -251,6 +251,196 @@ fn garbage_in_a_workers_own_scb_harms_nobody() {
     h.stop();
 }
 
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) into a two-int array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: fresh fds we own.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+fn put(fd: &OwnedFd, v: u32) {
+    // SAFETY: writing 4 bytes to a pipe.
+    assert_eq!(
+        unsafe { libc::write(fd.as_raw_fd(), v.to_ne_bytes().as_ptr().cast(), 4) },
+        4
+    );
+}
+
+/// Reads 4 bytes, or None at end of file.
+fn get(fd: &OwnedFd) -> Option<u32> {
+    let mut b = [0u8; 4];
+    // SAFETY: reading 4 bytes from a pipe.
+    (unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), 4) } == 4)
+        .then(|| u32::from_ne_bytes(b))
+}
+
+/// Forks a child that gets `pid`, by setting the kernel's last pid just
+/// below it (root); retries while other tasks take it first. The child runs
+/// `f` and exits with its code; returns the child's pid.
+fn fork_with_pid(pid: i32, f: impl Fn() -> i32) -> i32 {
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+            .expect("write ns_last_pid (needs root)");
+        // SAFETY: fork; the child checks its pid and runs `f` only if it is `pid`.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            // SAFETY: leaving the forked child.
+            unsafe { libc::_exit(if libc::getpid() == pid { f() } else { 77 }) }
+        }
+        if child == pid {
+            return child;
+        }
+        // SAFETY: reaping the child that got another pid.
+        unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+    }
+    panic!("could not get pid {pid} back after 200 forks");
+}
+
+/// A connection outlives the process that opened it (here its child holds
+/// it), and a new process gets that process's pid and registers with the
+/// loader: the old connections must not register the new process's threads
+/// (as escapable, for --enforce to kick), open a session that receives its
+/// SCB array, nor close its session.
+#[test]
+fn a_connection_never_speaks_for_a_new_process_with_its_peers_pid() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let (sock, addr) = endpoints("pid-reuse", 19308);
+    let loader = Loader::start(&["--socket", &sock, "--metrics-addr", &addr]);
+    let path = sock.clone();
+    let (go_rd, go_wr) = pipe();
+    let (res_rd, res_wr) = pipe();
+
+    // A says HELLO, hands its connection to its child G and exits.
+    // SAFETY: fork; A opens a session, forks G and exits; G waits on a pipe.
+    let a = unsafe { libc::fork() };
+    if a == 0 {
+        let session = Session::open(path.as_ref());
+        let quiet = crate::support::client::connect(path.as_ref()).unwrap();
+        // SAFETY: fork in the child A.
+        if unsafe { libc::fork() } == 0 {
+            // G: told the victim's pid, it tries to register the victim's
+            // main thread over A's connection, reports, and exits (closing
+            // the connection, A's last).
+            let code = match get(&go_rd) {
+                Some(victim) => {
+                    // SAFETY: pidfd_open(PIDFD_THREAD) of the victim's main thread.
+                    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, victim, libc::O_EXCL) };
+                    // SAFETY: a fresh pidfd.
+                    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+                    let (reply, _) = request(
+                        session.socket(),
+                        &Message::Register {
+                            flags: morpheus_common::WORKER_ESCAPABLE,
+                            runtime_kind: morpheus_common::RuntimeKind::Generic,
+                        },
+                        Some(&pidfd),
+                    );
+                    match reply {
+                        Message::RegisterReply {
+                            status: Status::Ok, ..
+                        } => 1,
+                        Message::RegisterReply { status, .. } | Message::Error { status } => {
+                            100 + status as u32
+                        }
+                        _ => 2,
+                    }
+                }
+                None => 3,
+            };
+            put(&res_wr, code);
+            // A's second connection never said HELLO: saying it now must
+            // not hand out the SCB array of the process with A's pid.
+            let (reply, array) = request(
+                &quiet,
+                &Message::Hello {
+                    runtime_kind: morpheus_common::RuntimeKind::Generic,
+                },
+                None,
+            );
+            let hello = match reply {
+                Message::HelloReply {
+                    status: Status::Ok, ..
+                } => 1 + u32::from(array.is_some()),
+                Message::HelloReply { status, .. } | Message::Error { status } => {
+                    100 + status as u32
+                }
+                _ => 3,
+            };
+            put(&res_wr, hello);
+            // SAFETY: leaving G.
+            unsafe { libc::_exit(0) };
+        }
+        // SAFETY: leaving A.
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: reaping A: its pid is free from here on.
+    unsafe { libc::waitpid(a, std::ptr::null_mut(), 0) };
+
+    // V gets A's pid, opens its own session and registers its main thread,
+    // then (when told) checks its session is still its own.
+    let (v_go_rd, v_go_wr) = pipe();
+    let (v_ready_rd, v_ready_wr) = pipe();
+    let v = fork_with_pid(a, || {
+        let session = Session::open(path.as_ref());
+        let Ok((slot, generation)) = session.register(0) else {
+            return 10;
+        };
+        put(&v_ready_wr, 1);
+        if get(&v_go_rd).is_none() {
+            return 11;
+        }
+        if session.unregister(slot, generation) != Status::Ok {
+            return 12; // its registration was released by A's connection
+        }
+        if session.register(0).is_err() {
+            return 13;
+        }
+        0
+    });
+    assert_eq!(
+        get(&v_ready_rd),
+        Some(1),
+        "the process with the reused pid registered"
+    );
+
+    put(&go_wr, v as u32);
+    let g = get(&res_rd).expect("G reports");
+    assert_eq!(
+        g,
+        100 + Status::NotPermitted as u32,
+        "the exited process's connection registered a thread of the new process \
+         with its pid (1 = accepted)"
+    );
+    assert_eq!(
+        get(&res_rd).expect("G reports its HELLO"),
+        100 + Status::NotPermitted as u32,
+        "the exited process's other connection got a session (2: with the new process's \
+         SCB array)"
+    );
+    // G exits right after reporting, closing A's last connection; the
+    // loader has ample time to act on that close (it once released V's
+    // session). V's session must stand.
+    std::thread::sleep(Duration::from_secs(2));
+    put(&v_go_wr, 1);
+    let mut status = 0;
+    // SAFETY: reaping V.
+    unsafe { libc::waitpid(v, &mut status, 0) };
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the new process's session was disturbed (12: its worker was released)"
+    );
+    assert_eq!(
+        metric(&addr, "registrations"),
+        2,
+        "only V's own registrations"
+    );
+    assert!(loader.stop().status.success());
+}
+
 /// What a worker that never checkpoints and keeps forging its SCB's
 /// kernel line (writable like the rest of the mapping) got from the
 /// scheduler in `ms`: metric deltas.
