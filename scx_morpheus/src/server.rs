@@ -27,6 +27,15 @@ use crate::scb_maps::{Kernel, ScbArray};
 
 /// Connections served at once; more are closed right after accept.
 const MAX_CONNECTIONS: u64 = 1024;
+/// Connections one user (other than root) may hold at once, so that no
+/// user can take every connection from the others.
+const MAX_CONNECTIONS_PER_USER: u64 = MAX_CONNECTIONS / 4;
+/// Descriptors the loader needs at most: a pidfd per worker, a socket and
+/// a pidfd per connection, an SCB array per process, and room to spare.
+const FDS_NEEDED: u64 = morpheus_common::MAX_WORKERS as u64
+    + 2 * MAX_CONNECTIONS
+    + morpheus_common::MAX_PROCESSES as u64
+    + 256;
 /// Invalid messages tolerated on one connection before it is closed.
 const MAX_BAD_MESSAGES: u32 = 16;
 /// The SCHED_EXT policy number (for --partial).
@@ -79,23 +88,21 @@ pub struct State {
 pub struct WorkerCounts {
     /// Processes with a session.
     pub processes: u64,
+    /// Live registrations, by the registry's own count (not by SCB state,
+    /// which clients can write).
+    pub workers: u64,
     /// Registered, not yet run.
     pub registered: u64,
     /// Have run under the scheduler.
     pub running: u64,
-    /// Being unregistered.
-    pub quiescing: u64,
     /// Exited, not yet reaped.
     pub dead: u64,
 }
 
 impl State {
-    /// Tears down one worker: stop hints, detach from the thread, mark the
-    /// slot dead. The pidfd closes when `w` drops.
+    /// Tears down one worker: detach from the thread (BPF stops acting on
+    /// it at once), mark the slot dead. The pidfd closes when `w` drops.
     fn release(&mut self, tgid: u32, slot: u32, w: Worker<OwnedFd>) {
-        if let Some(array) = self.arrays.get(&tgid) {
-            array.set_state(slot, WorkerState::Quiescing);
-        }
         if self.kernel.detach_worker(&w.handle) {
             self.counters.hints_dropped += 1;
         }
@@ -149,6 +156,7 @@ impl State {
     pub fn counts(&self) -> WorkerCounts {
         let mut c = WorkerCounts {
             processes: self.registry.processes() as u64,
+            workers: self.registry.workers() as u64,
             ..Default::default()
         };
         for (tgid, p) in self.registry.iter() {
@@ -162,7 +170,6 @@ impl State {
                 match array.state(slot as u32) {
                     Some(WorkerState::Registered) => c.registered += 1,
                     Some(WorkerState::Running) => c.running += 1,
-                    Some(WorkerState::Quiescing) => c.quiescing += 1,
                     Some(WorkerState::Dead) => c.dead += 1,
                     _ => {}
                 }
@@ -177,7 +184,7 @@ pub struct Server {
     path: PathBuf,
     state: Arc<Mutex<State>>,
     shutdown: Arc<AtomicBool>,
-    conns: Arc<Mutex<HashMap<u64, RawFd>>>,
+    conns: Arc<Mutex<Conns>>,
     active: Arc<AtomicU64>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -198,7 +205,8 @@ impl Server {
             counters: ServerCounters::default(),
         }));
         let shutdown = Arc::new(AtomicBool::new(false));
-        let conns = Arc::new(Mutex::new(HashMap::new()));
+        raise_fd_limit();
+        let conns = Arc::new(Mutex::new(Conns::default()));
         let active = Arc::new(AtomicU64::new(0));
         let acceptor = {
             let (state, shutdown, conns, active) = (
@@ -241,7 +249,13 @@ impl Drop for Server {
             let _ = h.join();
         }
         // Wake every connection thread; clients see the scheduler go away.
-        for (_, fd) in self.conns.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for fd in self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fds
+            .values()
+        {
             // SAFETY: shutdown(2) on a socket its connection thread still owns.
             unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
         }
@@ -392,15 +406,84 @@ fn remove_stale(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The open connections: their sockets (to shut them down when the loader
+/// stops) and how many each user holds.
+#[derive(Default)]
+struct Conns {
+    fds: HashMap<u64, RawFd>,
+    by_user: HashMap<u32, u64>,
+}
+
+impl Conns {
+    /// Admits a connection of `uid`, unless that user already holds its
+    /// share (root is not limited).
+    fn admit(&mut self, id: u64, fd: RawFd, uid: u32) -> bool {
+        let held = self.by_user.entry(uid).or_default();
+        if uid != 0 && *held >= MAX_CONNECTIONS_PER_USER {
+            return false;
+        }
+        *held += 1;
+        self.fds.insert(id, fd);
+        true
+    }
+
+    fn remove(&mut self, id: u64, uid: u32) {
+        self.fds.remove(&id);
+        if let Some(held) = self.by_user.get_mut(&uid) {
+            *held -= 1;
+            if *held == 0 {
+                self.by_user.remove(&uid);
+            }
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one: every registered worker
+/// holds a pidfd, and with the usual soft limit of 1024 one user's
+/// registrations could exhaust it and make accept(2) fail for everyone.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let soft = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                debug!("open-file limit raised from {soft} to {}", lim.rlim_max);
+            }
+        }
+    }
+    if lim.rlim_cur < FDS_NEEDED {
+        warn!(
+            "the open-file limit is {}, below the {FDS_NEEDED} a full worker table needs: \
+             registrations beyond it are refused (raise LimitNOFILE or `ulimit -Hn`)",
+            lim.rlim_cur
+        );
+    }
+}
+
 fn accept_loop(
     listener: OwnedFd,
     state: Arc<Mutex<State>>,
     shutdown: Arc<AtomicBool>,
-    conns: Arc<Mutex<HashMap<u64, RawFd>>>,
+    conns: Arc<Mutex<Conns>>,
     active: Arc<AtomicU64>,
     grace_ns: u64,
 ) {
     let mut next_id = 0u64;
+    let mut last_warning: Option<Instant> = None;
+    let mut warn_now = |what: &str| {
+        if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            last_warning = Some(Instant::now());
+            warn!("{what}");
+        }
+    };
     while !shutdown.load(Ordering::Relaxed) {
         let mut pfd = libc::pollfd {
             fd: listener.as_raw_fd(),
@@ -421,34 +504,75 @@ fn accept_loop(
             )
         };
         if fd < 0 {
+            let e = io::Error::last_os_error();
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+            ) {
+                // The pending connection stays queued and the socket stays
+                // readable: back off instead of spinning on it.
+                warn_now(&format!("cannot accept connections: {e}; retrying"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
             continue;
         }
         // SAFETY: a fresh fd from accept4.
         let sock = unsafe { OwnedFd::from_raw_fd(fd) };
         if active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
-            warn!("refusing a connection: {MAX_CONNECTIONS} already open");
+            warn_now(&format!(
+                "refusing connections: {MAX_CONNECTIONS} already open"
+            ));
             continue;
         }
+        let peer = match Peer::of(sock.as_fd()) {
+            Ok(peer) => peer,
+            Err(e) => {
+                debug!("cannot identify a peer (SO_PEERCRED, SO_PEERPIDFD): {e}");
+                continue;
+            }
+        };
+        let uid = peer.uid;
         next_id += 1;
         let id = next_id;
-        conns
+        if !conns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, fd);
+            .admit(id, fd, uid)
+        {
+            warn_now(&format!(
+                "refusing connections of uid {uid}: it holds {MAX_CONNECTIONS_PER_USER} already"
+            ));
+            continue;
+        }
         active.fetch_add(1, Ordering::AcqRel);
-        let (state, conns, active) = (state.clone(), conns.clone(), active.clone());
+        let done = {
+            let (conns, active) = (conns.clone(), active.clone());
+            move || {
+                conns
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(id, uid);
+                active.fetch_sub(1, Ordering::AcqRel);
+            }
+        };
+        let state = state.clone();
         let spawned = std::thread::Builder::new()
             .name("morpheus-conn".into())
             .spawn(move || {
-                if let Err(e) = serve(sock.as_fd(), &state, grace_ns) {
+                if let Err(e) = serve(sock.as_fd(), &peer, &state, grace_ns) {
                     debug!("connection ended: {e:#}");
                 }
-                conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 drop(sock);
-                active.fetch_sub(1, Ordering::AcqRel);
+                done();
             });
         if spawned.is_err() {
-            warn!("cannot start a connection thread");
+            // The closure (and the socket with it) was dropped unrun.
+            conns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id, uid);
+            active.fetch_sub(1, Ordering::AcqRel);
+            warn_now("cannot start a connection thread");
         }
     }
 }
@@ -459,8 +583,7 @@ fn reply(sock: BorrowedFd<'_>, msg: Message, fd: Option<BorrowedFd<'_>>) -> Resu
 
 /// Serves one connection until it closes; then releases its process's
 /// workers if it was the process's last connection.
-fn serve(sock: BorrowedFd<'_>, state: &Mutex<State>, grace_ns: u64) -> Result<()> {
-    let peer = Peer::of(sock).context("cannot identify the peer (SO_PEERCRED, SO_PEERPIDFD)")?;
+fn serve(sock: BorrowedFd<'_>, peer: &Peer, state: &Mutex<State>, grace_ns: u64) -> Result<()> {
     let identity = peer
         .identity()
         .context("cannot identify the peer (fstat of its pidfd)")?;
@@ -548,7 +671,7 @@ fn serve(sock: BorrowedFd<'_>, state: &Mutex<State>, grace_ns: u64) -> Result<()
                     Some(pidfd),
                 ) if session => {
                     let (status, slot, generation) =
-                        match register(&mut st, &peer, pidfd, flags, runtime_kind.as_u32()) {
+                        match register(&mut st, peer, pidfd, flags, runtime_kind.as_u32()) {
                             Ok((slot, generation)) => (Status::Ok, slot, generation),
                             Err(status) => (status, 0, 0),
                         };

@@ -57,12 +57,12 @@ pub struct Metrics {
     pub pressure: u64,
     #[stat(desc = "Processes with a registration session (gauge)")]
     pub processes: u64,
+    #[stat(desc = "Live registrations in every state, the loader's own count (gauge)")]
+    pub workers: u64,
     #[stat(desc = "Workers registered, not yet run (gauge)")]
     pub workers_registered: u64,
     #[stat(desc = "Workers running under the scheduler (gauge)")]
     pub workers_running: u64,
-    #[stat(desc = "Workers being unregistered (gauge)")]
-    pub workers_quiescing: u64,
     #[stat(desc = "Workers whose thread exited, not yet reclaimed (gauge)")]
     pub workers_dead: u64,
     #[stat(desc = "Registrations accepted")]
@@ -112,9 +112,9 @@ const GAUGES: &[&str] = &[
     "slice_us",
     "pressure",
     "processes",
+    "workers",
     "workers_registered",
     "workers_running",
-    "workers_quiescing",
     "workers_dead",
     "throttles_active",
     "nr_queued_max",

@@ -70,7 +70,7 @@ enum morpheus_worker_state {
 	MORPHEUS_WORKER_INIT = 0,	/* slot free or being set up */
 	MORPHEUS_WORKER_REGISTERED = 1, /* registered, not yet run since */
 	MORPHEUS_WORKER_RUNNING = 2,	/* has run under the scheduler */
-	MORPHEUS_WORKER_QUIESCING = 3,	/* unregistering, hints stopped */
+	MORPHEUS_WORKER_QUIESCING = 3,	/* reserved (a released slot goes straight to DEAD) */
 	MORPHEUS_WORKER_DEAD = 4,	/* thread exited, slot reclaimable */
 	MORPHEUS_WORKER_STATE_NR = 5,
 };
@@ -78,7 +78,7 @@ enum morpheus_worker_state {
 /* What the scheduler may do to an escapable worker that ignored a hint. */
 enum morpheus_escalation_policy {
 	MORPHEUS_ESCALATION_NONE = 0,
-	MORPHEUS_ESCALATION_THREAD_KICK = 1,	 /* zero slice + preempt kick */
+	MORPHEUS_ESCALATION_THREAD_KICK = 1,	 /* preempted at the deadline */
 	MORPHEUS_ESCALATION_CGROUP_THROTTLE = 2, /* reduced share, bounded window */
 	MORPHEUS_ESCALATION_HYBRID = 3,		 /* kick, throttle repeat offenders */
 	MORPHEUS_ESCALATION_POLICY_NR = 4,

@@ -47,7 +47,9 @@
  * shared control block (SCB) and grace_ns of CPU time to answer; it is
  * never preempted inside a critical section before others have waited
  * max_critical_ns for its CPU, and never runs past its slice by more than
- * max_overrun_ns outside critical sections while others wait. With
+ * max_overrun_ns outside critical sections while others wait (shared among
+ * the waiters: a crowd of workers that never checkpoint takes about
+ * max_overrun_ns per round, not each). With
  * --enforce, an escapable worker that ignored a hint past its deadline is
  * escalated (kick, throttle or both).
  */
@@ -475,6 +477,7 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 	struct task_ctx *tctx = task_ctx(p);
 	u64 now = bpf_ktime_get_ns();
 	u64 used, vtime, ahead;
+	bool throttled;
 
 	if (!tctx)
 		return;
@@ -500,8 +503,11 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 	if (!runnable)
 		tctx->burst = 0;
 
-	if (is_throttled(p, now))
+	throttled = is_throttled(p, now);
+	if (throttled)
 		used *= MORPHEUS_THROTTLE_FACTOR;
+	if (wc)
+		worker_publish_throttle(wc, throttled);
 
 	/*
 	 * Charge the time used, scaled by the inverse of the task's weight,

@@ -13,7 +13,7 @@ enum worker_verdict {
 	WORKER_YIELDED,		 /* answered its hint: gives way */
 	WORKER_PREEMPT_WINDOW,	 /* a woken task's yield window ran out */
 	WORKER_PREEMPT_CRITICAL, /* a critical section reached the cap */
-	WORKER_PREEMPT_OVERRUN,	 /* ran its slice plus max_overrun_ns */
+	WORKER_PREEMPT_OVERRUN,	 /* ran its slice plus its overrun allowance */
 	WORKER_PREEMPT_ESCALATED, /* escalated (--enforce) */
 	WORKER_GONE,		 /* no live SCB: scheduled like any task */
 };
@@ -22,6 +22,24 @@ enum worker_verdict {
 static __always_inline u64 worker_ran(const struct morpheus_worker_ctx *wc, u64 now)
 {
 	return wc->ran_acc + (wc->run_start && now > wc->run_start ? now - wc->run_start : 0);
+}
+
+/*
+ * How far past its slice a worker outside a critical section may run while
+ * others wait for @cpu: max_overrun_ns shared among the tasks queued for
+ * it. One waiter gets the whole allowance; a crowd of workers that never
+ * checkpoint, taking the CPU in turn, together take about max_overrun_ns
+ * per round (plus a slice each), so however many crowd one CPU no task
+ * waits anywhere near the sched_ext watchdog. (The count includes shared
+ * queue tasks other CPUs may take: an overestimate only shortens it.)
+ */
+static u64 overrun_allowance(s32 cpu)
+{
+	u64 n = scx_bpf_dsq_nr_queued(cpu) + scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL_ON | cpu) +
+		scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ);
+	u64 share = max_overrun_ns / (n ?: 1);
+
+	return share > MORPHEUS_SLICE_FLOOR_NS ? share : MORPHEUS_SLICE_FLOOR_NS;
 }
 
 /*
@@ -111,6 +129,19 @@ static void worker_tick(struct morpheus_worker_ctx *wc, u64 now)
 		wc->crit_seen = now;
 }
 
+/* Tells the worker's runtime (SCBK_THROTTLED) whether it serves a penalty. */
+static void worker_publish_throttle(struct morpheus_worker_ctx *wc, bool throttled)
+{
+	struct morpheus_scb *scb = scb_of(wc);
+
+	if (!scb)
+		return;
+	if (throttled)
+		scb->k.flags |= MORPHEUS_SCBK_THROTTLED;
+	else
+		scb->k.flags &= ~MORPHEUS_SCBK_THROTTLED;
+}
+
 static void worker_exit(struct task_struct *p, struct morpheus_worker_ctx *wc)
 {
 	struct morpheus_scb *scb;
@@ -135,14 +166,15 @@ static void worker_exit(struct task_struct *p, struct morpheus_worker_ctx *wc)
  * until others have waited max_critical_ns; an escapable worker that let a
  * hint expire and has had a whole grace period outside critical sections
  * is escalated (--enforce); a woken task's yield window ending, or running
- * max_overrun_ns past its slice, preempts it. Nobody waiting: it goes on.
+ * its overrun allowance (overrun_allowance()) past its slice, preempts it.
+ * Nobody waiting: it goes on.
  */
 static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 			 struct cpu_ctx *cctx, s32 cpu, u64 now, u64 *until)
 {
 	struct morpheus_scb *scb = scb_of(wc);
 	u64 slice = task_slice(p);
-	u64 ran, next, due, waited_since;
+	u64 ran, next, due, waited_since, overrun;
 	bool waiters, depth;
 
 	if (!scb)
@@ -241,11 +273,12 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 		}
 		if (cctx->want_ts && now >= cctx->want_ts + yield_window_ns)
 			return WORKER_PREEMPT_WINDOW;
-		if (ran >= slice + max_overrun_ns) {
+		overrun = overrun_allowance(cpu);
+		if (ran >= slice + overrun) {
 			stat_inc(&nr_overrun_cap);
 			return WORKER_PREEMPT_OVERRUN;
 		}
-		next = now + (slice + max_overrun_ns - ran);
+		next = now + (slice + overrun - ran);
 		if (cctx->want_ts)
 			next = min_u64(next, cctx->want_ts + yield_window_ns);
 		if (enforce && (wc->flags & MORPHEUS_WORKER_ESCAPABLE) &&

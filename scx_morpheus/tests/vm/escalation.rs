@@ -121,8 +121,39 @@ fn cgroup_throttle_penalises_a_repeat_offender_for_a_bounded_window() {
     let r = h.contended(WORKER_ESCAPABLE, Behaviour::Ignore, 1500);
     assert!(r.escalations >= 1);
     assert!(h.metric("escalations_throttle") >= 1);
+    assert!(
+        r.throttled_seen,
+        "its SCB never said it was throttled: {r:?}"
+    );
     // The penalty window ends by itself.
     assert!(throttles_expire(&h), "throttle never expired");
+    h.stop();
+}
+
+/// `--enforce --escalation none` changes nothing: a worker that lets its
+/// hints expire is neither kicked nor throttled, and no escalation shows
+/// in the metrics or in its SCB (so its runtime never turns defensive).
+#[test]
+fn escalation_none_escalates_nothing() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let h = Harness::start(
+        "escalation-none",
+        19206,
+        &["--enforce", "--escalation", "none", "--grace-ms", "20"],
+    );
+    let r = h.contended(WORKER_ESCAPABLE, Behaviour::Ignore, 1500);
+    let expired = h.metric("hints_expired");
+    assert!(expired >= 1, "no hint expired, so nothing was due: {r:?}");
+    assert_eq!(r.escalations, 0, "its SCB counts escalations: {r:?}");
+    assert!(!r.throttled_seen, "its SCB said throttled: {r:?}");
+    assert_eq!(
+        (
+            h.metric("escalations_kick"),
+            h.metric("escalations_throttle")
+        ),
+        (0, 0)
+    );
     h.stop();
 }
 

@@ -3,6 +3,7 @@
 //! `./morpheus-dev vm -- cargo test -p scx_morpheus --test vm`
 //! (or natively as root on a kernel with sched_ext).
 
+mod availability;
 mod escalation;
 mod faults;
 mod hints;

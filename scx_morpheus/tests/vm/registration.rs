@@ -267,8 +267,18 @@ fn put(fd: &OwnedFd, v: u32) {
     );
 }
 
-/// Reads 4 bytes, or None at end of file.
+/// Reads 4 bytes, or None at end of file or after 60 s without any (a
+/// party that died never hangs the test).
 fn get(fd: &OwnedFd) -> Option<u32> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut pfd, 1, 60_000) } != 1 {
+        return None;
+    }
     let mut b = [0u8; 4];
     // SAFETY: reading 4 bytes from a pipe.
     (unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), 4) } == 4)
@@ -437,6 +447,202 @@ fn a_connection_never_speaks_for_a_new_process_with_its_peers_pid() {
         metric(&addr, "registrations"),
         2,
         "only V's own registrations"
+    );
+    assert!(loader.stop().status.success());
+}
+
+/// Drops to `uid`/`gid` in a forked child (or exits it).
+fn become_user(uid: u32) {
+    // SAFETY: setgroups/setgid/setuid in a forked child.
+    let ok = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(uid) == 0
+            && libc::setuid(uid) == 0
+    };
+    if !ok {
+        // SAFETY: leaving the forked child.
+        unsafe { libc::_exit(98) };
+    }
+}
+
+/// Says HELLO on a new connection: Some(true) accepted, Some(false)
+/// refused or closed, None when no connection could be made.
+fn try_hello(path: &std::path::Path) -> Option<(bool, OwnedFd)> {
+    use morpheus_common::seqpacket::{self, Received};
+    let sock = crate::support::client::connect(path).ok()?;
+    let tv = libc::timeval {
+        tv_sec: 10,
+        tv_usec: 0,
+    };
+    // SAFETY: a valid timeval for SO_RCVTIMEO.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast(),
+            size_of::<libc::timeval>() as u32,
+        )
+    };
+    let hello = Message::Hello {
+        runtime_kind: morpheus_common::RuntimeKind::Generic,
+    };
+    use std::os::fd::AsFd;
+    if seqpacket::send(sock.as_fd(), &hello, None).is_err() {
+        return Some((false, sock));
+    }
+    let ok = matches!(
+        seqpacket::recv(sock.as_fd()),
+        Ok(Received::Packet(
+            Ok(Message::HelloReply {
+                status: Status::Ok,
+                ..
+            }),
+            _
+        ))
+    );
+    Some((ok, sock))
+}
+
+/// One user holding a thousand registrations (a pidfd each in the loader)
+/// and every connection it may open locks no one else out: the loader
+/// raises its open-file limit, caps the connections per user, and backs
+/// off instead of spinning when accept(2) fails.
+#[test]
+fn one_user_with_a_thousand_registrations_locks_no_one_out() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let (sock, addr) = endpoints("exhaust", 19309);
+    let loader = Loader::start(&[
+        "--socket",
+        &sock,
+        "--socket-mode",
+        "666",
+        "--metrics-addr",
+        &addr,
+    ]);
+    let path = std::path::PathBuf::from(&sock);
+    const PROCESSES: u32 = 4;
+    const THREADS: usize = 250;
+    const TRIES: u32 = 400;
+    let (ready_rd, ready_wr) = pipe();
+    let (stop_rd, stop_wr) = pipe();
+
+    // The greedy user (nobody): 4 processes of 250 registered threads,
+    // then as many more connections as it can get, all held.
+    // SAFETY: fork; the child forks the registrants, then connects.
+    let greedy = unsafe { libc::fork() };
+    if greedy == 0 {
+        become_user(65534);
+        for _ in 0..PROCESSES {
+            // SAFETY: fork in the greedy child.
+            if unsafe { libc::fork() } == 0 {
+                let session = Arc::new(Session::open(&path));
+                let all = Arc::new(std::sync::Barrier::new(THREADS + 1));
+                let ok = Arc::new(std::sync::atomic::AtomicU32::new(0));
+                for _ in 0..THREADS {
+                    let (session, all, ok) = (session.clone(), all.clone(), ok.clone());
+                    std::thread::spawn(move || {
+                        if session.register(0).is_ok() {
+                            ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        all.wait();
+                        loop {
+                            std::thread::park();
+                        }
+                    });
+                }
+                all.wait();
+                put(&ready_wr, ok.load(std::sync::atomic::Ordering::Relaxed));
+                get(&stop_rd);
+                // SAFETY: leaving the registrant.
+                unsafe { libc::_exit(0) };
+            }
+        }
+        let mut held = Vec::new();
+        let mut accepted = 0;
+        for _ in 0..TRIES {
+            match try_hello(&path) {
+                Some((ok, sock)) => {
+                    accepted += u32::from(ok);
+                    held.push(sock);
+                }
+                None => break,
+            }
+        }
+        put(&ready_wr, 1000 + accepted);
+        get(&stop_rd);
+        // SAFETY: leaving the greedy child.
+        unsafe { libc::_exit(0) };
+    }
+    // Each registrant reports how many of its threads registered (at most
+    // THREADS), the opener 1000 + the HELLOs it got accepted.
+    let (mut accepted, mut registered) = (None, 0);
+    for _ in 0..=PROCESSES {
+        match get(&ready_rd).expect("the greedy user reports within 60 s") {
+            n if n >= 1000 => accepted = Some(n - 1000),
+            n => registered += n,
+        }
+    }
+    let accepted = accepted.expect("the greedy user's connection count");
+    println!(
+        "greedy user: {registered} workers registered ({} by the loader's count), \
+         {accepted} of {TRIES} more HELLOs accepted",
+        metric(&addr, "workers")
+    );
+    assert_eq!(
+        registered,
+        PROCESSES * THREADS as u32,
+        "the greedy user's own registrations failed: the loader ran out of descriptors"
+    );
+    assert!(
+        accepted < TRIES,
+        "one user got every connection it asked for ({accepted})"
+    );
+
+    // Another user still registers, within a deadline.
+    let other = path.clone();
+    let code = as_user(65533, move || {
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(30));
+            // SAFETY: leaving the child: the loader did not answer.
+            unsafe { libc::_exit(14) };
+        });
+        let session = Session::open(&other);
+        i32::from(session.register(0).is_err())
+    });
+    assert_eq!(
+        code, 0,
+        "another user could not register (14: no answer in 30 s)"
+    );
+
+    // And the loader is not spinning.
+    let cpu = |pid: i32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let before = cpu(loader.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let used_ms = (cpu(loader.pid()) - before) * 1000 / hz;
+    println!("loader CPU over 2 s with the greedy user connected: {used_ms} ms");
+    assert!(
+        used_ms < 1000,
+        "the loader spins: {used_ms} ms of CPU in 2 s"
+    );
+
+    for _ in 0..=PROCESSES {
+        put(&stop_wr, 1);
+    }
+    drop(stop_wr);
+    // SAFETY: reaping the greedy child (its registrants are reparented).
+    unsafe { libc::waitpid(greedy, std::ptr::null_mut(), 0) };
+    assert!(
+        wait_for(Duration::from_secs(30), || metric(&addr, "workers") == 0),
+        "the greedy user's registrations were not all released"
     );
     assert!(loader.stop().status.success());
 }

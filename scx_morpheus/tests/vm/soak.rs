@@ -84,9 +84,7 @@ fn soak_with_churn_restarts_and_full_load() {
             .filter(|w| w.slot.is_some())
             .count() as u64
     };
-    let held = |m: &std::collections::HashMap<String, u64>| {
-        m["workers_registered"] + m["workers_running"] + m["workers_quiescing"] + m["workers_dead"]
-    };
+    let held = |m: &std::collections::HashMap<String, u64>| m["workers"];
 
     let mut churned = 0u64;
     let started = Instant::now();

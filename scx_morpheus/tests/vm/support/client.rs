@@ -200,6 +200,10 @@ impl ScbRef<'_> {
         self.u64_at(addr_of!(self.scb.k.hints_answered))
             .load(Ordering::Relaxed)
     }
+    pub fn flags(&self) -> u32 {
+        self.u32_at(addr_of!(self.scb.k.flags))
+            .load(Ordering::Relaxed)
+    }
     pub fn pressure(&self) -> u32 {
         self.u32_at(addr_of!(self.scb.k.pressure))
             .load(Ordering::Relaxed)

@@ -32,6 +32,8 @@ pub struct Report {
     pub state_after_run: u16,
     /// The thread's scheduling policy once registered (`sched_getscheduler`).
     pub policy: i32,
+    /// Its SCB said SCBK_THROTTLED at some point of the run.
+    pub throttled_seen: bool,
 }
 
 /// Runs a registered worker on `cpu` for `dur`, returning what it saw.
@@ -55,6 +57,7 @@ pub fn run(
         let mut acked_seq = start_hint;
         let mut acked = 0;
         let mut pressure_max = 0;
+        let mut throttled_seen = false;
         if behaviour == Behaviour::CriticalForever {
             scb.set_critical_depth(1);
         }
@@ -62,6 +65,7 @@ pub fn run(
         while Instant::now() < end {
             spin_us(50);
             pressure_max = pressure_max.max(scb.pressure());
+            throttled_seen |= scb.flags() & morpheus_common::SCBK_THROTTLED != 0;
             if behaviour == Behaviour::Checkpoint {
                 let seq = scb.hint_seq();
                 if seq != acked_seq {
@@ -87,6 +91,7 @@ pub fn run(
             pressure_max,
             state_after_run: scb.state(),
             policy,
+            throttled_seen,
         };
         assert_eq!(
             session.unregister(slot, generation),
