@@ -647,10 +647,13 @@ fn one_user_with_a_thousand_registrations_locks_no_one_out() {
     assert!(loader.stop().status.success());
 }
 
+/// Something a hostile worker writes into its own SCB.
+type Forge = fn(&crate::support::client::ScbRef<'_>);
+
 /// What a worker that never checkpoints and keeps forging its SCB's
 /// kernel line (writable like the rest of the mapping) got from the
 /// scheduler in `ms`: metric deltas.
-fn forger_run(h: &Harness, forge: fn(&crate::support::client::ScbRef<'_>), ms: u64) -> [u64; 3] {
+fn forger_run(h: &Harness, forge: Forge, ms: u64) -> [u64; 3] {
     let cpu = test_cpu();
     let before = |n: &str| h.metric(n);
     let (sent, ended, capped) = (
@@ -697,7 +700,7 @@ fn a_worker_that_forges_its_kernel_line_is_still_hinted_and_capped() {
         19307,
         &["--grace-ms", "10", "--max-overrun-ms", "20"],
     );
-    let runs: [(&str, fn(&crate::support::client::ScbRef<'_>)); 2] = [
+    let runs: [(&str, Forge); 2] = [
         // A stale generation and DEAD once made BPF treat it as gone.
         ("generation and state", |scb| scb.forge_identity()),
         // A sequence about to wrap once made hints sequence 0: never
