@@ -438,6 +438,26 @@ impl Conns {
     }
 }
 
+/// An admitted connection's place in [`Conns`] and the active count,
+/// given back when it is dropped: when its thread ends, or with the
+/// thread's closure if the thread could not start.
+struct Admitted {
+    conns: Arc<Mutex<Conns>>,
+    active: Arc<AtomicU64>,
+    id: u64,
+    uid: u32,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(self.id, self.uid);
+        self.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Raises the soft open-file limit to the hard one: every registered worker
 /// holds a pidfd, and with the usual soft limit of 1024 one user's
 /// registrations could exhaust it and make accept(2) fail for everyone.
@@ -545,15 +565,11 @@ fn accept_loop(
             continue;
         }
         active.fetch_add(1, Ordering::AcqRel);
-        let done = {
-            let (conns, active) = (conns.clone(), active.clone());
-            move || {
-                conns
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(id, uid);
-                active.fetch_sub(1, Ordering::AcqRel);
-            }
+        let admitted = Admitted {
+            conns: conns.clone(),
+            active: active.clone(),
+            id,
+            uid,
         };
         let state = state.clone();
         let spawned = std::thread::Builder::new()
@@ -563,15 +579,10 @@ fn accept_loop(
                     debug!("connection ended: {e:#}");
                 }
                 drop(sock);
-                done();
+                drop(admitted);
             });
         if spawned.is_err() {
-            // The closure (and the socket with it) was dropped unrun.
-            conns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(id, uid);
-            active.fetch_sub(1, Ordering::AcqRel);
+            // The closure was dropped unrun: its socket closed, its slot freed.
             warn_now("cannot start a connection thread");
         }
     }

@@ -19,14 +19,8 @@ fn as_user(uid: u32, f: impl FnOnce() -> i32) -> i32 {
         let pid = libc::fork();
         assert!(pid >= 0);
         if pid == 0 {
-            let ok = libc::setgroups(0, std::ptr::null()) == 0
-                && libc::setgid(uid) == 0
-                && libc::setuid(uid) == 0;
-            let code = if ok {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(99)
-            } else {
-                98
-            };
+            become_user(uid);
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(99);
             libc::_exit(code);
         }
         let mut status = 0;
@@ -451,7 +445,7 @@ fn a_connection_never_speaks_for_a_new_process_with_its_peers_pid() {
     assert!(loader.stop().status.success());
 }
 
-/// Drops to `uid`/`gid` in a forked child (or exits it).
+/// Drops to `uid`/`gid` in a forked child (or exits it with 98).
 fn become_user(uid: u32) {
     // SAFETY: setgroups/setgid/setuid in a forked child.
     let ok = unsafe {
