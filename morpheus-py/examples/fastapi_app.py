@@ -5,6 +5,11 @@ Run it under Morpheus, from ``morpheus-py/``::
 
     python -m morpheus.run -m uvicorn examples.fastapi_app:app --loop asyncio --port 8000
 
+or, with uvicorn 0.36+, with Morpheus's event loop as uvicorn's loop factory
+(which reaches the processes of ``--workers`` too)::
+
+    uvicorn --loop morpheus:new_event_loop examples.fastapi_app:app --port 8000
+
 then, while ``curl 'localhost:8000/heavy?n=20000000'`` computes for seconds,
 ``curl localhost:8000/light`` still answers within a few budgets (10 ms each
 by default): the heavy handler passes ``await morpheus.async_checkpoint()``
@@ -17,6 +22,7 @@ serves Morpheus's OpenMetrics text.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -65,7 +71,7 @@ async def heavy_blocking(n: int = 2_000_000) -> dict:
     acc = 0
     for i in range(n):
         acc = _step(i, acc)
-    return {"result": acc, "seconds": time.perf_counter() - t0}
+    return {"result": acc, "seconds": time.perf_counter() - t0, "pid": os.getpid()}
 
 
 @app.get("/heavy-sync")
@@ -83,7 +89,9 @@ def heavy_sync(n: int = 2_000_000) -> dict:
 
 @app.get("/stats")
 async def stats() -> dict:
-    """The counters the heavy endpoint keeps, and this thread's ledger."""
+    """The counters the heavy endpoint keeps, whether this event loop is
+    Morpheus's (a checkpoint before every callback, its thread a worker of
+    kind ``asyncio`` from the start), and the loop thread's ledger."""
     async with morpheus.critical():
         counters = dict(_stats)
     snap = morpheus.snapshot()
@@ -93,6 +101,9 @@ async def stats() -> dict:
         worker = None
     return {
         **counters,
+        "pid": os.getpid(),
+        "loop_checkpoints": morpheus.installed(asyncio.get_running_loop()),
+        "loop_thread_kind": worker.kind if worker else None,
         "mode": snap.mode,
         "loop_thread_registered_with_kernel": worker is not None and worker.registered,
         "loop_thread_yields": worker.ledger.yields if worker else None,

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """``python -m morpheus.run``: any module or script under Morpheus, and a
-real uvicorn server serving real requests during a CPU-heavy one."""
+real uvicorn server serving real requests during a CPU-heavy one, under
+morpheus.run and with ``uvicorn --loop morpheus:new_event_loop``."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -93,15 +95,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
-    """``python -m morpheus.run -m uvicorn examples.fastapi_app:app`` on
-    127.0.0.1, stopped (and killed if need be) on exit."""
+# How a test starts uvicorn with examples.fastapi_app:app (after `python`).
+MORPHEUS_RUN = ("-m", "morpheus.run", "-m", "uvicorn", "examples.fastapi_app:app", "--loop", "asyncio")
+LOOP_FACTORY = ("-m", "uvicorn", "examples.fastapi_app:app", "--loop", "morpheus:new_event_loop")
+PLAIN_ASYNCIO = ("-m", "uvicorn", "examples.fastapi_app:app", "--loop", "asyncio")
 
-    def __init__(self) -> None:
+
+class Server:
+    """uvicorn serving ``examples.fastapi_app:app`` on 127.0.0.1, started by
+    ``python *command *args`` (by default under ``python -m morpheus.run``),
+    stopped (and killed if need be) on exit."""
+
+    def __init__(self, command=MORPHEUS_RUN, *args: str) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "morpheus.run", "-m", "uvicorn", "examples.fastapi_app:app",
-             "--loop", "asyncio", "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
+            [sys.executable, *command, *args, "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
             cwd=PACKAGE_DIR,
             env=child_env(MORPHEUS_BUDGET_MS=str(BUDGET_MS)),
             stdout=subprocess.PIPE,
@@ -233,3 +241,103 @@ def test_uvicorn_sync_endpoint_hands_the_gil_back(server):
         lat, heavy, _ = latencies_during(client, server.url, "/heavy-sync?n=3000000")
     assert heavy["yields"] >= 5
     assert len(lat) >= 5 and pct(lat, 0.5) <= 6 * BUDGET_MS + 20, lat
+
+
+# ------------------------------------------- uvicorn --loop morpheus:...
+
+def stats(url: str) -> dict:
+    """``/stats`` on a new connection: any of the server's processes may
+    accept it."""
+    import httpx
+
+    r = httpx.get(url + "/stats", timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_uvicorn_loop_factory_runs_the_morpheus_loop():
+    """``uvicorn --loop morpheus:new_event_loop`` (uvicorn 0.36+), without
+    morpheus.run: uvicorn builds its loop with Morpheus's factory, whose
+    thread is an ``asyncio`` worker from the start and which checkpoints
+    before every callback, so light requests get through a heavy one."""
+    import httpx
+
+    with Server(LOOP_FACTORY) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        before = stats(server.url)
+        lat, heavy, _ = latencies_during(client, server.url, "/heavy?n=3000000")
+        after = stats(server.url)
+    assert before["loop_checkpoints"] is True and before["loop_thread_kind"] == "asyncio", before
+    assert heavy["yields"] >= 5
+    assert len(lat) >= 5 and pct(lat, 0.5) <= 6 * BUDGET_MS + 20, lat
+    assert after["heavy_requests"] == 1
+    assert after["loop_thread_yields"]["budget"] >= heavy["yields"], after
+
+
+def test_uvicorn_plain_asyncio_loop_is_not_morpheus_s():
+    """The control: uvicorn's own ``--loop asyncio`` without morpheus.run
+    has no checkpoints between callbacks, and its thread becomes a worker
+    (kind ``generic``) only at its first critical section, in ``/stats``."""
+    with Server(PLAIN_ASYNCIO) as server:
+        s = stats(server.url)
+    assert s["loop_checkpoints"] is False and s["loop_thread_kind"] == "generic", s
+
+
+def test_uvicorn_loop_factory_reaches_every_worker():
+    """``--workers 2`` starts two fresh interpreters, which morpheus.run
+    does not reach; the loop factory does. While one worker computes
+    ``/heavy-blocking`` (its loop accepts nothing), the other accepts the
+    next connection: block one, ask the other, block it, ask the first."""
+    import httpx
+
+    with Server(LOOP_FACTORY, "--workers", "2") as server:
+        # Size /heavy-blocking to about 2 s here (warmed up, 1M steps at least).
+        httpx.get(server.url + "/heavy-blocking", params={"n": 100_000}, timeout=30)
+        t0 = time.perf_counter()
+        httpx.get(server.url + "/heavy-blocking", params={"n": 400_000}, timeout=30)
+        n = int(min(40_000_000, max(1_000_000, 400_000 * 2.0 / (time.perf_counter() - t0))))
+
+        seen = {}  # pid -> its /stats
+        heavy_pids = set()
+        for _ in range(3):  # the first round normally sees both
+            threads = []
+            for _ in range(2):
+                t = threading.Thread(target=lambda: heavy_pids.add(
+                    httpx.get(server.url + "/heavy-blocking", params={"n": n}, timeout=60).json()["pid"]))
+                t.start()
+                threads.append(t)
+                time.sleep(0.5)  # the heavy request is computing: the other worker is free
+                s = stats(server.url)
+                seen[s["pid"]] = s
+            for t in threads:
+                t.join(60)
+            if len(seen) == 2:
+                break
+    assert len(seen) == 2 and heavy_pids == set(seen), (seen, heavy_pids, server.output)
+    assert server.proc.pid not in seen  # served by the worker processes
+    for s in seen.values():
+        assert s["loop_checkpoints"] is True and s["loop_thread_kind"] == "asyncio", seen
+
+
+def test_uvicorn_loop_factory_reaches_the_reloaded_server(tmp_path):
+    """``--reload`` serves from a child interpreter, started again when a
+    watched file changes; both use Morpheus's loop."""
+    import httpx
+
+    watched = tmp_path / "watched.py"
+    watched.write_text("")
+    with Server(LOOP_FACTORY, "--reload", "--reload-dir", str(tmp_path)) as server:
+        first = stats(server.url)
+        mtime = watched.stat().st_mtime + 10
+        os.utime(watched, (mtime, mtime))  # a change the reloader sees
+        deadline = time.monotonic() + 30
+        second = first
+        while second["pid"] == first["pid"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                second = stats(server.url)
+            except httpx.HTTPError:  # the server restarting
+                pass
+    assert second["pid"] != first["pid"], server.output  # reloaded
+    assert server.proc.pid not in (first["pid"], second["pid"])  # served by children
+    for s in (first, second):
+        assert s["loop_checkpoints"] is True and s["loop_thread_kind"] == "asyncio", (first, second)

@@ -176,7 +176,8 @@ class EventLoop(asyncio.SelectorEventLoop):
     """The standard asyncio loop, checkpointing between callbacks."""
 
 def new_event_loop() -> EventLoop:
-    """A new EventLoop: the loop factory for asyncio.run / asyncio.Runner."""
+    """A new EventLoop: the loop factory for asyncio.run / asyncio.Runner
+    and uvicorn 0.36+ (``--loop morpheus:new_event_loop``)."""
 
 def install(loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
     """Turns on the event-loop integration (one loop, or all that start)."""

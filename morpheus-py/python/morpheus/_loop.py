@@ -82,7 +82,9 @@ class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
 
 def new_event_loop() -> EventLoop:
     """A new :class:`EventLoop`: the loop factory for ``asyncio.run`` and
-    ``asyncio.Runner``."""
+    ``asyncio.Runner``, and for uvicorn 0.36+: ``uvicorn --loop
+    morpheus:new_event_loop APP`` builds the loop of every server process
+    with it, including those of ``--workers`` and ``--reload``."""
     return EventLoop()
 
 

@@ -29,7 +29,8 @@ Options (before the program):
 
 uvicorn: use ``--loop asyncio`` (uvloop has no per-callback hook). Programs
 that start new interpreters (uvicorn ``--workers``/``--reload``) run those
-without Morpheus: call ``morpheus.install()`` in the app module instead.
+without Morpheus: with uvicorn 0.36+ use ``uvicorn --loop
+morpheus:new_event_loop`` instead, which reaches them.
 """
 
 from __future__ import annotations
