@@ -6,6 +6,7 @@ morpheus.run and with ``uvicorn --loop morpheus:new_event_loop``."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -80,8 +81,36 @@ def test_exit_status_and_usage_errors(tmp_path):
                         (("--mode", "turbo", "-c", "pass"), "expected one of"), (("-m",), "needs an argument")]:
         p = morpheus_run(*args)
         assert p.returncode == 2 and words in p.stderr, (args, p.stderr)
+
+
+def test_version_is_the_package_s():
+    import morpheus
+
+    p = morpheus_run("--version")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"morpheus {morpheus.__version__}\n"
+    # After the program, --version is the program's.
+    p = morpheus_run("-c", "import sys; print(sys.argv)", "--version")
+    assert p.returncode == 0 and p.stdout == "['-c', '--version']\n", (p.stdout, p.stderr)
+
+
+def test_help_gives_usage_what_it_does_options_and_examples():
+    from morpheus import run
+
     p = morpheus_run("--help")
-    assert p.returncode == 0 and "python -m morpheus.run" in p.stdout
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    out = p.stdout
+    assert out.startswith("usage: python -m morpheus.run [OPTIONS] (-m MODULE | -c CODE | SCRIPT) [ARGS...]\n")
+    assert "Runs a Python program as python would" in out and "morpheus.install()" in out
+    # Every option the parser takes has its line.
+    for option in [*run._VALUE_OPTIONS, "--no-install", "--version", "-h, --help"]:
+        assert re.search(rf"^  {re.escape(option)}\b", out, re.M), (option, out)
+    assert "\n  python -m morpheus.run --budget-ms 5 -m uvicorn examples.fastapi_app:app" in out
+    assert "\n  uvicorn --loop morpheus:new_event_loop examples.fastapi_app:app" in out
+    # Plain text for a terminal, not reStructuredText.
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    assert "``" not in out and "::" not in out, out
+    assert morpheus_run("-h").stdout == out
 
 
 # ----------------------------------------------------------------- uvicorn

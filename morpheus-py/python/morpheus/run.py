@@ -1,36 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Run a Python program under Morpheus, like ``python`` itself would run it.
-
-Usage::
-
-    python -m morpheus.run [OPTIONS] -m MODULE [ARGS...]
-    python -m morpheus.run [OPTIONS] SCRIPT [ARGS...]
-    python -m morpheus.run [OPTIONS] -c CODE [ARGS...]
-
-For example, from ``morpheus-py/``::
-
-    python -m morpheus.run -m uvicorn examples.fastapi_app:app --loop asyncio --port 8000
-
-Before the program starts, :func:`morpheus.install` is called, so every
-standard asyncio event loop the program runs registers its thread with
-Morpheus and checkpoints between callbacks, and the ``morpheus`` logger
-prints to stderr (unless logging is configured already), so the one line
-saying whether the kernel scheduler is in use shows. ``sys.argv``,
-``sys.path[0]`` and ``__main__`` are set up as ``python -m``/``python SCRIPT``
-would set them.
-
-Options (before the program):
-  --budget-ms MS     local time budget per worker (MORPHEUS_BUDGET_MS)
-  --mode MODE        auto, deterministic, pressured or defensive (MORPHEUS_MODE)
-  --sources LIST     hint sources, e.g. kernel,budget (MORPHEUS_SOURCES)
-  --log-level LEVEL  level of the morpheus logger on stderr (default INFO)
-  --no-install       do not integrate with event loops (checkpoints only)
-  -h, --help         show this help
-
-uvicorn: use ``--loop asyncio`` (uvloop has no per-callback hook). Programs
-that start new interpreters (uvicorn ``--workers``/``--reload``) run those
-without Morpheus: with uvicorn 0.36+ use ``uvicorn --loop
-morpheus:new_event_loop`` instead, which reaches them.
+"""``python -m morpheus.run``: runs a Python program under Morpheus, like
+``python`` itself would run it. ``python -m morpheus.run --help`` (the
+``_HELP`` text below) says how.
 """
 
 from __future__ import annotations
@@ -43,6 +14,45 @@ import types
 from typing import List, Optional, Sequence
 
 _USAGE = "usage: python -m morpheus.run [OPTIONS] (-m MODULE | -c CODE | SCRIPT) [ARGS...]"
+
+# Options that take a value, and the key each sets in the parsed options.
+_VALUE_OPTIONS = {
+    "--budget-ms": "budget_ms",
+    "--mode": "mode",
+    "--sources": "sources",
+    "--log-level": "log_level",
+}
+
+_HELP = f"""{_USAGE}
+
+Runs a Python program as python would (python -m MODULE, python SCRIPT,
+python -c CODE: same sys.argv, sys.path[0] and __main__), after turning on
+Morpheus's event-loop integration (morpheus.install()): every standard
+asyncio event loop the program runs registers its thread with Morpheus and
+passes a checkpoint before each callback. The morpheus logger prints to
+stderr (unless logging is configured already), so the one line saying
+whether the scx_morpheus scheduler is in use shows.
+
+options (before the program; MORPHEUS_*: the environment variable it overrides):
+  --budget-ms MS     local time budget per worker (MORPHEUS_BUDGET_MS)
+  --mode MODE        auto, deterministic, pressured or defensive
+                     (MORPHEUS_MODE)
+  --sources LIST     hint sources, e.g. kernel,budget (MORPHEUS_SOURCES)
+  --log-level LEVEL  level of the morpheus logger on stderr (default INFO)
+  --no-install       no event-loop integration (checkpoints only)
+  --version          print the version of morpheus and exit
+  -h, --help         print this help and exit
+
+example (from morpheus-py/):
+  python -m morpheus.run --budget-ms 5 -m uvicorn examples.fastapi_app:app \\
+      --loop asyncio --port 8000
+
+uvicorn: use --loop asyncio (uvloop has no per-callback hook). The new
+interpreters of uvicorn --workers and --reload do not run under
+morpheus.run; with uvicorn 0.36+, Morpheus's loop factory reaches them
+(without morpheus.run):
+  uvicorn --loop morpheus:new_event_loop examples.fastapi_app:app --workers 2
+"""
 
 
 class _UsageError(Exception):
@@ -57,19 +67,19 @@ def _parse(argv: Sequence[str]):
     while i < len(args):
         a = args[i]
         if a in ("-h", "--help"):
-            print(__doc__)
+            print(_HELP, end="")
+            raise SystemExit(0)
+        if a == "--version":
+            import morpheus
+
+            print(f"morpheus {morpheus.__version__}")
             raise SystemExit(0)
         if a == "--no-install":
             opts["install"] = False
             i += 1
             continue
         name, eq, value = a.partition("=")
-        key = {
-            "--budget-ms": "budget_ms",
-            "--mode": "mode",
-            "--sources": "sources",
-            "--log-level": "log_level",
-        }.get(name)
+        key = _VALUE_OPTIONS.get(name)
         if key is not None:
             if not eq:
                 if i + 1 >= len(args):
