@@ -19,10 +19,11 @@
 //! ```
 //!
 //! - [`checkpoint!()`] costs one relaxed load and a branch when there is
-//!   nothing to do. When a hint is pending it acknowledges it, records the
-//!   cause in the yield ledger, lets the worker's other tasks run
-//!   (`tokio::task::yield_now` semantics) and, for kernel hints, gives the
-//!   CPU to other processes (`sched_yield`).
+//!   nothing to do. When a hint is pending it lets the worker's other tasks
+//!   run (`tokio::task::yield_now` semantics) and records the cause in the
+//!   yield ledger; for kernel hints it then acknowledges the hint and gives
+//!   the CPU to other processes (`sched_yield`), so the short requests
+//!   waiting in the worker are answered first.
 //! - [`critical_section()`] returns a guard; while it lives the scheduler
 //!   will not force-preempt the thread and checkpoints do not yield.
 //! - [`Builder`] wraps `tokio::runtime::Builder` and registers its workers;
@@ -112,10 +113,11 @@ pub fn init(config: Config) -> Result<(), Error> {
 ///
 /// Expands to `morpheus_runtime::__checkpoint().await`. When no hint is
 /// pending it completes immediately (one relaxed load and a branch). When
-/// one is, it records the cause, acknowledges a kernel hint, gives the CPU
-/// to other processes if the hint came from the kernel or from
-/// defensive/pressure modes, and yields to the worker's other tasks once.
-/// Inside a [`critical_section`] it never yields.
+/// one is, it yields to the worker's other tasks and records the cause; if
+/// the hint came from the kernel or from defensive/pressure modes it then
+/// acknowledges it, gives the CPU to other processes (`sched_yield`) and
+/// lets the tasks that became ready meanwhile run. Inside a
+/// [`critical_section`] it never yields.
 ///
 /// The first checkpoint on a thread makes it a worker (once; see
 /// [`attach_current_thread`]). Outside async code use [`checkpoint_sync`]:
@@ -144,20 +146,55 @@ pub fn __checkpoint() -> impl Future<Output = ()> + Send + Sync + 'static {
 async fn checkpoint_yield() {
     #[cfg(feature = "tokio")]
     let in_runtime = crate::tokio::in_runtime();
+    #[cfg(not(feature = "tokio"))]
+    let in_runtime = false;
     #[cfg(feature = "tokio")]
     if !in_runtime {
         crate::tokio::report_outside_runtime();
     }
-    if let Some(cause) = crate::core::worker::checkpoint_slow() {
-        if gives_cpu_away(cause) {
-            sched_yield();
-        }
-        #[cfg(feature = "tokio")]
-        if in_runtime {
-            return yield_task().await;
-        }
-        yield_back().await
+    if let Some(due) = crate::core::worker::decide_slow() {
+        yield_at_checkpoint(due, in_runtime).await;
     }
+}
+
+/// Takes a yield decided at an async checkpoint.
+///
+/// A yield that only lets the worker's other tasks run (budget, voluntary)
+/// is recorded and taken. One that gives the CPU to other processes (a
+/// kernel hint, defensive or pressure mode) first lets the worker's ready
+/// tasks run, including those its I/O driver makes ready then; only when
+/// this task is polled again does it acknowledge and `sched_yield`, and
+/// once back it lets the tasks that became ready meanwhile run too. Short
+/// requests that arrived while a long task ran are answered before the
+/// worker gives its CPU away, not after another process's turn. This gains
+/// the worker no CPU: the scheduler charges it for the time those tasks
+/// take, and its yield window and caps bound how long it keeps the CPU
+/// before it answers. If another task on this worker answered the hint
+/// meanwhile, or this task now runs on another worker thread, there is
+/// nothing left to answer here.
+async fn yield_at_checkpoint(due: crate::core::worker::Due, in_runtime: bool) {
+    use crate::core::worker;
+    if !gives_cpu_away(due.cause) {
+        worker::commit(due);
+        return yield_to_tasks(in_runtime).await;
+    }
+    let mark = worker::yield_mark();
+    yield_to_tasks(in_runtime).await;
+    if worker::commit_if_unchanged(due, mark) {
+        sched_yield();
+        yield_to_tasks(in_runtime).await;
+    }
+}
+
+/// Lets the worker's other ready tasks run: [`yield_task`] on a Tokio
+/// worker, else the generic executor way.
+async fn yield_to_tasks(in_runtime: bool) {
+    #[cfg(feature = "tokio")]
+    if in_runtime {
+        return yield_task().await;
+    }
+    let _ = in_runtime;
+    yield_back().await
 }
 
 /// [`checkpoint!`] that reports misuse as a value: `Err(Error::OutsideRuntime)`
@@ -194,13 +231,10 @@ pub async fn try_checkpoint() -> Result<Option<YieldCause>, Error> {
     if !crate::core::worker::signal_pending() {
         return Ok(None);
     }
-    match crate::core::worker::checkpoint_slow() {
-        Some(cause) => {
-            if gives_cpu_away(cause) {
-                sched_yield();
-            }
-            yield_task().await;
-            Ok(Some(cause))
+    match crate::core::worker::decide_slow() {
+        Some(due) => {
+            yield_at_checkpoint(due, true).await;
+            Ok(Some(due.cause))
         }
         None => Ok(None),
     }

@@ -589,14 +589,32 @@ pub(crate) fn commit(due: Due) {
     }
 }
 
-/// The slow path of a checkpoint: attaches a new thread, or handles the
-/// pending signal. Returns the cause if the caller must yield.
-#[cold]
-#[inline(never)]
-pub(crate) fn checkpoint_slow() -> Option<YieldCause> {
-    let due = decide_slow()?;
+/// Which worker the calling thread is and how many yields it has taken. A
+/// yield decided under one mark is still the caller's to take only while
+/// the mark stays the same: an async task may have moved to another worker
+/// thread, or another task on this thread may have yielded meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct YieldMark {
+    worker: u64,
+    epoch: u64,
+}
+
+/// The calling thread's [`YieldMark`], if it is a worker.
+pub(crate) fn yield_mark() -> Option<YieldMark> {
+    current().map(|w| YieldMark {
+        worker: w.id,
+        epoch: w.epoch.load(Relaxed),
+    })
+}
+
+/// [`commit`], if the calling thread's mark is still `mark`; returns
+/// whether it committed.
+pub(crate) fn commit_if_unchanged(due: Due, mark: Option<YieldMark>) -> bool {
+    if mark.is_none() || yield_mark() != mark {
+        return false;
+    }
     commit(due);
-    Some(due.cause)
+    true
 }
 
 /// Opens a critical-section level on the calling thread (the fast path of
