@@ -3,11 +3,14 @@
 //! the pressure source, the connection watchdog and the mode machine.
 //!
 //! One per process, started with the first worker; it sleeps on a condition
-//! variable while there are no workers. Each tick (a quarter of the
-//! smallest effective budget, 0.2 ms to 100 ms) it checks every worker: one
-//! whose last yield is a budget ago (wall time) *and* that used at least
-//! half a budget of CPU since then gets its `expected` word poisoned, so its
-//! next checkpoint yields. Wall time is what a task waiting on the same
+//! variable while there are no workers. It checks every worker: one whose
+//! last yield is a budget ago (wall time) *and* that used at least half a
+//! budget of CPU since then gets its `expected` word poisoned, so its next
+//! checkpoint yields. Then it sleeps until the earliest time any worker's
+//! budget can run out (0.2 ms to 100 ms), not for a fixed tick: a worker
+//! that yields often (at kernel hints, say) costs no wake-ups, and one
+//! whose budget runs out is poisoned on time. Every wake-up of the monitor
+//! is a wake-up the scheduler has to place somewhere. Wall time is what a task waiting on the same
 //! worker experiences; the CPU condition keeps an idle (parked) worker from
 //! accumulating budget, without hooks into the runtime's park/unpark (a
 //! plain `#[tokio::main]` has none). The worker never reads a clock on its
@@ -41,23 +44,52 @@ pub(crate) fn effective_budget(p: &Process, w: &Worker) -> (u64, YieldCause) {
     }
 }
 
+/// Checks `w`'s budget, poisoning its `expected` word if it ran out.
+/// Returns how long (ns) until it can run out next: the monitor sleeps
+/// until the earliest such time over all workers instead of polling.
 fn check_budget(p: &Process, w: &Worker) -> u64 {
     let (budget, cause) = effective_budget(p, w);
     if w.hot().expected.load(Relaxed) & POISON != 0 {
+        // Nothing to do until it yields; its next budget ends a budget
+        // after that at the earliest.
         return budget;
     }
     // Epoch first: if the worker yields after this, the poison is stale and
     // the worker ignores it.
     let epoch = w.epoch.load(Acquire);
     let wall = monotonic_ns().saturating_sub(w.wall_at_yield_ns.load(Relaxed));
-    if wall >= budget {
-        let cpu = w.cpu_now().saturating_sub(w.cpu_at_yield_ns.load(Relaxed));
-        if cpu >= budget / 2 {
+    if wall < budget {
+        // Its CPU time is not read: the wall-time bound alone is a lower
+        // bound on when the budget can run out.
+        return budget - wall;
+    }
+    let cpu = w.cpu_now().saturating_sub(w.cpu_at_yield_ns.load(Relaxed));
+    match until_budget_out(budget, wall, cpu) {
+        Some(left) => left,
+        None => {
             w.poison(epoch, cause);
+            budget
         }
     }
-    budget
 }
+
+/// When a worker's budget runs out: a whole `budget` of wall time since
+/// its last yield, of which at least half a budget on a CPU (an idle,
+/// parked worker accumulates none). `None`: it has run out; else the least
+/// time (ns) until it can (CPU time grows no faster than wall time).
+fn until_budget_out(budget: u64, wall: u64, cpu: u64) -> Option<u64> {
+    let wall_left = budget.saturating_sub(wall);
+    let cpu_left = (budget / 2).saturating_sub(cpu);
+    match wall_left.max(cpu_left) {
+        0 => None,
+        left => Some(left),
+    }
+}
+
+/// The monitor's shortest sleep: budgets run out at most this late.
+const MIN_TICK: Duration = Duration::from_micros(200);
+/// Its longest sleep with workers present.
+const MAX_TICK: Duration = Duration::from_millis(100);
 
 /// The monitor loop (never returns).
 pub(crate) fn run(p: &'static Process) {
@@ -72,10 +104,10 @@ pub(crate) fn run(p: &'static Process) {
                 .wait(workers)
                 .unwrap_or_else(|e| e.into_inner());
         }
-        let mut min_budget = u64::MAX;
+        let mut next_check = u64::MAX;
         if p.config.sources.budget {
             for w in workers.iter() {
-                min_budget = min_budget.min(check_budget(p, w));
+                next_check = next_check.min(check_budget(p, w));
             }
         }
         if Instant::now() >= next_housekeeping {
@@ -85,8 +117,8 @@ pub(crate) fn run(p: &'static Process) {
             next_housekeeping = Instant::now() + housekeeping_every;
             workers = lock(&p.workers);
         }
-        let tick = Duration::from_nanos(min_budget / 4)
-            .clamp(Duration::from_micros(200), Duration::from_millis(100))
+        let tick = Duration::from_nanos(next_check)
+            .clamp(MIN_TICK, MAX_TICK)
             .min(housekeeping_every);
         workers = p
             .monitor_cv
@@ -173,4 +205,27 @@ fn housekeeping(p: &Process, workers: &[Arc<Worker>], psi_files: &[std::path::Pa
     };
     let mode = lock(&p.machine).update(monotonic_ns(), inputs);
     p.set_mode(mode);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::until_budget_out;
+
+    const B: u64 = 10_000_000;
+
+    #[test]
+    fn the_budget_runs_out_after_a_budget_of_wall_time_and_half_of_cpu() {
+        assert_eq!(until_budget_out(B, B, B / 2), None);
+        assert_eq!(until_budget_out(B, 2 * B, B), None);
+        // A budget of wall time, too little CPU: at least the CPU missing.
+        assert_eq!(until_budget_out(B, B, B / 2 - 1_000), Some(1_000));
+        assert_eq!(until_budget_out(B, 3 * B, 0), Some(B / 2));
+        // Busy, but not a budget yet: the wall time missing.
+        assert_eq!(until_budget_out(B, B - 7, B - 7), Some(7));
+        // Neither: whichever is further off.
+        assert_eq!(until_budget_out(B, B / 4, 0), Some(3 * B / 4));
+        assert_eq!(until_budget_out(B, 3 * B / 4, 0), Some(B / 2));
+        assert_eq!(until_budget_out(B, B / 4, B / 4), Some(3 * B / 4));
+        assert_eq!(until_budget_out(B, 0, 0), Some(B));
+    }
 }

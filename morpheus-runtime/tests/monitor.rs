@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The monitor thread sleeps until a budget can run out: a worker that
+//! yields more often than its budget costs it about one wake-up per budget,
+//! not one per quarter budget (a fixed tick). No scheduler is running
+//! (socket path absent). Its own process: no other worker may exist.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use morpheus_runtime::{Config, Sources, YieldCause, checkpoint_sync, current_worker};
+
+const BUDGET: Duration = Duration::from_millis(10);
+const WINDOW: Duration = Duration::from_millis(600);
+
+/// Context switches (voluntary and not) of the thread named `name` (as
+/// `comm` shows it: its first 15 bytes).
+fn switches_of(name: &str) -> u64 {
+    let name = &name[..name.len().min(15)];
+    for entry in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = entry.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        return status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .map(|l| l.split(':').nth(1).unwrap().trim().parse::<u64>().unwrap())
+            .sum();
+    }
+    panic!("no thread named {name}");
+}
+
+#[test]
+fn the_monitor_wakes_about_once_per_budget_while_a_worker_yields_often() {
+    morpheus_runtime::init(Config {
+        socket_path: common::socket_path("monitor-absent"),
+        budget: BUDGET,
+        // Host CPU pressure would halve the budget (and double the wake-ups).
+        sources: Sources {
+            pressure: false,
+            ..Sources::default()
+        },
+        ..Config::default()
+    })
+    .unwrap();
+    // The first checkpoint attaches this thread (and starts the monitor).
+    assert_eq!(checkpoint_sync(), None);
+    assert!(current_worker().is_ok());
+    // Let the monitor settle into its loop.
+    std::thread::sleep(Duration::from_millis(50));
+
+    let before = switches_of("morpheus-monitor");
+    let start = Instant::now();
+    let mut yields = 0u64;
+    while start.elapsed() < WINDOW {
+        // Busy for 1 ms, then a yield: the budget never runs out.
+        common::spin(Duration::from_millis(1));
+        morpheus_runtime::record_voluntary_yield();
+        yields += 1;
+        assert_eq!(
+            checkpoint_sync(),
+            None,
+            "no budget yield while yielding every 1 ms"
+        );
+    }
+    let wakes = switches_of("morpheus-monitor") - before;
+    let me = current_worker().unwrap();
+    assert_eq!(
+        me.ledger.yields_by(YieldCause::Budget),
+        0,
+        "{:?}",
+        me.ledger
+    );
+    assert!(
+        yields >= 100,
+        "only {yields} yields: the host is too busy for this test"
+    );
+    // About WINDOW / BUDGET = 60 sleeps, plus housekeeping once a second; a
+    // quarter-budget tick would take 240. Twice the expected figure leaves
+    // room for wake-ups the host adds; a loaded host only stretches sleeps.
+    let bound = 2 * (WINDOW.as_millis() / BUDGET.as_millis()) as u64 + 4;
+    assert!(
+        wakes <= bound,
+        "the monitor woke {wakes} times in {WINDOW:?} (at most {bound} expected)"
+    );
+}
