@@ -21,6 +21,7 @@ pub const MORPHEUS_PRESSURE_ONE: u32 = 1024;
 pub const MORPHEUS_PRESSURE_MAX: u32 = 16384;
 pub const MORPHEUS_SCBK_ENFORCING: u32 = 1;
 pub const MORPHEUS_SCBK_THROTTLED: u32 = 2;
+pub const MORPHEUS_SCBK_PARTIAL: u32 = 4;
 pub const MORPHEUS_WORKER_ESCAPABLE: u32 = 1;
 pub const MORPHEUS_MSG_MAX_SIZE: u32 = 64;
 pub type __u8 = ::std::os::raw::c_uchar;

@@ -85,6 +85,12 @@ pub const WORKER_ESCAPABLE: u32 = abi::MORPHEUS_WORKER_ESCAPABLE;
 pub const SCBK_ENFORCING: u32 = abi::MORPHEUS_SCBK_ENFORCING;
 /// SCB kernel flag: the worker is serving a throttle penalty.
 pub const SCBK_THROTTLED: u32 = abi::MORPHEUS_SCBK_THROTTLED;
+/// SCB kernel flag: the scheduler runs `--partial`; the worker switches
+/// itself to `SCHED_EXT`.
+pub const SCBK_PARTIAL: u32 = abi::MORPHEUS_SCBK_PARTIAL;
+/// The `SCHED_EXT` scheduling policy (`sched_setscheduler`), which libc
+/// does not name.
+pub const SCHED_EXT: i32 = 7;
 
 #[cfg(test)]
 mod tests {

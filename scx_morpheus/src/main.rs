@@ -98,18 +98,13 @@ impl<'a> Scheduler<'a> {
         let kernel = scb_maps::Kernel::new(
             MapHandle::try_from(&skel.maps.scb_maps)?,
             MapHandle::try_from(&skel.maps.worker_ctxs)?,
-            if cfg.enforce {
-                morpheus_common::SCBK_ENFORCING
-            } else {
-                0
-            },
+            scb_flags(cfg),
         );
         let server = Server::start(
             ServerConfig {
                 path: cfg.socket.clone(),
                 mode: cfg.socket_mode,
                 group: cfg.socket_group,
-                partial: cfg.partial,
                 grace_ns: cfg.grace_ns,
                 limits: Default::default(),
             },
@@ -271,6 +266,19 @@ impl<'a> Scheduler<'a> {
             );
         }
     }
+}
+
+/// The `MORPHEUS_SCBK_*` flags every worker's SCB starts with.
+fn scb_flags(cfg: &Config) -> u32 {
+    let mut flags = 0;
+    if cfg.enforce {
+        flags |= morpheus_common::SCBK_ENFORCING;
+    }
+    if cfg.partial {
+        // Workers switch themselves to SCHED_EXT: see MORPHEUS_SCBK_PARTIAL.
+        flags |= morpheus_common::SCBK_PARTIAL;
+    }
+    flags
 }
 
 fn init_logging(verbose: bool) -> Result<()> {

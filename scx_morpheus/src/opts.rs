@@ -83,9 +83,10 @@ pub struct Opts {
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub throttle_ms: u64,
 
-    /// Only schedule SCHED_EXT tasks (and switch registered workers to it);
-    /// other tasks stay on the default scheduler. Safer, but the scheduler
-    /// then sees only part of the run queue, so hints react to less.
+    /// Only schedule SCHED_EXT tasks (registered workers switch themselves
+    /// to it); other tasks stay on the default scheduler. Safer, but the
+    /// scheduler then sees only part of the run queue, so hints react to
+    /// less.
     #[arg(long)]
     pub partial: bool,
 

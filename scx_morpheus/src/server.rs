@@ -38,8 +38,6 @@ const FDS_NEEDED: u64 = morpheus_common::MAX_WORKERS as u64
     + 256;
 /// Invalid messages tolerated on one connection before it is closed.
 const MAX_BAD_MESSAGES: u32 = 16;
-/// The SCHED_EXT policy number (for --partial).
-const SCHED_EXT: libc::c_int = 7;
 
 /// How the socket is set up.
 #[derive(Debug, Clone)]
@@ -50,8 +48,6 @@ pub struct ServerConfig {
     pub mode: u32,
     /// Group owning the socket file (members may register), if any.
     pub group: Option<u32>,
-    /// Switch registered threads to SCHED_EXT (the scheduler runs partial).
-    pub partial: bool,
     /// The grace period announced to clients.
     pub grace_ns: u64,
     /// Registry limits.
@@ -78,7 +74,6 @@ pub struct State {
     registry: Registry<OwnedFd>,
     arrays: HashMap<u32, ScbArray>,
     kernel: Kernel,
-    partial: bool,
     /// Loader-side counters.
     pub counters: ServerCounters,
 }
@@ -201,7 +196,6 @@ impl Server {
             registry: Registry::new(cfg.limits),
             arrays: HashMap::new(),
             kernel,
-            partial: cfg.partial,
             counters: ServerCounters::default(),
         }));
         let shutdown = Arc::new(AtomicBool::new(false));
@@ -807,16 +801,6 @@ fn register(
                 st.release(tgid, a.slot, w);
             }
             return Err(Status::Internal);
-        }
-        if st.partial {
-            let param = libc::sched_param { sched_priority: 0 };
-            // SAFETY: sched_setscheduler on a verified thread of the peer.
-            if unsafe { libc::sched_setscheduler(tid as i32, SCHED_EXT, &param) } != 0 {
-                warn!(
-                    "cannot switch thread {tid} to SCHED_EXT: {}",
-                    io::Error::last_os_error()
-                );
-            }
         }
         debug!(
             "pid {tgid} thread {tid} registered in slot {} gen {} ({} workers in all)",

@@ -167,6 +167,12 @@ enum morpheus_status {
 /* scb_kernel.flags */
 #define MORPHEUS_SCBK_ENFORCING (1u << 0) /* scheduler runs with --enforce */
 #define MORPHEUS_SCBK_THROTTLED (1u << 1) /* worker is serving a penalty */
+/*
+ * The scheduler runs --partial (it schedules only SCHED_EXT tasks): a worker
+ * switches itself to SCHED_EXT. The loader never changes another thread's
+ * policy: by thread id it could reach a reused id's new owner.
+ */
+#define MORPHEUS_SCBK_PARTIAL (1u << 2)
 
 /* scb_user.flags and the register request's flags */
 #define MORPHEUS_WORKER_ESCAPABLE (1u << 0) /* may be forced past grace */

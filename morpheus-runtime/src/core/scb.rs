@@ -60,6 +60,7 @@ impl ScbRef {
     field!(hint_issued_ns, k.hint_issued_ns, AtomicU64);
     field!(escalations, k.escalations, AtomicU32);
     field!(pressure, k.pressure, AtomicU32);
+    field!(kernel_flags, k.flags, AtomicU32);
     field!(magic, k.magic, AtomicU32);
     field!(ack_seq, u.ack_seq, AtomicU64);
     field!(critical_depth, u.critical_depth, AtomicU32);

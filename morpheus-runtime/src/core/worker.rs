@@ -28,7 +28,9 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, fence};
 use std::sync::{Arc, Mutex};
 
-use morpheus_common::{RuntimeKind, RuntimeMode, Scb, WORKER_ESCAPABLE, YieldCause};
+use morpheus_common::{
+    RuntimeKind, RuntimeMode, SCBK_PARTIAL, SCHED_EXT, Scb, WORKER_ESCAPABLE, YieldCause,
+};
 
 use super::Process;
 use super::error::Error;
@@ -222,6 +224,8 @@ pub(crate) struct Worker {
     pub(crate) esc_seen: AtomicU32,
     /// Whether the kernel source should (still) try to register it.
     pub(crate) want_kernel: AtomicBool,
+    /// The thread switched itself to `SCHED_EXT` (owner).
+    on_sched_ext: AtomicBool,
     pub(crate) id: u64,
     pub(crate) tid: i32,
     cpu_clock: libc::clockid_t,
@@ -259,6 +263,7 @@ impl Worker {
             last_seq: AtomicU64::new(0),
             esc_seen: AtomicU32::new(0),
             want_kernel: AtomicBool::new(cfg.enabled && cfg.sources.kernel),
+            on_sched_ext: AtomicBool::new(false),
             id: process.next_worker_id(),
             tid,
             cpu_clock,
@@ -371,9 +376,36 @@ impl Worker {
         self.last_seq.store(seq, Relaxed);
         self.grace_ns.store(grace_ns, Relaxed);
         self.hot().scb.store(scb, Relaxed);
+        if new.kernel_flags().load(Relaxed) & SCBK_PARTIAL != 0 {
+            self.switch_to_sched_ext();
+        }
         // Keep a pending budget signal (the monitor re-checks anyway).
         let keep = self.hot().expected.load(Relaxed) & POISON;
         self.hot().expected.store(seq | keep, Relaxed);
+    }
+
+    /// Under a `--partial` scheduler (which schedules only `SCHED_EXT`
+    /// threads), the worker thread switches itself to `SCHED_EXT`: the
+    /// loader never changes a thread's policy by its id, which a new thread
+    /// may have taken over. Owner thread only; once per thread (the policy
+    /// outlives the scheduler instance).
+    fn switch_to_sched_ext(&self) {
+        if self.on_sched_ext.swap(true, Relaxed) {
+            return;
+        }
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sets the calling thread's own policy; `param` is valid.
+        if unsafe { libc::sched_setscheduler(0, SCHED_EXT, &param) } != 0 {
+            let err = std::io::Error::last_os_error();
+            self.process.say_once(
+                log::Level::Warn,
+                &format!(
+                    "morpheus: cannot switch worker thread {} to SCHED_EXT ({err}): \
+                     scx_morpheus runs --partial and will not schedule or hint it",
+                    self.tid
+                ),
+            );
+        }
     }
 
     /// The slow path: a signal is pending. Decides whether the caller must

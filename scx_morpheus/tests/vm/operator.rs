@@ -52,8 +52,37 @@ fn partial_mode_manages_only_sched_ext_tasks_and_still_hints_their_workers() {
         "a POLICY_SCHED_EXT thread is scheduled by sched_ext"
     );
 
-    // A registered worker runs as POLICY_SCHED_EXT (the service switches it) and,
-    // contended by two other POLICY_SCHED_EXT tasks on its CPU, gets hints.
+    // The loader never changes a thread's policy (by its id it could reach a
+    // reused id's new owner): a thread that registers and does not switch
+    // itself stays on the fair class, and its SCB tells it to switch.
+    let session = h.session.clone();
+    let (policy, flags) = std::thread::spawn(move || {
+        let (slot, generation) = session.register(0).expect("registration accepted");
+        // SAFETY: sched_getscheduler on ourselves.
+        let policy = unsafe { libc::sched_getscheduler(0) };
+        let flags = session.scb(slot).flags();
+        assert_eq!(
+            session.unregister(slot, generation),
+            morpheus_common::Status::Ok
+        );
+        (policy, flags)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        policy,
+        libc::SCHED_OTHER,
+        "the loader changed a registered thread's policy"
+    );
+    assert_ne!(
+        flags & morpheus_common::SCBK_PARTIAL,
+        0,
+        "the SCB does not say the scheduler runs partial"
+    );
+
+    // A registered worker that switches itself to POLICY_SCHED_EXT, as
+    // morpheus-runtime does, is hinted when contended by two other
+    // POLICY_SCHED_EXT tasks on its CPU.
     let r = with_hogs_of_policy(Some(POLICY_SCHED_EXT), || {
         crate::support::worker::run(
             h.session.clone(),

@@ -87,6 +87,51 @@ fn builder_workers_register_and_answer_kernel_hints_within_grace() {
 }
 
 #[test]
+fn under_partial_a_runtime_worker_switches_itself_to_sched_ext_and_is_hinted() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let addr = "127.0.0.1:19405";
+    let loader = Loader::start(&["--metrics-addr", addr, "--partial"]);
+    let cpu = test_cpu();
+    let rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(move || pin_to(cpu))
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = metrics::snapshot().process;
+    // Under --partial the hogs must be SCHED_EXT tasks to compete with it.
+    let policy = with_hogs_of_policy(Some(POLICY_SCHED_EXT), || {
+        rt.block_on(async {
+            tokio::spawn(async {
+                until_registered().await;
+                // A slot registered by the monitor on the worker's behalf is
+                // adopted (and the switch made) at the worker's next
+                // checkpoint: read the policy after some.
+                checkpointing_work(Duration::from_secs(2)).await;
+                // SAFETY: sched_getscheduler on ourselves.
+                unsafe { libc::sched_getscheduler(0) }
+            })
+            .await
+            .unwrap()
+        })
+    });
+    let after = metrics::snapshot().process;
+    let hints = after.hints_seen - before.hints_seen;
+    println!(
+        "partial: worker policy {policy}, hints seen {hints}; loader sent {}",
+        metric(addr, "hints_sent")
+    );
+    assert_eq!(
+        policy, POLICY_SCHED_EXT,
+        "the registered worker did not switch itself to SCHED_EXT"
+    );
+    assert!(hints >= 1, "no hint for a SCHED_EXT worker under --partial");
+    drop(rt);
+    assert!(loader.stop().status.success());
+}
+
+#[test]
 fn critical_sections_are_never_escalated_but_ignored_hints_are() {
     require_sched_ext();
     let _slot = exclusive();

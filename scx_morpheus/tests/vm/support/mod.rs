@@ -246,7 +246,7 @@ pub fn pin_to_any(cpus: &[usize]) {
 }
 
 /// The SCHED_EXT scheduling policy (`SCHED_EXT` in linux/sched.h).
-pub const POLICY_SCHED_EXT: i32 = 7;
+pub const POLICY_SCHED_EXT: i32 = morpheus_common::SCHED_EXT;
 
 /// Switches the calling thread to `policy` (e.g. [`POLICY_SCHED_EXT`]).
 pub fn set_policy(policy: i32) {

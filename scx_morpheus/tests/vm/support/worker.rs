@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::client::Session;
-use super::{pin_to, spin_us};
+use super::{POLICY_SCHED_EXT, pin_to, set_policy, spin_us};
 
 /// How a worker treats hints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,10 @@ pub fn run(
         pin_to(cpu);
         let (slot, generation) = session.register(flags).expect("registration accepted");
         let scb = session.scb(slot);
+        // Under --partial a worker switches itself, as morpheus-runtime does.
+        if scb.flags() & morpheus_common::SCBK_PARTIAL != 0 {
+            set_policy(POLICY_SCHED_EXT);
+        }
         // SAFETY: sched_getscheduler on ourselves.
         let policy = unsafe { libc::sched_getscheduler(0) };
         // A registration hands out a zeroed SCB: every hint of this run
