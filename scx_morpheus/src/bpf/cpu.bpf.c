@@ -44,15 +44,31 @@ static u64 cpu_curr_vtime(const struct cpu_ctx *cctx, u64 now)
 	return cctx->vtime + scale_by_weight(ran, cctx->weight);
 }
 
+/* Tasks queued on @cpu itself: its own dispatch queue and its local one. */
+static u64 nr_queued_on(s32 cpu)
+{
+	return scx_bpf_dsq_nr_queued(cpu) + scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL_ON | cpu);
+}
+
+/*
+ * Tasks on the shared queue beyond those an idle CPU was already kicked
+ * for (each such CPU takes one of them).
+ */
+static u64 nr_shared_unclaimed(void)
+{
+	u64 queued = scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ);
+	u64 pending = READ_ONCE(nr_kicks_pending);
+
+	return queued > pending ? queued - pending : 0;
+}
+
 /*
  * Whether a task is queued that @cpu could run next, by queue lengths only
- * (no scan: callable from the timer). Tasks on the shared queue that an
- * idle CPU was already kicked for do not count.
+ * (no scan: callable from the timer).
  */
 static bool cpu_has_queued(s32 cpu)
 {
-	return scx_bpf_dsq_nr_queued(cpu) || scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL_ON | cpu) ||
-	       scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ) > READ_ONCE(nr_kicks_pending);
+	return nr_queued_on(cpu) || nr_shared_unclaimed();
 }
 
 /*
@@ -114,9 +130,9 @@ static bool others_wait_for(s32 cpu)
 	u64 waiting = 0;
 	u32 seen = 0;
 
-	if (scx_bpf_dsq_nr_queued(cpu) || scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL_ON | cpu))
+	if (nr_queued_on(cpu))
 		return true;
-	if (scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ) <= pending)
+	if (!nr_shared_unclaimed())
 		return false;
 
 	idle = scx_bpf_get_idle_cpumask();

@@ -35,8 +35,7 @@ static __always_inline u64 worker_ran(const struct morpheus_worker_ctx *wc, u64 
  */
 static u64 overrun_allowance(s32 cpu)
 {
-	u64 n = scx_bpf_dsq_nr_queued(cpu) + scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL_ON | cpu) +
-		scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ);
+	u64 n = nr_queued_on(cpu) + scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ);
 	u64 share = max_overrun_ns / (n ?: 1);
 
 	return share > MORPHEUS_SLICE_FLOOR_NS ? share : MORPHEUS_SLICE_FLOOR_NS;
