@@ -5,6 +5,7 @@
 
 mod bpf_intf;
 mod bpf_skel;
+mod caps;
 mod metrics_http;
 mod opts;
 mod peer;
@@ -349,6 +350,9 @@ fn main() -> Result<()> {
             return Ok(());
         }
     }
+
+    // Before anything is loaded: a missing privilege is named, not an EPERM.
+    caps::check()?;
 
     if !std::path::Path::new("/sys/kernel/sched_ext").exists() {
         bail!(
