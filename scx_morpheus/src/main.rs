@@ -112,9 +112,9 @@ impl<'a> Scheduler<'a> {
             kernel,
         )?;
         info!(
-            "{SCHEDULER_NAME} attached: slice {}..{} ms, grace {} ms, yield window {} us, caps critical {} ms / overrun {} ms{}",
-            cfg.slice_min_ns / 1_000_000,
-            cfg.slice_max_ns / 1_000_000,
+            "{SCHEDULER_NAME} attached: slice {}..{} us, grace {} ms, yield window {} us, caps critical {} ms / overrun {} ms{}",
+            cfg.slice_min_ns / 1_000,
+            cfg.slice_max_ns / 1_000,
             cfg.grace_ns / 1_000_000,
             cfg.yield_window_ns / 1_000,
             cfg.max_critical_ns / 1_000_000,

@@ -16,6 +16,10 @@ use scx_utils::libbpf_clap_opts::LibbpfOpts;
 use crate::bpf_intf;
 
 const NSEC_PER_MSEC: u64 = 1_000_000;
+const NSEC_PER_USEC: u64 = 1_000;
+const USEC_PER_MSEC: u64 = 1_000;
+/// Longest slice or slice bound, in either unit; the shortest is 1 ms.
+const SLICE_LIMIT_MS: u64 = 100;
 /// Longest any cap may be: well inside the 5 s sched_ext watchdog.
 const MAX_CAP_MS: u64 = WATCHDOG_TIMEOUT_MS as u64 / 2;
 
@@ -31,19 +35,34 @@ const MAX_CAP_MS: u64 = WATCHDOG_TIMEOUT_MS as u64 / 2;
 #[derive(Debug, Parser)]
 #[command(name = "scx_morpheus", version, disable_version_flag = true)]
 pub struct Opts {
-    /// Slice in milliseconds at one waiting task per CPU; it doubles when
+    /// Slice at one waiting task per CPU, microseconds; it doubles when
     /// nobody waits and shrinks as the queue grows, within
-    /// --slice-min-ms..--slice-max-ms.
-    #[arg(long, default_value_t = DEFAULT_SLICE_MS, value_parser = clap::value_parser!(u64).range(1..=100))]
-    pub slice_ms: u64,
+    /// --slice-min-us..--slice-max-us.
+    #[arg(long, value_name = "US", default_value_t = DEFAULT_SLICE_MS * USEC_PER_MSEC,
+          conflicts_with = "slice_ms", value_parser = slice_us_parser())]
+    pub slice_us: u64,
 
-    /// Lower bound of the adaptive slice, milliseconds.
-    #[arg(long, default_value_t = DEFAULT_SLICE_MIN_MS, value_parser = clap::value_parser!(u64).range(1..=100))]
-    pub slice_min_ms: u64,
+    /// Lower bound of the adaptive slice, microseconds.
+    #[arg(long, value_name = "US", default_value_t = DEFAULT_SLICE_MIN_MS * USEC_PER_MSEC,
+          conflicts_with = "slice_min_ms", value_parser = slice_us_parser())]
+    pub slice_min_us: u64,
 
-    /// Upper bound of the adaptive slice, milliseconds.
-    #[arg(long, default_value_t = DEFAULT_SLICE_MAX_MS, value_parser = clap::value_parser!(u64).range(1..=100))]
-    pub slice_max_ms: u64,
+    /// Upper bound of the adaptive slice, microseconds.
+    #[arg(long, value_name = "US", default_value_t = DEFAULT_SLICE_MAX_MS * USEC_PER_MSEC,
+          conflicts_with = "slice_max_ms", value_parser = slice_us_parser())]
+    pub slice_max_us: u64,
+
+    /// --slice-us in milliseconds (the original flag, kept as an alias).
+    #[arg(long, value_name = "MS", value_parser = slice_ms_parser())]
+    pub slice_ms: Option<u64>,
+
+    /// --slice-min-us in milliseconds (kept as an alias).
+    #[arg(long, value_name = "MS", value_parser = slice_ms_parser())]
+    pub slice_min_ms: Option<u64>,
+
+    /// --slice-max-us in milliseconds (kept as an alias).
+    #[arg(long, value_name = "MS", value_parser = slice_ms_parser())]
+    pub slice_max_ms: Option<u64>,
 
     /// Time a hinted worker has to reach a checkpoint, milliseconds.
     #[arg(long, default_value_t = DEFAULT_GRACE_MS, value_parser = clap::value_parser!(u64).range(1..=MAX_CAP_MS))]
@@ -171,6 +190,37 @@ pub struct Config {
     pub libbpf: LibbpfOpts,
 }
 
+fn slice_ms_parser() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(1..=SLICE_LIMIT_MS)
+}
+
+fn slice_us_parser() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(USEC_PER_MSEC..=SLICE_LIMIT_MS * USEC_PER_MSEC)
+}
+
+/// One slice setting, given as `--NAME-us` (or by default) or as its alias
+/// `--NAME-ms` (clap refuses both at once).
+struct Slice {
+    ns: u64,
+    /// How it was set, for error messages: the flag used, or both forms.
+    given: String,
+}
+
+impl Slice {
+    fn new(name: &str, us: u64, ms: Option<u64>) -> Self {
+        match ms {
+            Some(ms) => Slice {
+                ns: ms * NSEC_PER_MSEC,
+                given: format!("--{name}-ms {ms}"),
+            },
+            None => Slice {
+                ns: us * NSEC_PER_USEC,
+                given: format!("--{name}-us {us} (or --{name}-ms)"),
+            },
+        }
+    }
+}
+
 fn parse_policy(s: &str) -> Result<EscalationPolicy, String> {
     s.parse()
 }
@@ -235,19 +285,18 @@ fn group_id(name: &str) -> Result<u32> {
 impl Opts {
     /// Checks every relation between options; errors say what to change.
     pub fn validate(self) -> Result<Config> {
-        if self.slice_min_ms > self.slice_max_ms {
-            bail!(
-                "--slice-min-ms ({}) must not exceed --slice-max-ms ({})",
-                self.slice_min_ms,
-                self.slice_max_ms
-            );
+        let slice = Slice::new("slice", self.slice_us, self.slice_ms);
+        let min = Slice::new("slice-min", self.slice_min_us, self.slice_min_ms);
+        let max = Slice::new("slice-max", self.slice_max_us, self.slice_max_ms);
+        if min.ns > max.ns {
+            bail!("{} must not exceed {}", min.given, max.given);
         }
-        if !(self.slice_min_ms..=self.slice_max_ms).contains(&self.slice_ms) {
+        if !(min.ns..=max.ns).contains(&slice.ns) {
             bail!(
-                "--slice-ms ({}) must lie within --slice-min-ms..--slice-max-ms ({}..{})",
-                self.slice_ms,
-                self.slice_min_ms,
-                self.slice_max_ms
+                "{} must lie within {} and {}",
+                slice.given,
+                min.given,
+                max.given
             );
         }
         if self.max_overrun_ms < self.grace_ms {
@@ -270,13 +319,13 @@ impl Opts {
         let socket_group = self.socket_group.as_deref().map(group_id).transpose()?;
         let ms = |v: u64| v * NSEC_PER_MSEC;
         Ok(Config {
-            slice_ns: ms(self.slice_ms),
-            slice_min_ns: ms(self.slice_min_ms),
-            slice_max_ns: ms(self.slice_max_ms),
+            slice_ns: slice.ns,
+            slice_min_ns: min.ns,
+            slice_max_ns: max.ns,
             grace_ns: ms(self.grace_ms),
             max_critical_ns: ms(self.max_critical_ms),
             max_overrun_ns: ms(self.max_overrun_ms),
-            yield_window_ns: self.yield_window_us * 1000,
+            yield_window_ns: self.yield_window_us * NSEC_PER_USEC,
             throttle_ns: ms(self.throttle_ms),
             enforce: self.enforce,
             escalation: self.escalation,
@@ -337,8 +386,6 @@ mod tests {
         assert!(err(&["--stats", "0"]).contains("out of range"));
         assert!(err(&["--yield-window-us", "5"]).contains("invalid value"));
         assert!(err(&["--metrics-addr", "nowhere"]).contains("invalid value"));
-        assert!(err(&["--slice-min-ms", "8", "--slice-max-ms", "4"]).contains("must not exceed"));
-        assert!(err(&["--slice-ms", "20"]).contains("must lie within"));
         assert!(
             err(&["--grace-ms", "300", "--max-overrun-ms", "100"]).contains("at least --grace-ms")
         );
@@ -369,6 +416,103 @@ mod tests {
         assert_eq!(c.slice_ns, 3 * NSEC_PER_MSEC);
         assert_eq!(c.socket_mode, 0o666);
         assert_eq!(c.socket_group, Some(0));
+    }
+
+    fn slices(c: &Config) -> (u64, u64, u64) {
+        (c.slice_ns, c.slice_min_ns, c.slice_max_ns)
+    }
+
+    #[test]
+    fn slice_flags_in_us_and_ms_set_the_same_values() {
+        let want = (3_000_000, 2_000_000, 8_000_000);
+        let us = [
+            "--slice-us",
+            "3000",
+            "--slice-min-us",
+            "2000",
+            "--slice-max-us",
+            "8000",
+        ];
+        let ms = [
+            "--slice-ms",
+            "3",
+            "--slice-min-ms",
+            "2",
+            "--slice-max-ms",
+            "8",
+        ];
+        let mixed = [
+            "--slice-us",
+            "3000",
+            "--slice-min-ms",
+            "2",
+            "--slice-max-us",
+            "8000",
+        ];
+        assert_eq!(slices(&parse(&us).unwrap()), want);
+        assert_eq!(slices(&parse(&ms).unwrap()), want);
+        assert_eq!(slices(&parse(&mixed).unwrap()), want);
+        // Microseconds give finer settings than the ms aliases can.
+        assert_eq!(parse(&["--slice-us", "2500"]).unwrap().slice_ns, 2_500_000);
+        assert_eq!(
+            slices(&parse(&[]).unwrap()),
+            (
+                DEFAULT_SLICE_MS * NSEC_PER_MSEC,
+                DEFAULT_SLICE_MIN_MS * NSEC_PER_MSEC,
+                DEFAULT_SLICE_MAX_MS * NSEC_PER_MSEC
+            )
+        );
+    }
+
+    #[test]
+    fn a_slice_given_in_both_units_is_refused() {
+        for (us, ms) in [
+            ("--slice-us", "--slice-ms"),
+            ("--slice-min-us", "--slice-min-ms"),
+            ("--slice-max-us", "--slice-max-ms"),
+        ] {
+            let e = err(&[us, "3000", ms, "3"]);
+            assert!(e.contains("cannot be used with"), "{e}");
+            assert!(e.contains(us) && e.contains(ms), "{e}");
+            let e = err(&[ms, "3", us, "3000"]);
+            assert!(e.contains("cannot be used with"), "{e}");
+        }
+    }
+
+    #[test]
+    fn slice_ranges_are_checked_in_both_units() {
+        for bad in [
+            &["--slice-us", "999"][..],
+            &["--slice-us", "100001"],
+            &["--slice-max-us", "0"],
+            &["--slice-min-ms", "101"],
+        ] {
+            assert!(err(bad).contains("invalid value"), "{bad:?}");
+        }
+        assert_eq!(
+            err(&["--slice-min-ms", "8", "--slice-max-ms", "4"]),
+            "--slice-min-ms 8 must not exceed --slice-max-ms 4"
+        );
+        assert_eq!(
+            err(&["--slice-min-us", "8000", "--slice-max-us", "4000"]),
+            "--slice-min-us 8000 (or --slice-min-ms) must not exceed \
+             --slice-max-us 4000 (or --slice-max-ms)"
+        );
+        assert_eq!(
+            err(&["--slice-min-ms", "8", "--slice-max-us", "4000"]),
+            "--slice-min-ms 8 must not exceed --slice-max-us 4000 (or --slice-max-ms)"
+        );
+        assert_eq!(
+            err(&["--slice-ms", "20"]),
+            "--slice-ms 20 must lie within --slice-min-us 2000 (or --slice-min-ms) and \
+             --slice-max-us 10000 (or --slice-max-ms)"
+        );
+        assert!(
+            err(&["--slice-us", "1500", "--slice-min-ms", "2"])
+                .contains("--slice-us 1500 (or --slice-ms) must lie within --slice-min-ms 2 and")
+        );
+        let top = parse(&["--slice-us", "100000", "--slice-max-ms", "100"]).unwrap();
+        assert_eq!(top.slice_ns, 100 * NSEC_PER_MSEC);
     }
 
     #[test]
