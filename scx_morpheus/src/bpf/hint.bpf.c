@@ -133,24 +133,29 @@ static void hint_expire(struct task_struct *p, struct morpheus_worker_ctx *wc, u
 	emit(MORPHEUS_EVENT_EXPIRED, p, wc, wc->hint_seq, now - wc->hint_ts);
 }
 
-/* Key of the throttle entry for p: its cgroup, or the process in the root cgroup. */
-static u64 throttle_key(struct task_struct *p)
+/*
+ * Sets @key to the throttle entry for @p: its user in its cgroup, or in its
+ * process in the root cgroup (never the root cgroup as a whole). A throttle
+ * reaches the offender's other tasks in the same group, never another
+ * user's.
+ */
+static void throttle_key(struct task_struct *p, struct morpheus_throttle_key *key)
 {
-	u64 cgid = BPF_CORE_READ(p, cgroups, dfl_cgrp, kn, id);
-
-	if (cgid <= 1)
-		return (1ull << 63) | (u32)p->tgid;
-	return cgid;
+	key->group = BPF_CORE_READ(p, cgroups, dfl_cgrp, kn, id);
+	key->uid = BPF_CORE_READ(p, real_cred, uid.val);
+	key->__pad = 0;
+	if (key->group <= 1)
+		key->group = (1ull << 63) | (u32)p->tgid;
 }
 
 static bool is_throttled(struct task_struct *p, u64 now)
 {
+	struct morpheus_throttle_key key;
 	struct morpheus_throttle *t;
-	u64 key;
 
 	if (!nr_throttled)
 		return false;
-	key = throttle_key(p);
+	throttle_key(p, &key);
 	t = bpf_map_lookup_elem(&throttled, &key);
 	if (!t)
 		return false;
@@ -164,7 +169,9 @@ static bool is_throttled(struct task_struct *p, u64 now)
 static void throttle(struct task_struct *p, u64 now)
 {
 	struct morpheus_throttle t = { .until_ns = now + throttle_ns };
-	u64 key = throttle_key(p);
+	struct morpheus_throttle_key key;
+
+	throttle_key(p, &key);
 
 	if (!bpf_map_update_elem(&throttled, &key, &t, BPF_NOEXIST))
 		__sync_fetch_and_add(&nr_throttled, 1);

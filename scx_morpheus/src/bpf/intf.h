@@ -101,6 +101,17 @@ struct morpheus_worker_ctx {
 };
 
 /* Throttle map value: a cgroup (or, for the root cgroup, a process) serving a penalty. */
+/*
+ * Whom a throttle penalises: the offender's user within its cgroup (or
+ * within its process, in the root cgroup). Other users' tasks in the same
+ * cgroup are not punished for it.
+ */
+struct morpheus_throttle_key {
+	__u64 group; /* cgroup id, or tgid | 1 << 63 in the root cgroup */
+	__u32 uid;   /* the offender's real user id */
+	__u32 __pad;
+};
+
 struct morpheus_throttle {
 	__u64 until_ns; /* bpf_ktime_get_ns() when the penalty ends */
 };

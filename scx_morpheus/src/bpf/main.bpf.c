@@ -206,11 +206,11 @@ struct {
 	__type(value, struct morpheus_worker_ctx);
 } worker_ctxs SEC(".maps");
 
-/* Cgroup id (or tgid | 1 << 63 for the root cgroup) -> penalty window. */
+/* Offender (its user in its cgroup, see throttle_key()) -> penalty window. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MORPHEUS_MAX_THROTTLED);
-	__type(key, u64);
+	__type(key, struct morpheus_throttle_key);
 	__type(value, struct morpheus_throttle);
 } throttled SEC(".maps");
 

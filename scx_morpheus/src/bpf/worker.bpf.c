@@ -15,6 +15,7 @@ enum worker_verdict {
 	WORKER_PREEMPT_CRITICAL, /* a critical section reached the cap */
 	WORKER_PREEMPT_OVERRUN,	 /* ran its slice plus its overrun allowance */
 	WORKER_PREEMPT_ESCALATED, /* escalated (--enforce) */
+	WORKER_PREEMPT_THROTTLED, /* throttled, its (shorter) slice used up */
 	WORKER_GONE,		 /* no live SCB: scheduled like any task */
 };
 
@@ -42,6 +43,27 @@ static u64 overrun_allowance(s32 cpu)
 }
 
 /*
+ * The slice of worker @p, and in *@throttled whether it serves a throttle
+ * (CGROUP_THROTTLE). A throttled worker gets a 1/MORPHEUS_THROTTLE_FACTOR
+ * slice and, when others wait, gives its CPU away at its end with no hint,
+ * no grace and no overrun allowance: it has shown that it ignores hints.
+ * Its time is also charged MORPHEUS_THROTTLE_FACTOR times (ops.stopping),
+ * but a charge alone does not cut its share: a task whose slice ends gives
+ * way to whoever waits, so two tasks on a CPU take turns whatever their
+ * vtimes. Shorter turns do: against one task running whole slices it gets
+ * about 1/(1 + MORPHEUS_THROTTLE_FACTOR) of the CPU.
+ */
+static u64 worker_slice(struct task_struct *p, u64 now, bool *throttled)
+{
+	u64 slice = task_slice(p);
+
+	*throttled = is_throttled(p, now);
+	if (*throttled)
+		slice /= MORPHEUS_THROTTLE_FACTOR;
+	return slice;
+}
+
+/*
  * The worker starts running on @cpu: a new run with its slice's end (when a
  * hint becomes due if others wait) and the grace period moved by the time
  * it waited for a CPU. Arms the CPU's timer for the first decision.
@@ -50,7 +72,8 @@ static void worker_running(struct task_struct *p, struct morpheus_worker_ctx *wc
 			   struct cpu_ctx *cctx, s32 cpu, u64 now)
 {
 	struct morpheus_scb *scb = scb_of(wc);
-	u64 slice = task_slice(p);
+	bool throttled;
+	u64 slice = worker_slice(p, now, &throttled);
 	u64 next;
 
 	wc->run_start = now;
@@ -164,15 +187,17 @@ static void worker_exit(struct task_struct *p, struct morpheus_worker_ctx *wc)
  * CPU): it is hinted. Then, in this order: a critical section keeps the CPU
  * until others have waited max_critical_ns; an escapable worker that let a
  * hint expire and has had a whole grace period outside critical sections
- * is escalated (--enforce); a woken task's yield window ending, or running
- * its overrun allowance (overrun_allowance()) past its slice, preempts it.
+ * is escalated (--enforce); a throttled worker's (shorter) slice ending, a
+ * woken task's yield window ending, or running its overrun allowance
+ * (overrun_allowance()) past its slice, preempts it.
  * Nobody waiting: it goes on.
  */
 static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 			 struct cpu_ctx *cctx, s32 cpu, u64 now, u64 *until)
 {
 	struct morpheus_scb *scb = scb_of(wc);
-	u64 slice = task_slice(p);
+	bool throttled;
+	u64 slice = worker_slice(p, now, &throttled);
 	u64 ran, next, due, waited_since, overrun;
 	bool waiters, depth;
 
@@ -254,6 +279,8 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 		}
 		next = waited_since + max_critical_ns;
 	} else {
+		if (throttled && ran >= slice)
+			return WORKER_PREEMPT_THROTTLED;
 		if (enforce && (wc->flags & MORPHEUS_WORKER_ESCAPABLE) &&
 		    (wc->flags & MORPHEUS_CTX_HINT_EXPIRED) && now - wc->crit_seen >= grace_ns) {
 			/*
@@ -278,6 +305,8 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 			return WORKER_PREEMPT_OVERRUN;
 		}
 		next = now + (slice + overrun - ran);
+		if (throttled)
+			next = min_u64(next, now + (slice - ran));
 		if (cctx->want_ts)
 			next = min_u64(next, cctx->want_ts + yield_window_ns);
 		if (enforce && (wc->flags & MORPHEUS_WORKER_ESCAPABLE) &&
@@ -322,6 +351,7 @@ static void worker_gave_way(struct morpheus_worker_ctx *wc, u32 verdict)
 	case WORKER_PREEMPT_CRITICAL:
 	case WORKER_PREEMPT_OVERRUN:
 	case WORKER_PREEMPT_ESCALATED:
+	case WORKER_PREEMPT_THROTTLED:
 		wc->flags |= MORPHEUS_CTX_NEW_ROUND;
 		break;
 	default:

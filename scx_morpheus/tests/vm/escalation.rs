@@ -263,3 +263,156 @@ fn a_liar_in_a_critical_section_delays_others_by_at_most_the_cap() {
     assert_eq!(liar.escalations, 0);
     h.stop();
 }
+
+/// CPU time (ns) the kernel has accounted to a task (`schedstat`'s first
+/// field), for a `/proc/...` task directory.
+fn cpu_ns(task_dir: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("{task_dir}/schedstat")).unwrap();
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// A child process of user `nobody` spinning on `cpu` until dropped
+/// (killed and reaped).
+struct Spinner(libc::pid_t);
+
+impl Spinner {
+    fn start(cpu: usize) -> Spinner {
+        // SAFETY: the child only changes its user, pins itself and spins
+        // (system calls only: no allocation, no locks), which is safe after
+        // fork in a multi-threaded process.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays in range.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+                if libc::setgid(NOBODY) != 0 || libc::setuid(NOBODY) != 0 {
+                    libc::_exit(1);
+                }
+            }
+            loop {
+                std::hint::spin_loop();
+            }
+        }
+        Spinner(pid)
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        // SAFETY: our own child.
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+            libc::waitpid(self.0, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+/// The offender's CPU time over the control's, over `window`.
+fn share(offender: &str, control: &str, window: Duration) -> f64 {
+    let (o, c) = (cpu_ns(offender), cpu_ns(control));
+    std::thread::sleep(window);
+    let (o, c) = (cpu_ns(offender) - o, cpu_ns(control) - c);
+    o as f64 / c.max(1) as f64
+}
+
+/// The user id of `nobody`.
+const NOBODY: libc::uid_t = 65534;
+
+/// CGROUP_THROTTLE reduces the offender's share of a CPU and only its: an
+/// escapable worker that ignores its hints, sharing a CPU with a spinning
+/// process of another user in the same cgroup, gets at most half of that
+/// control's CPU time while throttled (the control is not throttled with
+/// it), and once it answers its hints and the penalty ends, its share
+/// comes back.
+#[test]
+fn a_throttled_offender_gets_at_most_half_a_controls_cpu_and_recovers() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let h = Harness::start(
+        "throttle-share",
+        19207,
+        &[
+            "--enforce",
+            "--escalation",
+            "cgroup_throttle",
+            "--grace-ms",
+            "20",
+            "--throttle-ms",
+            "1000",
+        ],
+    );
+    let cpu = test_cpu();
+    // Another user's process in the offender's cgroup (or beside it in the
+    // root cgroup): a throttle covers the offender's user in its cgroup.
+    let control = Spinner::start(cpu);
+    let control_dir = format!("/proc/{}", control.0);
+
+    let answering = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let offender = {
+        let (session, answering, stop) = (h.session.clone(), answering.clone(), stop.clone());
+        std::thread::spawn(move || {
+            pin_to(cpu);
+            let (slot, generation) = session.register(WORKER_ESCAPABLE).expect("registered");
+            // SAFETY: gettid has no preconditions.
+            tx.send((slot, unsafe { libc::gettid() })).unwrap();
+            let scb = session.scb(slot);
+            let mut acked = 0;
+            while !stop.load(Ordering::Relaxed) {
+                spin_us(50);
+                let seq = scb.hint_seq();
+                if answering.load(Ordering::Relaxed) && seq != acked {
+                    acked = seq;
+                    scb.ack(seq);
+                    // SAFETY: sched_yield has no preconditions.
+                    unsafe { libc::sched_yield() };
+                }
+            }
+            session.unregister(slot, generation)
+        })
+    };
+    let (slot, tid) = rx.recv().unwrap();
+    let offender_dir = format!("/proc/self/task/{tid}");
+    let throttled = || h.session.scb(slot).flags() & morpheus_common::SCBK_THROTTLED != 0;
+
+    // Ignoring its hints, it is escalated and throttled (and throttled
+    // again while it goes on ignoring them).
+    assert!(
+        wait_for(Duration::from_secs(10), throttled),
+        "never throttled: {} escalations",
+        h.metric("escalations_throttle")
+    );
+    let during = share(&offender_dir, &control_dir, Duration::from_millis(600));
+    let still = throttled();
+
+    // It answers its hints from now on: the penalty ends by itself.
+    answering.store(true, Ordering::Relaxed);
+    assert!(
+        wait_for(Duration::from_secs(10), || !throttled()),
+        "the throttle never ended"
+    );
+    let after = share(&offender_dir, &control_dir, Duration::from_millis(600));
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(offender.join().unwrap(), morpheus_common::Status::Ok);
+    drop(control);
+    println!(
+        "offender/control CPU: throttled {during:.2} (still throttled at the end: {still}), after {after:.2}; throttles {}",
+        h.metric("escalations_throttle")
+    );
+    assert!(still, "the throttle ended during the measurement");
+    assert!(
+        during <= 0.5,
+        "a throttled offender got {during:.2}x the control's CPU (at most 0.5x)"
+    );
+    // Answering its hints, it takes turns with the control again (about
+    // half the CPU: it yields at each hint).
+    assert!(
+        after >= 0.4 && after >= during + 0.1,
+        "its share did not come back after the throttle: {after:.2}x (throttled: {during:.2}x)"
+    );
+    h.stop();
+}
