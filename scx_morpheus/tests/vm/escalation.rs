@@ -101,13 +101,12 @@ fn observer_mode_never_escalates() {
     h.stop();
 }
 
-#[test]
-fn cgroup_throttle_penalises_a_repeat_offender_for_a_bounded_window() {
-    require_sched_ext();
-    let _slot = exclusive();
-    let h = Harness::start(
-        "throttle",
-        19203,
+/// A loader that throttles escapable workers whose hints expire (20 ms
+/// grace) for `throttle_ms`.
+fn throttling(name: &str, port: u16, throttle_ms: &str) -> Harness {
+    Harness::start(
+        name,
+        port,
         &[
             "--enforce",
             "--escalation",
@@ -115,9 +114,16 @@ fn cgroup_throttle_penalises_a_repeat_offender_for_a_bounded_window() {
             "--grace-ms",
             "20",
             "--throttle-ms",
-            "300",
+            throttle_ms,
         ],
-    );
+    )
+}
+
+#[test]
+fn cgroup_throttle_penalises_a_repeat_offender_for_a_bounded_window() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let h = throttling("throttle", 19203, "300");
     let r = h.contended(WORKER_ESCAPABLE, Behaviour::Ignore, 1500);
     assert!(r.escalations >= 1);
     assert!(h.metric("escalations_throttle") >= 1);
@@ -331,19 +337,7 @@ const NOBODY: libc::uid_t = 65534;
 fn a_throttled_offender_gets_at_most_half_a_controls_cpu_and_recovers() {
     require_sched_ext();
     let _slot = exclusive();
-    let h = Harness::start(
-        "throttle-share",
-        19207,
-        &[
-            "--enforce",
-            "--escalation",
-            "cgroup_throttle",
-            "--grace-ms",
-            "20",
-            "--throttle-ms",
-            "1000",
-        ],
-    );
+    let h = throttling("throttle-share", 19207, "1000");
     let cpu = test_cpu();
     // Another user's process in the offender's cgroup (or beside it in the
     // root cgroup): a throttle covers the offender's user in its cgroup.

@@ -42,6 +42,18 @@ async fn checkpointing_work(dur: Duration) {
     }
 }
 
+/// A Morpheus runtime with one worker, pinned to the test CPU.
+fn one_pinned_worker(escapable: bool) -> tokio::runtime::Runtime {
+    let cpu = test_cpu();
+    Builder::new_multi_thread()
+        .worker_threads(1)
+        .escapable(escapable)
+        .on_thread_start(move || pin_to(cpu))
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Runs `task` as a task of `rt` (on its worker, pinned to the test CPU)
 /// while two hogs compete for that CPU.
 fn spawn_against_hogs(
@@ -57,13 +69,7 @@ fn builder_workers_register_and_answer_kernel_hints_within_grace() {
     let _slot = exclusive();
     let addr = "127.0.0.1:19401";
     let loader = Loader::start(&["--metrics-addr", addr]);
-    let cpu = test_cpu();
-    let rt = Builder::new_multi_thread()
-        .worker_threads(1)
-        .on_thread_start(move || pin_to(cpu))
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = one_pinned_worker(false);
     let before = metrics::snapshot().process;
     spawn_against_hogs(&rt, async {
         until_registered().await;
@@ -92,13 +98,7 @@ fn under_partial_a_runtime_worker_switches_itself_to_sched_ext_and_is_hinted() {
     let _slot = exclusive();
     let addr = "127.0.0.1:19405";
     let loader = Loader::start(&["--metrics-addr", addr, "--partial"]);
-    let cpu = test_cpu();
-    let rt = Builder::new_multi_thread()
-        .worker_threads(1)
-        .on_thread_start(move || pin_to(cpu))
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = one_pinned_worker(false);
     let before = metrics::snapshot().process;
     // Under --partial the hogs must be SCHED_EXT tasks to compete with it.
     let policy = with_hogs_of_policy(Some(POLICY_SCHED_EXT), || {
@@ -145,14 +145,7 @@ fn critical_sections_are_never_escalated_but_ignored_hints_are() {
         "--max-critical-ms",
         "2000",
     ]);
-    let cpu = test_cpu();
-    let rt = Builder::new_multi_thread()
-        .worker_threads(1)
-        .escapable(true)
-        .on_thread_start(move || pin_to(cpu))
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = one_pinned_worker(true);
     let escalations_before = metrics::snapshot().escalations;
     spawn_against_hogs(&rt, async {
         until_registered().await;
