@@ -37,10 +37,9 @@ if [[ ! -f "$MARKER" ]]; then
         log "building scx_bpfland $VERSION into $DEST (once; about 3 minutes on 2 cores)"
         start=$SECONDS
         rm -rf "$DEST"
-        # scx_bpfland's build runs plain `clang` unless BPF_CLANG says
-        # otherwise (scx_morpheus's build.rs fallback does not apply to it):
-        # set it here, and build from a neutral directory so that no
-        # workspace configuration is picked up.
+        # The workspace's .cargo/config.toml (which sets BPF_CLANG) does not
+        # apply outside the workspace: set it here, and build from a neutral
+        # directory so that no workspace configuration is picked up.
         (cd / && BPF_CLANG="$clang" cargo install --locked --quiet scx_bpfland \
             --version "$VERSION" --root "$DEST") >&2 ||
             die "building scx_bpfland $VERSION failed (see above); is crates.io reachable?"

@@ -3,9 +3,6 @@
 //! attaches the BPF scheduler, serves worker registrations and metrics, and
 //! reports why it exited.
 
-// build.rs's choice of BPF compiler, compiled here only for its host tests.
-#[cfg(test)]
-mod bpf_clang;
 mod bpf_intf;
 mod bpf_skel;
 mod caps;
