@@ -215,8 +215,11 @@ def test_async_checkpoint_lets_other_tasks_run_when_the_budget_is_spent():
 
     yielded, ticks = in_thread(body)
     assert yielded == 20, yielded
-    # The ticker's timer is due at most yields; it runs at about every one.
-    assert ticks >= 10, (ticks, yielded)
+    # Without the yields to the loop the ticker would not run at all. Its
+    # 1 ms timer is due at most yields (one per 2 ms budget), but fewer when
+    # the budget is halved by host CPU pressure (PSI) or the host delays the
+    # thread: seen 9 of 20 on a loaded 2-core machine.
+    assert ticks >= yielded // 4, (ticks, yielded)
 
 
 def test_accessors_mirror_the_runtime():
