@@ -185,3 +185,74 @@ fn monitor_attaches_to_a_running_instance_and_prints_its_figures() {
     assert_eq!(sched_ext_state(), "enabled");
     h.stop();
 }
+
+/// Registers the calling thread on the default socket and unregisters it.
+/// A loader that restarts (CPU hotplug) serves its socket anew: wait for it.
+fn register_and_leave() {
+    let path = std::path::Path::new(morpheus_common::DEFAULT_SOCKET_PATH);
+    assert!(
+        wait_for(ATTACH_TIMEOUT, || client::connect(path).is_ok()),
+        "the loader does not serve {}",
+        path.display()
+    );
+    let session = client::Session::open(path);
+    let (slot, generation) = session.register(0).expect("registration accepted");
+    assert_eq!(
+        session.unregister(slot, generation),
+        morpheus_common::Status::Ok
+    );
+}
+
+/// The shipped systemd unit (`scx_morpheus/dist/`) works as written: its
+/// ExecStart with the environment file's flags, run with only the unit's
+/// capabilities (a root process keeps only its bounding set across exec),
+/// NoNewPrivileges and LimitNOFILE, attaches, serves registrations,
+/// restarts itself when a CPU goes offline and comes back, and runs
+/// `--partial` too. (Its file-system and namespace sandboxing needs
+/// systemd itself and is not exercised here.)
+#[test]
+fn the_shipped_unit_runs_the_loader_with_its_bounded_capabilities() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let unit = unit::shipped();
+    assert!(
+        unit.no_new_privs,
+        "the unit must set NoNewPrivileges: {unit:?}"
+    );
+    let mut loader = Loader::start_as_unit(&unit);
+    let caps = effective_caps(loader.pid());
+    assert_eq!(
+        caps, unit.caps,
+        "the loader's effective capabilities {caps:#x} are not the unit's {:#x}",
+        unit.caps
+    );
+    register_and_leave();
+
+    let cpu = test_cpu();
+    assert!(cpu >= 1, "needs a CPU that can go offline (the VM has 2)");
+    let seq = enable_seq();
+    let offline = OfflineCpu::new(cpu);
+    assert!(
+        reattached(seq, 1),
+        "not reattached with the unit's capabilities after CPU {cpu} went offline"
+    );
+    drop(offline);
+    assert!(
+        reattached(seq, 2),
+        "not reattached with the unit's capabilities after CPU {cpu} came back"
+    );
+    assert!(
+        loader.is_running(),
+        "the loader exited instead of restarting"
+    );
+    register_and_leave();
+    let exit = loader.stop();
+    assert!(exit.status.success(), "loader exit: {}", exit.stderr);
+
+    let mut partial = unit.clone();
+    partial.exec.push("--partial".into());
+    let loader = Loader::start_as_unit(&partial);
+    register_and_leave();
+    let exit = loader.stop();
+    assert!(exit.status.success(), "loader exit: {}", exit.stderr);
+}

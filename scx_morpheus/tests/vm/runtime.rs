@@ -223,47 +223,6 @@ fn a_plain_tokio_runtime_registers_and_answers_hints_too() {
     assert!(loader.stop().status.success());
 }
 
-/// Takes a CPU offline for its lifetime; brings it back online on drop (also
-/// when the test fails).
-struct OfflineCpu(usize);
-
-impl OfflineCpu {
-    fn path(cpu: usize) -> String {
-        format!("/sys/devices/system/cpu/cpu{cpu}/online")
-    }
-
-    fn new(cpu: usize) -> OfflineCpu {
-        std::fs::write(Self::path(cpu), "0")
-            .unwrap_or_else(|e| panic!("cannot take CPU {cpu} offline: {e}"));
-        OfflineCpu(cpu)
-    }
-}
-
-impl Drop for OfflineCpu {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::write(Self::path(self.0), "1") {
-            eprintln!("cannot bring CPU {} back online: {e}", self.0);
-        }
-    }
-}
-
-/// How many times a scheduler was enabled since boot.
-fn enable_seq() -> u64 {
-    std::fs::read_to_string("/sys/kernel/sched_ext/enable_seq")
-        .expect("/sys/kernel/sched_ext/enable_seq")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// Waits until the scheduler was enabled `n` more times than `since` and is
-/// attached again.
-fn reattached(since: u64, n: u64) -> bool {
-    wait_for(ATTACH_TIMEOUT, || {
-        enable_seq() >= since + n && sched_ext_state() == "enabled"
-    })
-}
-
 #[test]
 fn cpu_hotplug_restarts_the_scheduler_and_workers_re_register() {
     require_sched_ext();

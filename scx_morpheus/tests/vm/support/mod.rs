@@ -96,12 +96,27 @@ impl Loader {
     /// Like [`Loader::start`]; with `avoid`, the loader may run on every CPU
     /// but that one, so that it never competes with a test's worker there.
     pub fn start_avoiding(args: &[&str], avoid: Option<usize>) -> Loader {
+        Self::start_with(args, avoid, None)
+    }
+
+    /// Starts the loader as the systemd `unit` would: its ExecStart (with
+    /// this build's binary for the installed one), capability bounding set,
+    /// NoNewPrivileges and LimitNOFILE.
+    pub fn start_as_unit(unit: &unit::Unit) -> Loader {
+        let args: Vec<&str> = unit.exec[1..].iter().map(String::as_str).collect();
+        Self::start_with(&args, None, Some(unit))
+    }
+
+    fn start_with(args: &[&str], avoid: Option<usize>, unit: Option<&unit::Unit>) -> Loader {
         assert_eq!(
             sched_ext_state(),
             "disabled",
             "another scheduler is attached"
         );
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_scx_morpheus"));
+        if let Some(unit) = unit {
+            confine(&mut cmd, unit);
+        }
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
@@ -218,8 +233,99 @@ impl Drop for Loader {
     }
 }
 
+/// Applies `unit`'s confinement to `cmd` before it execs, as systemd does:
+/// capabilities outside CapabilityBoundingSet leave the bounding set (so a
+/// root process keeps only those across exec), NoNewPrivileges, and
+/// LimitNOFILE.
+fn confine(cmd: &mut Command, unit: &unit::Unit) {
+    let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .expect("cap_last_cap")
+        .trim()
+        .parse()
+        .unwrap();
+    let (caps, nnp, nofile) = (unit.caps, unit.no_new_privs, unit.nofile);
+    // SAFETY: prctl and setrlimit are async-signal-safe system calls; the
+    // child only calls them before exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            for cap in 0..=last_cap {
+                if caps & (1 << cap) == 0
+                    && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if nnp && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(n) = nofile {
+                let lim = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The effective capabilities of process `pid` (`CapEff`).
+pub fn effective_caps(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .expect("CapEff");
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+/// Takes a CPU offline for its lifetime; brings it back online on drop (also
+/// when the test fails).
+pub struct OfflineCpu(usize);
+
+impl OfflineCpu {
+    fn path(cpu: usize) -> String {
+        format!("/sys/devices/system/cpu/cpu{cpu}/online")
+    }
+
+    pub fn new(cpu: usize) -> OfflineCpu {
+        std::fs::write(Self::path(cpu), "0")
+            .unwrap_or_else(|e| panic!("cannot take CPU {cpu} offline: {e}"));
+        OfflineCpu(cpu)
+    }
+}
+
+impl Drop for OfflineCpu {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(Self::path(self.0), "1") {
+            eprintln!("cannot bring CPU {} back online: {e}", self.0);
+        }
+    }
+}
+
+/// How many times a scheduler was enabled since boot.
+pub fn enable_seq() -> u64 {
+    std::fs::read_to_string("/sys/kernel/sched_ext/enable_seq")
+        .expect("/sys/kernel/sched_ext/enable_seq")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until the scheduler was enabled `n` more times than `since` and is
+/// attached again.
+pub fn reattached(since: u64, n: u64) -> bool {
+    wait_for(ATTACH_TIMEOUT, || {
+        enable_seq() >= since + n && sched_ext_state() == "enabled"
+    })
+}
+
 pub mod client;
 pub mod sleeper;
+pub mod unit;
 pub mod worker;
 
 use std::sync::Arc;
