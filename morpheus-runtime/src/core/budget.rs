@@ -10,11 +10,12 @@
 //! budget can run out (0.2 ms to 100 ms), not for a fixed tick: a worker
 //! that yields often (at kernel hints, say) costs no wake-ups, and one
 //! whose budget runs out is poisoned on time. Every wake-up of the monitor
-//! is a wake-up the scheduler has to place somewhere. Wall time is what a task waiting on the same
-//! worker experiences; the CPU condition keeps an idle (parked) worker from
-//! accumulating budget, without hooks into the runtime's park/unpark (a
-//! plain `#[tokio::main]` has none). The worker never reads a clock on its
-//! fast path: it stamps both clocks only when it yields.
+//! is a wake-up the scheduler has to place somewhere. Wall time is what a
+//! task waiting on the same worker experiences; the CPU condition keeps an
+//! idle (parked) worker from accumulating budget, without hooks into the
+//! runtime's park/unpark (a plain `#[tokio::main]` has none). The worker
+//! never reads a clock on its fast path: it stamps both clocks only when it
+//! yields.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
