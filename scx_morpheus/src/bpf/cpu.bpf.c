@@ -86,10 +86,14 @@ static int cpu_timer_fn(void *map, int *key, struct cpu_ctx *cctx)
 	if (cctx->timer_run_id != cctx->run_id || !cctx->pid)
 		return 0;
 	if (!cctx->worker) {
+		u64 now = bpf_ktime_get_ns();
+
 		if (cctx->wait_ts || !cpu_has_queued(cpu))
 			return 0;
-		cctx->wait_ts = bpf_ktime_get_ns();
-		stat_inc(&nr_slice_preempts);
+		cctx->wait_ts = now;
+		/* Else a woken task's wait (already counted) ended. */
+		if (now >= cctx->slice_end)
+			stat_inc(&nr_slice_preempts);
 	}
 	stat_inc(&nr_timer_kicks);
 	scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
@@ -113,7 +117,20 @@ static s32 cpu_timer_init(u32 cpu)
 static void cpu_timer_arm(struct cpu_ctx *cctx, u64 at, u64 now)
 {
 	cctx->timer_run_id = cctx->run_id;
+	cctx->timer_at = at;
 	bpf_timer_start(&cctx->timer, at > now ? at - now : 0, 0);
+}
+
+/*
+ * Makes sure @cctx's CPU is kicked at @at at the latest, if its current
+ * run goes on that long (from another CPU: a racing new run there at worst
+ * gets an early decision).
+ */
+static void cpu_timer_arm_by(struct cpu_ctx *cctx, u64 at, u64 now)
+{
+	if (cctx->timer_run_id == cctx->run_id && cctx->timer_at > now && cctx->timer_at <= at)
+		return;
+	cpu_timer_arm(cctx, at, now);
 }
 
 /*

@@ -27,6 +27,13 @@ enum morpheus_sched_consts {
 	 * no reason to yield. Wake-up preemption hints at once.
 	 */
 	MORPHEUS_WAIT_BLIP_NS = 500 * 1000,
+	/*
+	 * A woken task does not preempt a plain task that has run less than
+	 * this (ns): it waits for that CPU at most this long. Like EEVDF's
+	 * run-to-parity, it bounds the preemptions a CPU takes when wake-ups
+	 * come in bursts (pipes, message passing).
+	 */
+	MORPHEUS_WAKEUP_GRANULARITY_NS = 500 * 1000,
 	/* Shortest slice a task is given, whatever its weight (ns). */
 	MORPHEUS_SLICE_FLOOR_NS = 250 * 1000,
 	/*

@@ -32,10 +32,13 @@
  * takes a CPU it is entitled to (EEVDF-like: it is not ahead of that CPU's
  * task in vtime and its virtual deadline is earlier), the one whose task is
  * furthest ahead, a plain task's before a registered worker's. A plain task
- * is preempted at once and keeps its lag. A registered worker is asked only
- * when no plain task can give way: it is hinted first and has
- * yield_window_ns to yield at a checkpoint; inside a critical section it
- * keeps the CPU until others have waited max_critical_ns.
+ * keeps its lag and is preempted at once if it has run
+ * MORPHEUS_WAKEUP_GRANULARITY_NS, else when it has (EEVDF's run-to-parity:
+ * a burst of wake-ups costs a CPU at most one switch per granularity). A
+ * registered worker is asked only when no plain task can give way: it is
+ * hinted first and has yield_window_ns to yield at a checkpoint; inside a
+ * critical section it keeps the CPU until others have waited
+ * max_critical_ns.
  *
  * Registered workers (worker.bpf.c): every decision about a worker is made
  * on its own CPU, in ops.dispatch, where its critical-section flag is read
@@ -162,6 +165,7 @@ struct cpu_ctx {
 	struct bpf_timer timer;
 	u64 run_id;	  /* bumped each time a task starts running here */
 	u64 timer_run_id; /* the run the armed timer is for */
+	u64 timer_at;	  /* when it fires */
 	u64 started;	  /* when the current task started */
 	u64 vtime;	  /* its vtime then */
 	u64 deadline;	  /* its virtual deadline */

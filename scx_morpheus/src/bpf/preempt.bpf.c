@@ -25,8 +25,11 @@ static bool entitled_to(const struct cpu_ctx *cctx, u64 cur, u64 vtime, u64 dead
  * context switch and nothing of its share (it keeps its lag), while a
  * worker answers a hint by yielding to its runtime too, so workers are
  * asked only when no plain task can give way. A plain victim is preempted
- * at once; a registered worker is asked to yield (ops.dispatch on its CPU
- * hints it and opens its yield window). A task that is not entitled waits
+ * at once once it has run MORPHEUS_WAKEUP_GRANULARITY_NS (one that started
+ * more recently is preempted by the CPU's timer when it has, if it has not
+ * stopped by then, and is taken only when no other plain task is ready to
+ * give way); a registered worker is asked to yield (ops.dispatch on its
+ * CPU hints it and opens its yield window). A task that is not entitled waits
  * on the shared queue, and the first allowed CPU whose task is already past
  * its slice is kicked at once, not at its next tick: a plain task there
  * gives way, a worker learns that it now keeps someone waiting.
@@ -40,6 +43,7 @@ static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 en
 	s32 start = scx_bpf_task_cpu(p);
 	s32 plain = -1, worker = -1, late_cpu = -1;
 	u64 plain_vtime = 0, worker_vtime = 0, cur;
+	bool plain_ready = false, ready;
 	u32 i;
 
 	bpf_for(i, 0, MORPHEUS_CPU_SCAN) {
@@ -55,10 +59,14 @@ static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 en
 			continue;
 		cur = cpu_curr_vtime(cctx, now);
 		if (wakeup && entitled_to(cctx, cur, vtime, deadline)) {
-			if (!cctx->worker && (!plain_ctx || vtime_before(plain_vtime, cur))) {
+			ready = now - cctx->started >= MORPHEUS_WAKEUP_GRANULARITY_NS;
+			if (!cctx->worker &&
+			    (!plain_ctx || (ready && !plain_ready) ||
+			     (ready == plain_ready && vtime_before(plain_vtime, cur)))) {
 				plain = cpu;
 				plain_ctx = cctx;
 				plain_vtime = cur;
+				plain_ready = ready;
 			} else if (cctx->worker && (!worker_ctx || vtime_before(worker_vtime, cur))) {
 				worker = cpu;
 				worker_ctx = cctx;
@@ -74,7 +82,11 @@ static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 en
 
 	if (plain_ctx) {
 		stat_inc(&nr_wakeup_preempts);
-		scx_bpf_kick_cpu(plain, SCX_KICK_PREEMPT);
+		if (plain_ready)
+			scx_bpf_kick_cpu(plain, SCX_KICK_PREEMPT);
+		else
+			cpu_timer_arm_by(plain_ctx, plain_ctx->started + MORPHEUS_WAKEUP_GRANULARITY_NS,
+					 now);
 		return plain;
 	}
 	if (worker_ctx) {
