@@ -19,6 +19,10 @@ static READY_NONE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// Called by the async slow path to let the event loop's other tasks run
 /// (`morpheus._yield_to_loop`, set at import by the package).
 static ASYNC_YIELD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// Called by the async slow path when the yield is for other processes:
+/// lets the event loop's other tasks run, then takes the yield
+/// (`morpheus._answer_after_loop`, set at import by the package).
+static ASYNC_ANSWER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// The awaitable `async_checkpoint()` returns when nothing is pending: an
 /// `asyncio.Future` already done with `False` (set at import by the
 /// package), or else a [`Ready`].
@@ -66,21 +70,65 @@ pub(crate) fn checkpoint(py: Python<'_>) -> bool {
 ///
 /// Same check as `checkpoint()`. When nothing is pending it returns an
 /// already-completed awaitable (the `await` does not suspend) whose value is
-/// `False`. When the thread should yield it gives up the CPU with the GIL
-/// released and returns a coroutine that lets the event loop's other tasks
-/// run (two `asyncio.sleep(0)`: the second puts this task behind the
-/// callbacks that I/O made ready meanwhile) and evaluates to `True`.
+/// `False`. Otherwise it returns a coroutine that evaluates to `True`:
+///
+/// - For a budget yield it gives up the CPU at once (GIL released) and the
+///   coroutine lets the event loop's other tasks run (two `asyncio.sleep(0)`:
+///   the second puts this task behind the callbacks that I/O made ready
+///   meanwhile).
+/// - For a yield that is for other processes (a kernel hint, defensive or
+///   pressure mode) the coroutine first lets the loop's other tasks run,
+///   including those its I/O makes ready then, and only then acknowledges
+///   and gives up the CPU, then lets what became ready meanwhile run: a
+///   short request that arrived while a long one ran is answered before
+///   the thread gives its CPU away, not after another process's turn. If
+///   another task of the loop answered the same yield meanwhile, it is not
+///   taken twice. (As in `morpheus_runtime::checkpoint!()`.)
 #[pyfunction]
 pub(crate) fn async_checkpoint(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    match morpheus_runtime::yield_due() {
-        None => ready_false(py),
-        Some(due) => {
-            take_yield(py, due);
-            match ASYNC_YIELD.get(py) {
-                Some(f) => f.call0(py),
-                None => Ok(Py::new(py, Ready::new(py, true))?.into_any()),
-            }
+    let Some(due) = morpheus_runtime::yield_due() else {
+        return ready_false(py);
+    };
+    if due.gives_cpu_away()
+        && let Some(answer) = ASYNC_ANSWER.get(py)
+    {
+        let pending = Py::new(py, PendingYield { due: Some(due) })?;
+        return answer.call1(py, (pending,));
+    }
+    take_yield(py, due);
+    match ASYNC_YIELD.get(py) {
+        Some(f) => f.call0(py),
+        None => Ok(Py::new(py, Ready::new(py, true))?.into_any()),
+    }
+}
+
+/// A yield for other processes that `async_checkpoint()` decided and its
+/// coroutine takes after letting the event loop run. It belongs to the
+/// loop's thread. Dropped without being taken (the task was cancelled), it
+/// leaves the signal pending for the next checkpoint.
+#[pyclass(unsendable, module = "morpheus._morpheus", name = "_PendingYield")]
+pub(crate) struct PendingYield {
+    due: Option<morpheus_runtime::DueYield>,
+}
+
+#[pymethods]
+impl PendingYield {
+    /// Acknowledges the yield and gives up the CPU once with the GIL
+    /// released, unless it was answered on this thread meanwhile or already
+    /// taken. Returns whether it yielded.
+    fn take(&mut self, py: Python<'_>) -> bool {
+        let Some(due) = self.due.take() else {
+            return false;
+        };
+        if due.acknowledge_if_unanswered().is_none() {
+            return false;
         }
+        py.detach(|| {
+            // SAFETY: no arguments, no memory effects.
+            unsafe { libc::sched_yield() };
+        });
+        logs::flush(py);
+        true
     }
 }
 
@@ -91,8 +139,10 @@ fn ready_false(py: Python<'_>) -> PyResult<Py<PyAny>> {
 }
 
 /// Registers what `async_checkpoint()` returns: `slow`, the coroutine
-/// function called on its slow path (the package passes
-/// `morpheus._yield_to_loop`), and `done_false`, an awaitable already
+/// function called on its slow path after a budget yield (the package
+/// passes `morpheus._yield_to_loop`), `answer`, the one called with a
+/// [`PendingYield`] for a yield for other processes
+/// (`morpheus._answer_after_loop`), and `done_false`, an awaitable already
 /// completed with `False` for the fast path. A done `asyncio.Future` is the
 /// cheapest one: awaiting it returns its result through `am_send`, without
 /// the `StopIteration` a `Ready` must raise (measured: about a third of
@@ -101,10 +151,12 @@ fn ready_false(py: Python<'_>) -> PyResult<Py<PyAny>> {
 pub(crate) fn _set_async_yield(
     py: Python<'_>,
     slow: Py<PyAny>,
+    answer: Py<PyAny>,
     done_false: Py<PyAny>,
     done_none: Py<PyAny>,
 ) {
     let _ = ASYNC_YIELD.set(py, slow);
+    let _ = ASYNC_ANSWER.set(py, answer);
     let _ = READY_FALSE.set(py, done_false);
     let _ = READY_NONE.set(py, done_none);
 }

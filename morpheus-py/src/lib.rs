@@ -74,6 +74,7 @@ fn _morpheus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::is_worker, m)?)?;
     m.add_class::<checkpoint::Critical>()?;
     m.add_class::<checkpoint::Ready>()?;
+    m.add_class::<checkpoint::PendingYield>()?;
     m.add("ReadyQueue", ready::ready_queue_type(py)?)?;
     m.add_function(wrap_pyfunction!(worker::init_worker, m)?)?;
     m.add_function(wrap_pyfunction!(worker::_attach_loop_thread, m)?)?;

@@ -222,6 +222,49 @@ def test_async_checkpoint_lets_other_tasks_run_when_the_budget_is_spent():
     assert ticks >= yielded // 4, (ticks, yielded)
 
 
+def test_at_a_yield_for_other_processes_the_loop_runs_first_and_it_is_taken_once():
+    async def main():
+        def answered():
+            return morpheus.current_worker().ledger.yields["defensive"]
+
+        seen_by_short = []
+        other = []
+
+        async def short():
+            seen_by_short.append(answered())
+
+        async def also_checkpoints():
+            other.append(await morpheus.async_checkpoint())
+
+        before = answered()
+        tasks = [asyncio.ensure_future(short()), asyncio.ensure_future(also_checkpoints())]
+        # CPU-bound with checkpoints until the (defensive) yield is due: the
+        # two tasks are ready and have not run (the fast path never suspends).
+        yielded = False
+        deadline = time.perf_counter() + 20
+        while not yielded and time.perf_counter() < deadline:
+            spin(0.0002)
+            yielded = await morpheus.async_checkpoint()
+        after = answered()
+        await asyncio.gather(*tasks)
+        return yielded, before, seen_by_short, other, after
+
+    def body():
+        # Defensive mode: a quarter-budget yield that gives the CPU away, as
+        # a kernel hint does, without a scheduler.
+        morpheus.init_worker(budget_ms=4, mode="defensive")
+        return asyncio.run(main())
+
+    yielded, before, seen_by_short, other, after = in_thread(body)
+    assert yielded
+    # The ready task ran before the yield was acknowledged.
+    assert seen_by_short == [before], (seen_by_short, before)
+    # The other task reached a checkpoint while the yield was pending and
+    # let the loop run too, but the yield was taken once.
+    assert other == [True]
+    assert after == before + 1, (before, after)
+
+
 def test_accessors_mirror_the_runtime():
     def body():
         morpheus.init_worker(budget_ms=1)

@@ -334,6 +334,7 @@ pub fn yield_due() -> Option<DueYield> {
     let due = crate::core::worker::decide_slow()?;
     Some(DueYield {
         due,
+        mark: crate::core::worker::yield_mark(),
         _not_send: std::marker::PhantomData,
     })
 }
@@ -344,6 +345,7 @@ pub fn yield_due() -> Option<DueYield> {
 #[derive(Debug)]
 pub struct DueYield {
     due: crate::core::worker::Due,
+    mark: Option<crate::core::worker::YieldMark>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
@@ -351,6 +353,22 @@ impl DueYield {
     /// Why the yield is due.
     pub fn cause(&self) -> YieldCause {
         self.due.cause
+    }
+
+    /// Whether the yield is for other processes (a kernel hint, defensive
+    /// or pressure mode), so the thread should give up its CPU; otherwise
+    /// (budget, voluntary) letting its own other work run is the yield.
+    pub fn gives_cpu_away(&self) -> bool {
+        gives_cpu_away(self.due.cause)
+    }
+
+    /// [`DueYield::acknowledge`], unless a yield was taken on this thread
+    /// since this one was decided: then it was already answered (say, by
+    /// another task of the same event loop that reached a checkpoint while
+    /// this one let the loop run first) and nothing is recorded. Returns
+    /// the cause if it acknowledged; the caller gives up the CPU only then.
+    pub fn acknowledge_if_unanswered(self) -> Option<YieldCause> {
+        crate::core::worker::commit_if_unchanged(self.due, self.mark).then_some(self.due.cause)
     }
 
     /// Records the yield in the ledger, acknowledges the kernel hint it

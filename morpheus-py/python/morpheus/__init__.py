@@ -82,6 +82,21 @@ async def _yield_to_loop() -> bool:
     return True
 
 
+async def _answer_after_loop(pending: "_native._PendingYield") -> bool:
+    """The slow path of ``async_checkpoint()`` for a yield that is for other
+    processes (a kernel hint, defensive or pressure mode): the event loop's
+    other tasks run first, including those its I/O makes ready then (the
+    same two ``sleep(0)`` as :func:`_yield_to_loop`); then the thread
+    acknowledges and gives up its CPU, unless another task answered the
+    same yield meanwhile; then what became ready while it was away runs."""
+    await _asyncio.sleep(0)
+    await _asyncio.sleep(0)
+    if pending.take():
+        await _asyncio.sleep(0)
+        await _asyncio.sleep(0)
+    return True
+
+
 class _NoLoop:
     """Stands in for an event loop where a future needs one at creation."""
 
@@ -97,7 +112,7 @@ def _done(value: _t.Optional[bool]) -> "_asyncio.Future[_t.Optional[bool]]":
     return fut
 
 
-_native._set_async_yield(_yield_to_loop, _done(False), _done(None))
+_native._set_async_yield(_yield_to_loop, _answer_after_loop, _done(False), _done(None))
 
 
 def configure(

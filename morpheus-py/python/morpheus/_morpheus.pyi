@@ -83,6 +83,11 @@ class _Ready:
     def __next__(self) -> Any: ...
     def send(self, value: Any) -> Any: ...
 
+class _PendingYield:
+    """A yield for other processes that an async checkpoint takes after letting the loop run."""
+
+    def take(self) -> bool: ...
+
 def init_worker(escapable: bool = False, budget_ms: Optional[float] = None, mode: Optional[str] = None) -> None:
     """Registers the calling thread as an asyncio worker."""
 
@@ -117,5 +122,8 @@ def openmetrics() -> str:
 def _attach_loop_thread() -> bool: ...
 def _flush_logs() -> None: ...
 def _set_async_yield(
-    slow: Callable[[], Awaitable[bool]], done_false: Awaitable[bool], done_none: Awaitable[None]
+    slow: Callable[[], Awaitable[bool]],
+    answer: Callable[[_PendingYield], Awaitable[bool]],
+    done_false: Awaitable[bool],
+    done_none: Awaitable[None],
 ) -> None: ...
