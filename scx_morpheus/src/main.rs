@@ -15,7 +15,7 @@ mod server;
 mod stats;
 
 use std::cell::RefCell;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::mem::MaybeUninit;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -315,19 +315,35 @@ fn init_logging(verbose: bool) -> Result<()> {
     Ok(())
 }
 
+/// `r`, except that stdout's reader having gone (`--help-stats | head`) is
+/// not an error: the output was wanted only that far.
+fn reader_gone_is_ok(r: Result<()>) -> Result<()> {
+    match r {
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
 fn main() -> Result<()> {
     let opts = Opts::parse();
 
     if opts.version {
-        println!(
-            "{SCHEDULER_NAME} {} (ABI v{ABI_VERSION})",
-            build_id::full_version(env!("CARGO_PKG_VERSION")),
+        let version = build_id::full_version(env!("CARGO_PKG_VERSION"));
+        let r = writeln!(
+            std::io::stdout(),
+            "{SCHEDULER_NAME} {version} (ABI v{ABI_VERSION})"
         );
-        return Ok(());
+        return reader_gone_is_ok(r.map_err(Into::into));
     }
     if opts.help_stats {
-        stats::server_data().describe_meta(&mut std::io::stdout(), None)?;
-        return Ok(());
+        return reader_gone_is_ok(stats::server_data().describe_meta(&mut std::io::stdout(), None));
     }
     // Every value is checked before anything is loaded.
     let cfg = opts.validate()?;
