@@ -256,3 +256,55 @@ fn the_shipped_unit_runs_the_loader_with_its_bounded_capabilities() {
     let exit = loader.stop();
     assert!(exit.status.success(), "loader exit: {}", exit.stderr);
 }
+
+/// The `--debug` event lines of `out` (`event KIND pid P tid T slot S seq Q
+/// value V`) of slot `slot`: (kind, value) each.
+fn debug_events(out: &str, slot: u32) -> Vec<(String, u64)> {
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() != 12 || f[0] != "event" || f[6] != "slot" || f[7] != slot.to_string() {
+                return None;
+            }
+            Some((f[1].to_string(), f[11].parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn debug_prints_every_event_of_a_worker() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let h = Harness::start("debug-events", 19503, &["--debug"]);
+    let r = h.contended(0, Behaviour::Checkpoint, 1000);
+    assert!(r.hints >= 1, "{r:?}");
+    // The loader drains BPF's events every 100 ms: let it print the last.
+    std::thread::sleep(Duration::from_millis(500));
+    let (sent, answered) = (h.metric("hints_sent"), h.metric("hints_answered"));
+    assert_eq!(h.metric("ring_drops"), 0, "events were lost");
+    let exit = h.stop();
+
+    let events = debug_events(&exit.stdout, r.slot);
+    let count = |kind: &str| events.iter().filter(|(k, _)| k == kind).count() as u64;
+    println!(
+        "--debug: {} lines for slot {}: hint {} answered {}; instance sent {sent} answered {answered}",
+        events.len(),
+        r.slot,
+        count("hint"),
+        count("answered")
+    );
+    // One line per hint and per answer (the worker was the only one), and
+    // its start as a state change (it unregisters before its thread ends).
+    assert_eq!(count("hint"), sent);
+    assert_eq!(count("answered"), answered);
+    let states: Vec<u64> = events
+        .iter()
+        .filter(|(k, _)| k == "worker_state")
+        .map(|&(_, v)| v)
+        .collect();
+    assert_eq!(
+        states,
+        [morpheus_common::WorkerState::Running as u64],
+        "worker_state lines"
+    );
+}

@@ -222,3 +222,68 @@ fn a_plain_task_gives_way_when_its_slice_ends_not_at_the_next_tick() {
     );
     h.stop();
 }
+
+/// Samples the loader's `slice_us` gauge every 20 ms for `dur`.
+fn slice_samples(h: &Harness, dur: Duration) -> Vec<u64> {
+    let end = std::time::Instant::now() + dur;
+    let mut samples = Vec::new();
+    while std::time::Instant::now() < end {
+        samples.push(h.metric("slice_us"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    samples
+}
+
+#[test]
+fn the_slice_shrinks_as_the_queues_grow_within_its_bounds() {
+    require_sched_ext();
+    let _slot = exclusive();
+    // --slice-us at one waiting task per CPU; 2 * slice * cpus / (cpus +
+    // queued) in general, within [min, max].
+    let (slice, min, max) = (5000u64, 1000u64, 10_000u64);
+    let h = Harness::start(
+        "adaptive-slice",
+        19606,
+        &[
+            "--slice-us",
+            &slice.to_string(),
+            "--slice-min-us",
+            &min.to_string(),
+            "--slice-max-us",
+            &max.to_string(),
+        ],
+    );
+    let cpus = online_cpus() as u64;
+    // Nobody waits: twice the slice, clipped to the maximum.
+    assert!(
+        wait_for(Duration::from_secs(10), || h.metric("slice_us") == max),
+        "an idle machine never got the maximum slice: {}",
+        h.metric("slice_us")
+    );
+    for (n, lo, hi) in [
+        // n - 1 hogs queued behind the one running: at most this slice.
+        (12u64, min, 2 * slice * cpus / (cpus + 11)),
+        // Far more: the minimum, never less.
+        (40, min, min),
+    ] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = hogs(n as usize, test_cpu(), stop.clone());
+        std::thread::sleep(Duration::from_millis(500));
+        let samples = slice_samples(&h, Duration::from_secs(1));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        threads.into_iter().for_each(|t| {
+            t.join().unwrap();
+        });
+        println!("{n} hogs on one CPU: slice_us samples {samples:?}");
+        assert!(
+            samples.iter().all(|&s| (lo..=hi).contains(&s)),
+            "{n} hogs: slice outside {lo}..={hi} us: {samples:?}"
+        );
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || h.metric("slice_us") == max),
+        "the slice did not grow back when the hogs left: {}",
+        h.metric("slice_us")
+    );
+    h.stop();
+}

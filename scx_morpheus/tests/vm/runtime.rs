@@ -107,8 +107,15 @@ fn under_partial_a_runtime_worker_switches_itself_to_sched_ext_and_is_hinted() {
                 until_registered().await;
                 // A slot registered by the monitor on the worker's behalf is
                 // adopted (and the switch made) at the worker's next
-                // checkpoint: read the policy after some.
+                // checkpoint: read the policy after some. Work until it has
+                // seen a hint (under emulation a run can get only one or two
+                // in its first seconds), for at most 10 s.
+                let seen = || morpheus_runtime::current_worker().map_or(0, |w| w.ledger.hints_seen);
+                let end = Instant::now() + Duration::from_secs(10);
                 checkpointing_work(Duration::from_secs(2)).await;
+                while seen() == 0 && Instant::now() < end {
+                    checkpointing_work(Duration::from_millis(500)).await;
+                }
                 // SAFETY: sched_getscheduler on ourselves.
                 unsafe { libc::sched_getscheduler(0) }
             })

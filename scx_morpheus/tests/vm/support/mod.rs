@@ -2,7 +2,9 @@
 //! Helpers for tests that run against a real sched_ext kernel (in the test VM
 //! or natively as root): start and stop the loader, read sched_ext's state.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -73,17 +75,30 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// Generous: BPF verification under TCG emulation takes seconds.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A running scx_morpheus loader whose stderr is captured. Dropping it
+/// A running scx_morpheus loader whose output is captured. Dropping it
 /// (e.g. when a test panics) stops it, so one failure cannot cascade.
 pub struct Loader {
     child: Child,
+    /// Its stdout: an in-memory file, which never fills up and blocks the
+    /// loader as an unread pipe would (`--debug` prints every event).
+    stdout: File,
     done: bool,
 }
 
 /// How a loader run ended.
 pub struct LoaderExit {
     pub status: ExitStatus,
+    pub stdout: String,
     pub stderr: String,
+}
+
+/// An anonymous in-memory file (memfd).
+fn memfd(name: &std::ffi::CStr) -> File {
+    // SAFETY: memfd_create with a valid name; the fd is checked and owned.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor nothing else owns.
+    File::from(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 impl Loader {
@@ -117,9 +132,10 @@ impl Loader {
         if let Some(unit) = unit {
             confine(&mut cmd, unit);
         }
+        let stdout = memfd(c"scx_morpheus-stdout");
         cmd.args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
+            .stdout(stdout.try_clone().expect("dup the loader's stdout"))
             .stderr(Stdio::piped());
         if let Some(avoid) = avoid {
             let cpus = online_cpus();
@@ -142,7 +158,11 @@ impl Loader {
             }
         }
         let child = cmd.spawn().expect("cannot start scx_morpheus");
-        let mut loader = Loader { child, done: false };
+        let mut loader = Loader {
+            child,
+            stdout,
+            done: false,
+        };
         let attached = wait_for(ATTACH_TIMEOUT, || {
             sched_ext_state() == "enabled" || loader.child.try_wait().ok().flatten().is_some()
         });
@@ -211,8 +231,16 @@ impl Loader {
         if let Some(mut pipe) = self.child.stderr.take() {
             let _ = pipe.read_to_string(&mut stderr);
         }
-        eprintln!("--- scx_morpheus stderr ---\n{stderr}--- end ---");
-        LoaderExit { status, stderr }
+        let mut stdout = String::new();
+        if self.stdout.seek(SeekFrom::Start(0)).is_ok() {
+            let _ = self.stdout.read_to_string(&mut stdout);
+        }
+        eprintln!("--- scx_morpheus stdout ---\n{stdout}--- stderr ---\n{stderr}--- end ---");
+        LoaderExit {
+            status,
+            stdout,
+            stderr,
+        }
     }
 }
 
