@@ -86,6 +86,7 @@ impl<'a> Scheduler<'a> {
         rodata.max_critical_ns = cfg.max_critical_ns;
         rodata.max_overrun_ns = cfg.max_overrun_ns;
         rodata.yield_window_ns = cfg.yield_window_ns;
+        rodata.wakeup_granularity_ns = cfg.wakeup_granularity_ns;
         rodata.throttle_ns = cfg.throttle_ns;
         // Re-read at every attach: a CPU hotplug restarts the scheduler.
         rodata.nr_cpus = opts::online_cpus();
@@ -112,11 +113,12 @@ impl<'a> Scheduler<'a> {
             kernel,
         )?;
         info!(
-            "{SCHEDULER_NAME} attached: slice {}..{} us, grace {} ms, yield window {} us, caps critical {} ms / overrun {} ms{}",
+            "{SCHEDULER_NAME} attached: slice {}..{} us, grace {} ms, yield window {} us, wake-up granularity {} us, caps critical {} ms / overrun {} ms{}",
             cfg.slice_min_ns / 1_000,
             cfg.slice_max_ns / 1_000,
             cfg.grace_ns / 1_000_000,
             cfg.yield_window_ns / 1_000,
+            cfg.wakeup_granularity_ns / 1_000,
             cfg.max_critical_ns / 1_000_000,
             cfg.max_overrun_ns / 1_000_000,
             if cfg.partial { ", partial" } else { "" },
@@ -141,7 +143,7 @@ impl<'a> Scheduler<'a> {
             }
             None => Default::default(),
         };
-        let policy = |p: u32| bss.nr_escalations[p as usize];
+        let policy = |p: u32| bss.escalations[p as usize];
         Metrics {
             nr_direct_dispatches: bss.nr_direct_dispatches,
             nr_kthread_dispatches: bss.nr_kthread_dispatches,
@@ -169,22 +171,27 @@ impl<'a> Scheduler<'a> {
             registrations_refused: counters.refusals,
             bad_messages: counters.bad_messages,
             workers_reaped: counters.reaped,
-            hints_sent: bss.nr_hints_sent,
-            hints_answered: bss.nr_hints_answered,
-            hints_answered_in_grace: bss.nr_hints_in_grace,
-            hints_expired: bss.nr_hints_expired,
-            hints_dropped: bss.nr_hints_dropped + counters.hints_dropped,
+            workers_started: bss.workers_started,
+            workers_exited: bss.workers_exited,
+            hints_sent: bss.hints_sent,
+            hints_answered: bss.hints_answered,
+            hints_answered_in_grace: bss.hints_answered_in_grace,
+            hints_expired: bss.hints_expired,
+            hints_dropped: bss.hints_dropped + counters.hints_dropped,
             hint_delay_p50_us: stats::hist_percentile(&bss.hint_delay_hist, 0.50),
             hint_delay_p99_us: stats::hist_percentile(&bss.hint_delay_hist, 0.99),
+            timer_late_p50_us: stats::hist_percentile(&bss.timer_late_hist, 0.50),
+            timer_late_p99_us: stats::hist_percentile(&bss.timer_late_hist, 0.99),
             response_p50_us: stats::hist_percentile(&bss.resp_hist, 0.50),
             response_p90_us: stats::hist_percentile(&bss.resp_hist, 0.90),
             response_p99_us: stats::hist_percentile(&bss.resp_hist, 0.99),
             escalations_kick: policy(morpheus_common::abi::MORPHEUS_ESCALATION_THREAD_KICK),
             escalations_throttle: policy(morpheus_common::abi::MORPHEUS_ESCALATION_CGROUP_THROTTLE),
-            throttles_active: bss.nr_throttled,
-            critical_cap_violations: bss.nr_critical_cap,
-            overrun_cap_violations: bss.nr_overrun_cap,
-            ring_drops: bss.nr_ring_drops,
+            throttles_active: bss.throttles_active,
+            throttles: bss.throttles,
+            critical_cap_violations: bss.critical_cap_violations,
+            overrun_cap_violations: bss.overrun_cap_violations,
+            ring_drops: bss.ring_drops,
         }
     }
 

@@ -78,8 +78,10 @@ pub struct Opts {
     #[arg(long, default_value = "thread_kick", value_parser = parse_policy)]
     pub escalation: EscalationPolicy,
 
-    /// Longest a critical section may keep others waiting, milliseconds;
-    /// then the worker is preempted like any task and a violation counted.
+    /// Longest a critical section may keep others waiting, milliseconds,
+    /// shared among the waiting tasks (N/n with n waiting, at least 0.25
+    /// ms); then the worker is preempted like any task and a violation
+    /// counted.
     #[arg(long, default_value_t = DEFAULT_MAX_CRITICAL_MS, value_parser = clap::value_parser!(u64).range(1..=MAX_CAP_MS))]
     pub max_critical_ms: u64,
 
@@ -96,6 +98,13 @@ pub struct Opts {
     #[arg(long, default_value_t = bpf_intf::morpheus_sched_consts_MORPHEUS_DEFAULT_YIELD_WINDOW_US as u64,
           value_parser = clap::value_parser!(u64).range(10..=100_000))]
     pub yield_window_us: u64,
+
+    /// A woken task does not preempt a plain task that has run less than
+    /// this, microseconds (it waits at most this long for that CPU); 0
+    /// preempts at once. Bounds the switches bursts of wake-ups cost.
+    #[arg(long, default_value_t = bpf_intf::morpheus_sched_consts_MORPHEUS_DEFAULT_WAKEUP_GRANULARITY_US as u64,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub wakeup_granularity_us: u64,
 
     /// Penalty window of a cgroup_throttle escalation, milliseconds.
     #[arg(long, default_value_t = bpf_intf::morpheus_sched_consts_MORPHEUS_DEFAULT_THROTTLE_MS as u64,
@@ -173,6 +182,7 @@ pub struct Config {
     pub max_critical_ns: u64,
     pub max_overrun_ns: u64,
     pub yield_window_ns: u64,
+    pub wakeup_granularity_ns: u64,
     pub throttle_ns: u64,
     pub enforce: bool,
     pub escalation: EscalationPolicy,
@@ -326,6 +336,7 @@ impl Opts {
             max_critical_ns: ms(self.max_critical_ms),
             max_overrun_ns: ms(self.max_overrun_ms),
             yield_window_ns: self.yield_window_us * NSEC_PER_USEC,
+            wakeup_granularity_ns: self.wakeup_granularity_us * NSEC_PER_USEC,
             throttle_ns: ms(self.throttle_ms),
             enforce: self.enforce,
             escalation: self.escalation,
@@ -369,6 +380,10 @@ mod tests {
             c.yield_window_ns,
             bpf_intf::morpheus_sched_consts_MORPHEUS_DEFAULT_YIELD_WINDOW_US as u64 * 1000
         );
+        assert_eq!(
+            c.wakeup_granularity_ns,
+            bpf_intf::morpheus_sched_consts_MORPHEUS_DEFAULT_WAKEUP_GRANULARITY_US as u64 * 1000
+        );
         assert!(!c.enforce);
         assert_eq!(c.escalation, EscalationPolicy::ThreadKick);
         assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET_PATH));
@@ -408,9 +423,12 @@ mod tests {
             "0",
             "--yield-window-us",
             "250",
+            "--wakeup-granularity-us",
+            "0",
         ])
         .unwrap();
         assert_eq!(c.yield_window_ns, 250_000);
+        assert_eq!(c.wakeup_granularity_ns, 0);
         assert!(c.enforce);
         assert_eq!(c.escalation, EscalationPolicy::Hybrid);
         assert_eq!(c.slice_ns, 3 * NSEC_PER_MSEC);

@@ -73,6 +73,10 @@ pub struct Metrics {
     pub bad_messages: u64,
     #[stat(desc = "Worker slots reclaimed after their thread exited")]
     pub workers_reaped: u64,
+    #[stat(desc = "Registered workers that started running under the scheduler")]
+    pub workers_started: u64,
+    #[stat(desc = "Registered workers whose thread exited")]
+    pub workers_exited: u64,
     #[stat(desc = "Hints sent to workers")]
     pub hints_sent: u64,
     #[stat(desc = "Hints answered (acknowledged, or the worker yielded/blocked)")]
@@ -87,6 +91,14 @@ pub struct Metrics {
     pub hint_delay_p50_us: u64,
     #[stat(desc = "Hint delay (due to issued) p99 in microseconds (log2 bucket upper bound)")]
     pub hint_delay_p99_us: u64,
+    #[stat(
+        desc = "Decision timer lateness (due to fired) p50 in microseconds (log2 bucket upper bound)"
+    )]
+    pub timer_late_p50_us: u64,
+    #[stat(
+        desc = "Decision timer lateness (due to fired) p99 in microseconds (log2 bucket upper bound)"
+    )]
+    pub timer_late_p99_us: u64,
     #[stat(desc = "Hint response time p50 in microseconds (log2 bucket upper bound)")]
     pub response_p50_us: u64,
     #[stat(desc = "Hint response time p90 in microseconds (log2 bucket upper bound)")]
@@ -99,6 +111,8 @@ pub struct Metrics {
     pub escalations_throttle: u64,
     #[stat(desc = "Throttles active now (gauge)")]
     pub throttles_active: u64,
+    #[stat(desc = "Throttles applied")]
+    pub throttles: u64,
     #[stat(desc = "Critical sections preempted at --max-critical-ms")]
     pub critical_cap_violations: u64,
     #[stat(desc = "Workers preempted at --max-overrun-ms")]
@@ -120,6 +134,8 @@ const GAUGES: &[&str] = &[
     "nr_queued_max",
     "hint_delay_p50_us",
     "hint_delay_p99_us",
+    "timer_late_p50_us",
+    "timer_late_p99_us",
     "response_p50_us",
     "response_p90_us",
     "response_p99_us",
@@ -168,7 +184,7 @@ impl Metrics {
         )?;
         writeln!(
             w,
-            "[{}] workers -> reg: {} run: {} dead: {} | hints -> sent: {} answered: {} in_grace: {} expired: {} dropped: {} | delay p50/p99: {}/{}us resp p50/p99: {}/{}us | escalations -> kick: {} throttle: {} | caps -> critical: {} overrun: {} | ring drops: {}",
+            "[{}] workers -> reg: {} run: {} dead: {} | hints -> sent: {} answered: {} in_grace: {} expired: {} dropped: {} | delay p50/p99: {}/{}us timer late p50/p99: {}/{}us resp p50/p99: {}/{}us | escalations -> kick: {} throttle: {} | caps -> critical: {} overrun: {} | ring drops: {}",
             crate::SCHEDULER_NAME,
             self.workers_registered,
             self.workers_running,
@@ -180,6 +196,8 @@ impl Metrics {
             self.hints_dropped,
             self.hint_delay_p50_us,
             self.hint_delay_p99_us,
+            self.timer_late_p50_us,
+            self.timer_late_p99_us,
             self.response_p50_us,
             self.response_p99_us,
             self.escalations_kick,
@@ -282,6 +300,44 @@ pub fn monitor(intv: Duration, shutdown: Arc<AtomicBool>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One name per counter: every counter the BPF program keeps for the
+    /// loader is the stats field of the same name, except those converted
+    /// on the way (listed).
+    #[test]
+    fn bpf_counters_are_named_as_their_stats_fields() {
+        const CONVERTED: &[&str] = &[
+            "escalations",     // escalations_kick, escalations_throttle
+            "cur_slice_ns",    // slice_us
+            "cur_pressure",    // pressure
+            "resp_hist",       // response_p50_us ...
+            "hint_delay_hist", // hint_delay_p50_us ...
+            "timer_late_hist", // timer_late_p50_us ...
+        ];
+        let bpf = include_str!("bpf/main.bpf.c");
+        let block = bpf
+            .split_once("Counters and gauges read by the loader")
+            .expect("the counters block")
+            .1;
+        let block = &block[..block.find("\n\n").expect("its end")];
+        let names: Vec<&str> = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("u64 "))
+            .map(|l| l.split(['[', ';']).next().unwrap().trim())
+            .collect();
+        assert!(names.len() > 30, "counters block not found: {names:?}");
+        let fields: Vec<String> = Metrics::default()
+            .fields()
+            .into_iter()
+            .map(|f| f.0)
+            .collect();
+        for name in names {
+            assert!(
+                fields.iter().any(|f| f == name) || CONVERTED.contains(&name),
+                "BPF counter {name} has no stats field of that name"
+            );
+        }
+    }
 
     #[test]
     fn percentiles_of_log2_buckets() {

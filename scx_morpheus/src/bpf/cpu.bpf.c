@@ -81,13 +81,14 @@ static bool cpu_has_queued(s32 cpu)
  */
 static int cpu_timer_fn(void *map, int *key, struct cpu_ctx *cctx)
 {
+	u64 now = bpf_ktime_get_ns(), at = cctx->timer_at;
 	s32 cpu = *key;
 
+	/* How late timers fire bounds how late any decision can be. */
+	hist_add(timer_late_hist, now > at ? now - at : 0);
 	if (cctx->timer_run_id != cctx->run_id || !cctx->pid)
 		return 0;
 	if (!cctx->worker) {
-		u64 now = bpf_ktime_get_ns();
-
 		if (cctx->wait_ts || !cpu_has_queued(cpu))
 			return 0;
 		cctx->wait_ts = now;
@@ -116,9 +117,11 @@ static s32 cpu_timer_init(u32 cpu)
 /* Brings the next decision about the current run of @cctx's CPU to @at. */
 static void cpu_timer_arm(struct cpu_ctx *cctx, u64 at, u64 now)
 {
+	if (at < now)
+		at = now;
 	cctx->timer_run_id = cctx->run_id;
 	cctx->timer_at = at;
-	bpf_timer_start(&cctx->timer, at > now ? at - now : 0, 0);
+	bpf_timer_start(&cctx->timer, at - now, 0);
 }
 
 /*
@@ -200,6 +203,23 @@ static bool consume(s32 cpu)
 		}
 	}
 	return false;
+}
+
+/*
+ * How far ahead of the queues' vtime a task that ran on @cpu may be kept.
+ * A task that far ahead waits while each of the n tasks queued there runs
+ * that much (at equal weights): about n times its lead. So the lead is
+ * MORPHEUS_MAX_AHEAD_SLICES maximum slices shared among them (at least
+ * MORPHEUS_SLICE_FLOOR_NS): one charge, however heavy (a low weight, a
+ * critical section held to the cap before a crowd arrived, a throttle),
+ * keeps it waiting about that long, not n times that.
+ */
+static u64 max_lead(s32 cpu)
+{
+	u64 n = nr_queued_on(cpu) + scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ);
+	u64 lead = MORPHEUS_MAX_AHEAD_SLICES * slice_max_ns / (n ?: 1);
+
+	return lead > MORPHEUS_SLICE_FLOOR_NS ? lead : MORPHEUS_SLICE_FLOOR_NS;
 }
 
 /*

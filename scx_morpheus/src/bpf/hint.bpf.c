@@ -19,7 +19,7 @@ static void emit(u32 kind, struct task_struct *p, struct morpheus_worker_ctx *wc
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		stat_inc(&nr_ring_drops);
+		stat_inc(&ring_drops);
 		return;
 	}
 	e->ts_ns = bpf_ktime_get_ns();
@@ -61,21 +61,6 @@ static struct morpheus_scb *scb_of(struct morpheus_worker_ctx *wc)
 	return bpf_map_lookup_elem(array, &slot);
 }
 
-/* Counts @ns in a log2(us) histogram (bucket floor(log2(us)), clamped). */
-static void hist_add(u64 *hist, u64 ns)
-{
-	u64 us = ns / 1000;
-	u32 b = 0;
-
-	bpf_for(b, 0, MORPHEUS_RESP_BUCKETS - 1) {
-		if (us < 2)
-			break;
-		us >>= 1;
-	}
-	if (b < MORPHEUS_RESP_BUCKETS)
-		__sync_fetch_and_add(&hist[b], 1);
-}
-
 /*
  * Asks @p to yield at its next checkpoint. @due is when the hint became
  * due (its slice ran out while others waited, or a task started waiting
@@ -99,7 +84,7 @@ static void hint_issue(struct task_struct *p, struct morpheus_worker_ctx *wc,
 	scb->k.hint_issued_ns = now;
 	scb->k.hint_deadline_ns = wc->hint_deadline;
 	__atomic_exchange_n(&scb->k.hint_seq, seq, __ATOMIC_SEQ_CST);
-	stat_inc(&nr_hints_sent);
+	stat_inc(&hints_sent);
 	hist_add(hint_delay_hist, due && due < now ? now - due : 0);
 	emit(MORPHEUS_EVENT_HINT, p, wc, seq, ran);
 }
@@ -112,9 +97,9 @@ static void hint_answered(struct task_struct *p, struct morpheus_worker_ctx *wc,
 
 	/* An expired hint was already accounted for at its deadline. */
 	if (!expired) {
-		stat_inc(&nr_hints_answered);
+		stat_inc(&hints_answered);
 		if (now <= wc->hint_deadline) {
-			stat_inc(&nr_hints_in_grace);
+			stat_inc(&hints_answered_in_grace);
 			if (scb)
 				__sync_fetch_and_add(&scb->k.hints_answered, 1);
 		}
@@ -129,7 +114,7 @@ static void hint_answered(struct task_struct *p, struct morpheus_worker_ctx *wc,
 static void hint_expire(struct task_struct *p, struct morpheus_worker_ctx *wc, u64 now)
 {
 	wc->flags |= MORPHEUS_CTX_HINT_EXPIRED;
-	stat_inc(&nr_hints_expired);
+	stat_inc(&hints_expired);
 	emit(MORPHEUS_EVENT_EXPIRED, p, wc, wc->hint_seq, now - wc->hint_ts);
 }
 
@@ -153,7 +138,7 @@ static bool is_throttled(struct task_struct *p, u64 now)
 	struct morpheus_throttle_key key;
 	struct morpheus_throttle *t;
 
-	if (!nr_throttled)
+	if (!throttles_active)
 		return false;
 	throttle_key(p, &key);
 	t = bpf_map_lookup_elem(&throttled, &key);
@@ -162,7 +147,7 @@ static bool is_throttled(struct task_struct *p, u64 now)
 	if (now < t->until_ns)
 		return true;
 	if (!bpf_map_delete_elem(&throttled, &key))
-		__sync_fetch_and_sub(&nr_throttled, 1);
+		__sync_fetch_and_sub(&throttles_active, 1);
 	return false;
 }
 
@@ -174,10 +159,10 @@ static void throttle(struct task_struct *p, u64 now)
 	throttle_key(p, &key);
 
 	if (!bpf_map_update_elem(&throttled, &key, &t, BPF_NOEXIST))
-		__sync_fetch_and_add(&nr_throttled, 1);
+		__sync_fetch_and_add(&throttles_active, 1);
 	else
 		bpf_map_update_elem(&throttled, &key, &t, BPF_EXIST);
-	stat_inc(&nr_throttles);
+	stat_inc(&throttles);
 }
 
 /* Applies the escalation policy to p (running on this CPU); returns the policy used. */
@@ -201,7 +186,7 @@ static u32 escalate(struct task_struct *p, struct morpheus_worker_ctx *wc,
 
 	if (policy == MORPHEUS_ESCALATION_CGROUP_THROTTLE)
 		throttle(p, now);
-	__sync_fetch_and_add(&nr_escalations[policy], 1);
+	__sync_fetch_and_add(&escalations[policy], 1);
 	__sync_fetch_and_add(&scb->k.escalations, 1);
 	emit(MORPHEUS_EVENT_ESCALATED, p, wc, wc->hint_seq, policy);
 	return policy;

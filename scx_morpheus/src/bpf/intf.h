@@ -27,18 +27,12 @@ enum morpheus_sched_consts {
 	 * no reason to yield. Wake-up preemption hints at once.
 	 */
 	MORPHEUS_WAIT_BLIP_NS = 500 * 1000,
-	/*
-	 * A woken task does not preempt a plain task that has run less than
-	 * this (ns): it waits for that CPU at most this long. Like EEVDF's
-	 * run-to-parity, it bounds the preemptions a CPU takes when wake-ups
-	 * come in bursts (pipes, message passing).
-	 */
-	MORPHEUS_WAKEUP_GRANULARITY_NS = 500 * 1000,
 	/* Shortest slice a task is given, whatever its weight (ns). */
 	MORPHEUS_SLICE_FLOOR_NS = 250 * 1000,
 	/*
 	 * A runnable task's vtime is kept within this many maximum slices
-	 * ahead of the queue's: however heavy one charge (a low weight, a long
+	 * ahead of the queue's, shared among the tasks queued for its CPU
+	 * (max_lead()): however heavy one charge (a low weight, a long
 	 * overrun, a throttle), its wait for a CPU stays bounded.
 	 */
 	MORPHEUS_MAX_AHEAD_SLICES = 8,
@@ -64,6 +58,13 @@ enum morpheus_sched_consts {
 	 * this long to yield at a checkpoint before it is preempted (us).
 	 */
 	MORPHEUS_DEFAULT_YIELD_WINDOW_US = 500,
+	/*
+	 * A woken task does not preempt a plain task that has run less than
+	 * this (us): it waits for that CPU at most this long. Like EEVDF's
+	 * run-to-parity, it bounds the preemptions a CPU takes when wake-ups
+	 * come in bursts (pipes, message passing).
+	 */
+	MORPHEUS_DEFAULT_WAKEUP_GRANULARITY_US = 500,
 	MORPHEUS_DEFAULT_THROTTLE_MS = 1000,
 	MORPHEUS_HYBRID_WINDOW_MS = 10000,
 	NSEC_PER_USEC = 1000,

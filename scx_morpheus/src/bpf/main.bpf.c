@@ -9,8 +9,9 @@
  * is placed at most one slice behind the queues' vtime (it cannot bank
  * credit); one that stayed runnable keeps its lag (a worker that yields at
  * a hint gives up its turn, not its share); and a runnable one is kept at
- * most MORPHEUS_MAX_AHEAD_SLICES maximum slices ahead (no charge, however
- * heavy, makes it wait unboundedly). Its
+ * most MORPHEUS_MAX_AHEAD_SLICES maximum slices ahead, shared among the
+ * tasks it would wait for (no charge, however heavy, makes it wait
+ * unboundedly, however many crowd its CPU). Its
  * deadline is its vtime plus its typical request (its average burst of CPU
  * use, at most a slice): among tasks equally entitled, the one that asks
  * for less runs first. Slices are scaled by weight too.
@@ -33,7 +34,7 @@
  * task in vtime and its virtual deadline is earlier), the one whose task is
  * furthest ahead, a plain task's before a registered worker's. A plain task
  * keeps its lag and is preempted at once if it has run
- * MORPHEUS_WAKEUP_GRANULARITY_NS, else when it has (EEVDF's run-to-parity:
+ * wakeup_granularity_ns, else when it has (EEVDF's run-to-parity:
  * a burst of wake-ups costs a CPU at most one switch per granularity). A
  * registered worker is asked only when no plain task can give way: it is
  * hinted first and has yield_window_ns to yield at a checkpoint; inside a
@@ -50,11 +51,11 @@
  * shared control block (SCB) and grace_ns of CPU time to answer; it is
  * never preempted inside a critical section before others have waited
  * max_critical_ns for its CPU, and never runs past its slice by more than
- * max_overrun_ns outside critical sections while others wait (shared among
- * the waiters: a crowd of workers that never checkpoint takes about
- * max_overrun_ns per round, not each). With
- * --enforce, an escapable worker that ignored a hint past its deadline is
- * escalated (kick, throttle or both).
+ * max_overrun_ns outside critical sections while others wait (each shared
+ * among the waiters: a crowd of workers that never checkpoint, or never
+ * leave a critical section, takes about that much per round, not each).
+ * With --enforce, an escapable worker that ignored a hint past its
+ * deadline is escalated (kick, throttle or both).
  */
 #include <scx/common.bpf.h>
 #include "intf.h"
@@ -71,6 +72,7 @@ const volatile u64 grace_ns = MORPHEUS_DEFAULT_GRACE_NS;
 const volatile u64 max_critical_ns = MORPHEUS_DEFAULT_MAX_CRITICAL_NS;
 const volatile u64 max_overrun_ns = (u64)MORPHEUS_DEFAULT_MAX_OVERRUN_MS * NSEC_PER_MSEC;
 const volatile u64 yield_window_ns = (u64)MORPHEUS_DEFAULT_YIELD_WINDOW_US * NSEC_PER_USEC;
+const volatile u64 wakeup_granularity_ns = (u64)MORPHEUS_DEFAULT_WAKEUP_GRANULARITY_US * NSEC_PER_USEC;
 const volatile u64 throttle_ns = (u64)MORPHEUS_DEFAULT_THROTTLE_MS * NSEC_PER_MSEC;
 const volatile u64 hybrid_window_ns = (u64)MORPHEUS_HYBRID_WINDOW_MS * NSEC_PER_MSEC;
 const volatile u32 nr_cpus = 1;
@@ -84,39 +86,45 @@ const volatile u32 escalation_policy = MORPHEUS_ESCALATION_THREAD_KICK;
  */
 volatile u32 inject_error;
 
-/* Counters and gauges read by the loader (stats.rs). */
-u64 nr_direct_dispatches;  /* wakeups placed straight on an idle CPU */
-u64 nr_kthread_dispatches; /* per-CPU kthreads run at once */
-u64 nr_shared_enqueues;	   /* tasks queued on the shared vtime queue */
-u64 nr_shared_dispatches;  /* tasks moved from it to a CPU */
-u64 nr_local_enqueues;	   /* tasks queued on one CPU's own queue */
-u64 nr_local_dispatches;   /* tasks a CPU took from its own queue */
-u64 nr_steals;		   /* tasks a CPU took from another CPU's queue */
-u64 nr_idle_kicks;	   /* idle CPUs woken for newly queued work */
-u64 nr_wakeup_preempts;	   /* woken tasks that preempted a plain task at once */
-u64 nr_wakeup_hints;	   /* woken tasks that asked a worker to yield first */
-u64 nr_window_preempts;	   /* workers preempted when their yield window ended */
-u64 nr_slice_preempts;	   /* plain tasks preempted at slice end for waiters, not at a tick */
-u64 nr_timer_kicks;	   /* decision timers that fired for a live run */
-u64 nr_ticks;		   /* scheduler ticks observed */
-u64 nr_queued_max;	   /* deepest queue (all queues) seen */
-u64 nr_hints_sent;	   /* hints issued */
-u64 nr_hints_answered;	   /* acknowledged, or the worker yielded/blocked */
-u64 nr_hints_in_grace;	   /* ... of which before the deadline */
-u64 nr_hints_expired;	   /* deadline passed without an answer */
-u64 nr_hints_dropped;	   /* the worker exited or left before answering */
-u64 nr_escalations[MORPHEUS_ESCALATION_POLICY_NR]; /* by policy applied */
-u64 nr_critical_cap;	   /* critical sections preempted at the cap */
-u64 nr_overrun_cap;	   /* workers preempted at the overrun cap */
-u64 nr_ring_drops;	   /* events lost to a full ring buffer */
-u64 nr_throttled;	   /* throttles currently active */
-u64 nr_throttles;	   /* throttles applied */
-u64 nr_workers_started;	   /* REGISTERED -> RUNNING transitions */
-u64 nr_workers_exited;	   /* threads that exited while registered */
-u64 cur_slice_ns;	   /* the adaptive slice now (weight 100) */
-u64 cur_pressure;	   /* MORPHEUS_PRESSURE_ONE fixed point */
-u64 resp_hist[MORPHEUS_RESP_BUCKETS];	    /* hint issued -> answered, log2(us) */
-u64 hint_delay_hist[MORPHEUS_RESP_BUCKETS]; /* hint due -> issued, log2(us) */
+/*
+ * Counters and gauges read by the loader (stats.rs): a counter here and the
+ * stats field it feeds have the same name. Escalations are split by policy
+ * (escalations_kick ...), and the adaptive slice, the pressure and the
+ * histograms are converted (slice_us, pressure, hint_delay_p99_us ...).
+ */
+u64 nr_direct_dispatches;		/* wakeups placed straight on an idle CPU */
+u64 nr_kthread_dispatches;		/* per-CPU kthreads run at once */
+u64 nr_shared_enqueues;			/* tasks queued on the shared vtime queue */
+u64 nr_shared_dispatches;		/* tasks moved from it to a CPU */
+u64 nr_local_enqueues;			/* tasks queued on one CPU's own queue */
+u64 nr_local_dispatches;		/* tasks a CPU took from its own queue */
+u64 nr_steals;				/* tasks a CPU took from another CPU's queue */
+u64 nr_idle_kicks;			/* idle CPUs woken for newly queued work */
+u64 nr_wakeup_preempts;			/* woken tasks that preempted a plain task at once */
+u64 nr_wakeup_hints;			/* woken tasks that asked a worker to yield first */
+u64 nr_window_preempts;			/* workers preempted when their yield window ended */
+u64 nr_slice_preempts;			/* plain tasks preempted at slice end for waiters, not at a tick */
+u64 nr_timer_kicks;			/* decision timers that fired for a live run */
+u64 nr_ticks;				/* scheduler ticks observed */
+u64 nr_queued_max;			/* deepest queue (all queues) seen */
+u64 hints_sent;				/* hints issued */
+u64 hints_answered;			/* acknowledged, or the worker yielded/blocked */
+u64 hints_answered_in_grace;		/* ... of which before the deadline */
+u64 hints_expired;			/* deadline passed without an answer */
+u64 hints_dropped;			/* the worker exited or left before answering */
+u64 escalations[MORPHEUS_ESCALATION_POLICY_NR];	/* by policy applied */
+u64 critical_cap_violations;		/* critical sections preempted at the cap */
+u64 overrun_cap_violations;		/* workers preempted at the overrun cap */
+u64 ring_drops;				/* events lost to a full ring buffer */
+u64 throttles_active;			/* throttles currently active */
+u64 throttles;				/* throttles applied */
+u64 workers_started;			/* REGISTERED -> RUNNING transitions */
+u64 workers_exited;			/* threads that exited while registered */
+u64 cur_slice_ns;			/* the adaptive slice now (weight 100) */
+u64 cur_pressure;			/* MORPHEUS_PRESSURE_ONE fixed point */
+u64 resp_hist[MORPHEUS_RESP_BUCKETS];	/* hint issued -> answered, log2(us) */
+u64 hint_delay_hist[MORPHEUS_RESP_BUCKETS];	/* hint due -> issued, log2(us) */
+u64 timer_late_hist[MORPHEUS_RESP_BUCKETS];	/* decision timer due -> fired, log2(us) */
 
 /* The vtime of the most recently started task: the "now" of the queues. */
 static u64 vtime_now;
@@ -227,6 +235,21 @@ struct {
 static __always_inline void stat_inc(u64 *counter)
 {
 	__sync_fetch_and_add(counter, 1);
+}
+
+/* Counts @ns in a log2(us) histogram (bucket floor(log2(us)), clamped). */
+static void hist_add(u64 *hist, u64 ns)
+{
+	u64 us = ns / 1000;
+	u32 b = 0;
+
+	bpf_for(b, 0, MORPHEUS_RESP_BUCKETS - 1) {
+		if (us < 2)
+			break;
+		us >>= 1;
+	}
+	if (b < MORPHEUS_RESP_BUCKETS)
+		__sync_fetch_and_add(&hist[b], 1);
 }
 
 static __always_inline u64 min_u64(u64 a, u64 b)
@@ -519,7 +542,7 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 	 * bounded whatever one charge was.
 	 */
 	vtime = tctx->vtime + scale_by_weight(used, p->scx.weight);
-	ahead = vtime_now + MORPHEUS_MAX_AHEAD_SLICES * slice_max_ns;
+	ahead = vtime_now + max_lead(scx_bpf_task_cpu(p));
 	tctx->vtime = vtime_before(ahead, vtime) ? ahead : vtime;
 }
 

@@ -25,7 +25,7 @@ static bool entitled_to(const struct cpu_ctx *cctx, u64 cur, u64 vtime, u64 dead
  * context switch and nothing of its share (it keeps its lag), while a
  * worker answers a hint by yielding to its runtime too, so workers are
  * asked only when no plain task can give way. A plain victim is preempted
- * at once once it has run MORPHEUS_WAKEUP_GRANULARITY_NS (one that started
+ * at once once it has run wakeup_granularity_ns (one that started
  * more recently is preempted by the CPU's timer when it has, if it has not
  * stopped by then, and is taken only when no other plain task is ready to
  * give way); a registered worker is asked to yield (ops.dispatch on its
@@ -59,7 +59,7 @@ static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 en
 			continue;
 		cur = cpu_curr_vtime(cctx, now);
 		if (wakeup && entitled_to(cctx, cur, vtime, deadline)) {
-			ready = now - cctx->started >= MORPHEUS_WAKEUP_GRANULARITY_NS;
+			ready = now - cctx->started >= wakeup_granularity_ns;
 			if (!cctx->worker &&
 			    (!plain_ctx || (ready && !plain_ready) ||
 			     (ready == plain_ready && vtime_before(plain_vtime, cur)))) {
@@ -85,7 +85,7 @@ static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 en
 		if (plain_ready)
 			scx_bpf_kick_cpu(plain, SCX_KICK_PREEMPT);
 		else
-			cpu_timer_arm_by(plain_ctx, plain_ctx->started + MORPHEUS_WAKEUP_GRANULARITY_NS,
+			cpu_timer_arm_by(plain_ctx, plain_ctx->started + wakeup_granularity_ns,
 					 now);
 		return plain;
 	}

@@ -26,18 +26,20 @@ static __always_inline u64 worker_ran(const struct morpheus_worker_ctx *wc, u64 
 }
 
 /*
- * How far past its slice a worker outside a critical section may run while
- * others wait for @cpu: max_overrun_ns shared among the tasks queued for
- * it. One waiter gets the whole allowance; a crowd of workers that never
- * checkpoint, taking the CPU in turn, together take about max_overrun_ns
- * per round (plus a slice each), so however many crowd one CPU no task
- * waits anywhere near the sched_ext watchdog. (The count includes shared
- * queue tasks other CPUs may take: an overestimate only shortens it.)
+ * An allowance of @total ns that a worker may keep @cpu while others wait,
+ * shared among the tasks queued for it (at least MORPHEUS_SLICE_FLOOR_NS).
+ * One waiter gets the whole allowance; a crowd of workers that never
+ * checkpoint (or never leave a critical section), taking the CPU in turn,
+ * together take about @total per round (plus, outside critical sections,
+ * a slice each), not @total each: a crowd of hundreds on one CPU keeps no
+ * task waiting anywhere near the sched_ext watchdog. (The count includes
+ * shared queue tasks other CPUs may take: an overestimate only shortens
+ * it.)
  */
-static u64 overrun_allowance(s32 cpu)
+static u64 shared_allowance(s32 cpu, u64 total)
 {
 	u64 n = nr_queued_on(cpu) + scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ);
-	u64 share = max_overrun_ns / (n ?: 1);
+	u64 share = total / (n ?: 1);
 
 	return share > MORPHEUS_SLICE_FLOOR_NS ? share : MORPHEUS_SLICE_FLOOR_NS;
 }
@@ -92,7 +94,7 @@ static void worker_running(struct task_struct *p, struct morpheus_worker_ctx *wc
 	if (!(wc->flags & MORPHEUS_CTX_STARTED)) {
 		wc->flags |= MORPHEUS_CTX_STARTED;
 		scb->k.state = MORPHEUS_WORKER_RUNNING;
-		stat_inc(&nr_workers_started);
+		stat_inc(&workers_started);
 		emit(MORPHEUS_EVENT_WORKER_STATE, p, wc, 0, MORPHEUS_WORKER_RUNNING);
 	}
 
@@ -169,12 +171,12 @@ static void worker_exit(struct task_struct *p, struct morpheus_worker_ctx *wc)
 	struct morpheus_scb *scb;
 
 	if (wc->hint_seq && !(wc->flags & MORPHEUS_CTX_HINT_EXPIRED))
-		stat_inc(&nr_hints_dropped);
+		stat_inc(&hints_dropped);
 	wc->hint_seq = 0;
 	scb = scb_of(wc);
 	if (scb)
 		scb->k.state = MORPHEUS_WORKER_DEAD;
-	stat_inc(&nr_workers_exited);
+	stat_inc(&workers_exited);
 	emit(MORPHEUS_EVENT_WORKER_STATE, p, wc, 0, MORPHEUS_WORKER_DEAD);
 }
 
@@ -185,11 +187,12 @@ static void worker_exit(struct task_struct *p, struct morpheus_worker_ctx *wc)
  *
  * Others waiting and its slice used up (or a woken task entitled to its
  * CPU): it is hinted. Then, in this order: a critical section keeps the CPU
- * until others have waited max_critical_ns; an escapable worker that let a
- * hint expire and has had a whole grace period outside critical sections
- * is escalated (--enforce); a throttled worker's (shorter) slice ending, a
- * woken task's yield window ending, or running its overrun allowance
- * (overrun_allowance()) past its slice, preempts it.
+ * until others have waited max_critical_ns (shared among them,
+ * shared_allowance()); an escapable worker that let a hint expire and has
+ * had a whole grace period outside critical sections is escalated
+ * (--enforce); a throttled worker's (shorter) slice ending, a woken task's
+ * yield window ending, or running its overrun allowance (max_overrun_ns,
+ * shared likewise) past its slice, preempts it.
  * Nobody waiting: it goes on.
  */
 static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
@@ -264,20 +267,23 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 	if (depth) {
 		/*
 		 * Critical sections are honoured until others have waited the
-		 * cap, never beyond. They began waiting after the last calm
-		 * decision, or were waiting when this run began.
+		 * cap (their share of it), never beyond. They began waiting
+		 * after the last calm decision, or were waiting when this run
+		 * began.
 		 */
+		u64 cap = shared_allowance(cpu, max_critical_ns);
+
 		waited_since = wc->calm_ts > wc->run_start ? wc->calm_ts : wc->run_start;
 		if (!waited_since)
 			/* Registered while running: no run start seen yet. */
 			waited_since = wc->crit_start;
-		if (now - waited_since >= max_critical_ns) {
-			stat_inc(&nr_critical_cap);
+		if (now - waited_since >= cap) {
+			stat_inc(&critical_cap_violations);
 			emit(MORPHEUS_EVENT_CRITICAL_CAP, p, wc, wc->hint_seq, now - wc->crit_start);
 			wc->crit_start = 0;
 			return WORKER_PREEMPT_CRITICAL;
 		}
-		next = waited_since + max_critical_ns;
+		next = waited_since + cap;
 	} else {
 		if (throttled && ran >= slice)
 			return WORKER_PREEMPT_THROTTLED;
@@ -299,9 +305,9 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 		}
 		if (cctx->want_ts && now >= cctx->want_ts + yield_window_ns)
 			return WORKER_PREEMPT_WINDOW;
-		overrun = overrun_allowance(cpu);
+		overrun = shared_allowance(cpu, max_overrun_ns);
 		if (ran >= slice + overrun) {
-			stat_inc(&nr_overrun_cap);
+			stat_inc(&overrun_cap_violations);
 			return WORKER_PREEMPT_OVERRUN;
 		}
 		next = now + (slice + overrun - ran);
