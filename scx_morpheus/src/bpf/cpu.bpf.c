@@ -28,8 +28,7 @@ static void kick_served(s32 cpu)
 	u32 key = cpu;
 	u32 *pending = bpf_map_lookup_elem(&kick_pending, &key);
 
-	if (pending && READ_ONCE(*pending) &&
-	    __sync_val_compare_and_swap(pending, 1, 0) == 1)
+	if (pending && READ_ONCE(*pending) && __sync_val_compare_and_swap(pending, 1, 0) == 1)
 		__sync_fetch_and_sub(&nr_kicks_pending, 1);
 }
 

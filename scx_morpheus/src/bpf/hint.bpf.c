@@ -12,8 +12,8 @@
  * per hint, and the woken loader would take a CPU from the very workers
  * being hinted.
  */
-static void emit(u32 kind, struct task_struct *p, struct morpheus_worker_ctx *wc,
-		 u64 seq, u64 value)
+static void emit(u32 kind, struct task_struct *p, struct morpheus_worker_ctx *wc, u64 seq,
+		 u64 value)
 {
 	struct morpheus_event *e;
 
@@ -153,7 +153,7 @@ static bool is_throttled(struct task_struct *p, u64 now)
 
 static void throttle(struct task_struct *p, u64 now)
 {
-	struct morpheus_throttle t = { .until_ns = now + throttle_ns };
+	struct morpheus_throttle t = {.until_ns = now + throttle_ns};
 	struct morpheus_throttle_key key;
 
 	throttle_key(p, &key);
@@ -166,8 +166,8 @@ static void throttle(struct task_struct *p, u64 now)
 }
 
 /* Applies the escalation policy to p (running on this CPU); returns the policy used. */
-static u32 escalate(struct task_struct *p, struct morpheus_worker_ctx *wc,
-		    struct morpheus_scb *scb, u64 now)
+static u32 escalate(struct task_struct *p, struct morpheus_worker_ctx *wc, struct morpheus_scb *scb,
+		    u64 now)
 {
 	u32 policy = escalation_policy;
 

@@ -83,26 +83,27 @@ enum morpheus_sched_consts {
  */
 struct morpheus_worker_ctx {
 	/* written by the loader at registration */
-	__u32 tgid;	  /* the registering process (init PID namespace) */
-	__u32 slot;	  /* index in the process's SCB array */
-	__u32 flags;	  /* MORPHEUS_WORKER_ESCAPABLE, MORPHEUS_CTX_* */
+	__u32 tgid;  /* the registering process (init PID namespace) */
+	__u32 slot;  /* index in the process's SCB array */
+	__u32 flags; /* MORPHEUS_WORKER_ESCAPABLE, MORPHEUS_CTX_* */
 	__u32 runtime_kind;
 	/* owned by BPF */
-	__u64 last_hint_seq;  /* the last hint's sequence (the SCB's hint_seq is
-			       * a copy BPF writes; the client may change it) */
-	__u64 run_start;      /* when the thread last started running */
-	__u64 ran_acc;	      /* CPU time since it last blocked or answered,
-			       * before the current run (kept across
-			       * involuntary preemptions) */
-	__u64 hint_seq;	      /* outstanding hint, 0 when none */
-	__u64 hint_ts;	      /* when it was issued */
-	__u64 hint_deadline;  /* hint_ts + grace, plus any time spent waiting
-			       * for a CPU since */
-	__u64 stop_ts;	      /* when it last stopped running */
-	__u64 crit_start;     /* first decision that saw it in a critical section */
-	__u64 crit_seen;      /* last decision (or tick) that saw it in one */
-	__u64 calm_ts;	      /* last decision that saw nobody waiting for its CPU */
-	__u64 escalation_ts;  /* last escalation */
+	/* the last hint's sequence (the SCB's hint_seq is a copy BPF writes;
+	 * the client may change it) */
+	__u64 last_hint_seq;
+	__u64 run_start; /* when the thread last started running */
+	/* CPU time since it last blocked or answered, before the current run
+	 * (kept across involuntary preemptions) */
+	__u64 ran_acc;
+	__u64 hint_seq; /* outstanding hint, 0 when none */
+	__u64 hint_ts;	/* when it was issued */
+	/* hint_ts + grace, plus any time spent waiting for a CPU since */
+	__u64 hint_deadline;
+	__u64 stop_ts;		  /* when it last stopped running */
+	__u64 crit_start;	  /* first decision that saw it in a critical section */
+	__u64 crit_seen;	  /* last decision (or tick) that saw it in one */
+	__u64 calm_ts;		  /* last decision that saw nobody waiting for its CPU */
+	__u64 escalation_ts;	  /* last escalation */
 	__u32 escalations_recent; /* escalations within the hybrid window */
 	__u32 __pad;
 	__u64 contended_since; /* first decision of the current stretch with waiters */

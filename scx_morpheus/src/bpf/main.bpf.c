@@ -72,7 +72,8 @@ const volatile u64 grace_ns = MORPHEUS_DEFAULT_GRACE_NS;
 const volatile u64 max_critical_ns = MORPHEUS_DEFAULT_MAX_CRITICAL_NS;
 const volatile u64 max_overrun_ns = (u64)MORPHEUS_DEFAULT_MAX_OVERRUN_MS * NSEC_PER_MSEC;
 const volatile u64 yield_window_ns = (u64)MORPHEUS_DEFAULT_YIELD_WINDOW_US * NSEC_PER_USEC;
-const volatile u64 wakeup_granularity_ns = (u64)MORPHEUS_DEFAULT_WAKEUP_GRANULARITY_US * NSEC_PER_USEC;
+const volatile u64 wakeup_granularity_ns =
+	(u64)MORPHEUS_DEFAULT_WAKEUP_GRANULARITY_US * NSEC_PER_USEC;
 const volatile u64 throttle_ns = (u64)MORPHEUS_DEFAULT_THROTTLE_MS * NSEC_PER_MSEC;
 const volatile u64 hybrid_window_ns = (u64)MORPHEUS_HYBRID_WINDOW_MS * NSEC_PER_MSEC;
 const volatile u32 nr_cpus = 1;
@@ -92,37 +93,37 @@ volatile u32 inject_error;
  * (escalations_kick ...), and the adaptive slice, the pressure and the
  * histograms are converted (slice_us, pressure, hint_delay_p99_us ...).
  */
-u64 nr_direct_dispatches;		/* wakeups placed straight on an idle CPU */
-u64 nr_kthread_dispatches;		/* per-CPU kthreads run at once */
-u64 nr_shared_enqueues;			/* tasks queued on the shared vtime queue */
-u64 nr_shared_dispatches;		/* tasks moved from it to a CPU */
-u64 nr_local_enqueues;			/* tasks queued on one CPU's own queue */
-u64 nr_local_dispatches;		/* tasks a CPU took from its own queue */
-u64 nr_steals;				/* tasks a CPU took from another CPU's queue */
-u64 nr_idle_kicks;			/* idle CPUs woken for newly queued work */
-u64 nr_wakeup_preempts;			/* woken tasks that preempted a plain task at once */
-u64 nr_wakeup_hints;			/* woken tasks that asked a worker to yield first */
-u64 nr_window_preempts;			/* workers preempted when their yield window ended */
-u64 nr_slice_preempts;			/* plain tasks preempted at slice end for waiters, not at a tick */
-u64 nr_timer_kicks;			/* decision timers that fired for a live run */
-u64 nr_ticks;				/* scheduler ticks observed */
-u64 nr_queued_max;			/* deepest queue (all queues) seen */
-u64 hints_sent;				/* hints issued */
-u64 hints_answered;			/* acknowledged, or the worker yielded/blocked */
-u64 hints_answered_in_grace;		/* ... of which before the deadline */
-u64 hints_expired;			/* deadline passed without an answer */
-u64 hints_dropped;			/* the worker exited or left before answering */
-u64 escalations[MORPHEUS_ESCALATION_POLICY_NR];	/* by policy applied */
-u64 critical_cap_violations;		/* critical sections preempted at the cap */
-u64 overrun_cap_violations;		/* workers preempted at the overrun cap */
-u64 ring_drops;				/* events lost to a full ring buffer */
-u64 throttles_active;			/* throttles currently active */
-u64 throttles;				/* throttles applied */
-u64 workers_started;			/* REGISTERED -> RUNNING transitions */
-u64 workers_exited;			/* threads that exited while registered */
-u64 cur_slice_ns;			/* the adaptive slice now (weight 100) */
-u64 cur_pressure;			/* MORPHEUS_PRESSURE_ONE fixed point */
-u64 resp_hist[MORPHEUS_RESP_BUCKETS];	/* hint issued -> answered, log2(us) */
+u64 nr_direct_dispatches;    /* wakeups placed straight on an idle CPU */
+u64 nr_kthread_dispatches;   /* per-CPU kthreads run at once */
+u64 nr_shared_enqueues;	     /* tasks queued on the shared vtime queue */
+u64 nr_shared_dispatches;    /* tasks moved from it to a CPU */
+u64 nr_local_enqueues;	     /* tasks queued on one CPU's own queue */
+u64 nr_local_dispatches;     /* tasks a CPU took from its own queue */
+u64 nr_steals;		     /* tasks a CPU took from another CPU's queue */
+u64 nr_idle_kicks;	     /* idle CPUs woken for newly queued work */
+u64 nr_wakeup_preempts;	     /* woken tasks that preempted a plain task at once */
+u64 nr_wakeup_hints;	     /* woken tasks that asked a worker to yield first */
+u64 nr_window_preempts;	     /* workers preempted when their yield window ended */
+u64 nr_slice_preempts;	     /* plain tasks preempted at slice end for waiters, not at a tick */
+u64 nr_timer_kicks;	     /* decision timers that fired for a live run */
+u64 nr_ticks;		     /* scheduler ticks observed */
+u64 nr_queued_max;	     /* deepest queue (all queues) seen */
+u64 hints_sent;		     /* hints issued */
+u64 hints_answered;	     /* acknowledged, or the worker yielded/blocked */
+u64 hints_answered_in_grace; /* ... of which before the deadline */
+u64 hints_expired;	     /* deadline passed without an answer */
+u64 hints_dropped;	     /* the worker exited or left before answering */
+u64 escalations[MORPHEUS_ESCALATION_POLICY_NR]; /* by policy applied */
+u64 critical_cap_violations;			/* critical sections preempted at the cap */
+u64 overrun_cap_violations;			/* workers preempted at the overrun cap */
+u64 ring_drops;					/* events lost to a full ring buffer */
+u64 throttles_active;				/* throttles currently active */
+u64 throttles;					/* throttles applied */
+u64 workers_started;				/* REGISTERED -> RUNNING transitions */
+u64 workers_exited;				/* threads that exited while registered */
+u64 cur_slice_ns;				/* the adaptive slice now (weight 100) */
+u64 cur_pressure;				/* MORPHEUS_PRESSURE_ONE fixed point */
+u64 resp_hist[MORPHEUS_RESP_BUCKETS];		/* hint issued -> answered, log2(us) */
 u64 hint_delay_hist[MORPHEUS_RESP_BUCKETS];	/* hint due -> issued, log2(us) */
 u64 timer_late_hist[MORPHEUS_RESP_BUCKETS];	/* decision timer due -> fired, log2(us) */
 
@@ -257,6 +258,11 @@ static __always_inline u64 min_u64(u64 a, u64 b)
 	return a < b ? a : b;
 }
 
+static __always_inline u64 max_u64(u64 a, u64 b)
+{
+	return a > b ? a : b;
+}
+
 /* a is earlier than b in vtime (wrap-safe). */
 static __always_inline bool vtime_before(u64 a, u64 b)
 {
@@ -305,8 +311,7 @@ static u64 task_deadline(const struct task_struct *p, const struct task_ctx *tct
 #include "worker.bpf.c"
 #include "preempt.bpf.c"
 
-s32 BPF_STRUCT_OPS(morpheus_select_cpu, struct task_struct *p, s32 prev_cpu,
-		   u64 wake_flags)
+s32 BPF_STRUCT_OPS(morpheus_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
 	bool is_idle = false;
 	s32 cpu;
@@ -634,6 +639,8 @@ void BPF_STRUCT_OPS(morpheus_exit, struct scx_exit_info *ei)
 	UEI_RECORD(uei, ei);
 }
 
+/* One op per line, aligned: kept out of clang-format. */
+/* clang-format off */
 SCX_OPS_DEFINE(morpheus_ops,
 	       .select_cpu	= (void *)morpheus_select_cpu,
 	       .enqueue		= (void *)morpheus_enqueue,
@@ -650,3 +657,4 @@ SCX_OPS_DEFINE(morpheus_ops,
 	       .exit		= (void *)morpheus_exit,
 	       .timeout_ms	= MORPHEUS_WATCHDOG_TIMEOUT_MS,
 	       .name		= "morpheus");
+/* clang-format on */

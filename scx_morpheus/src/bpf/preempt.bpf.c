@@ -34,8 +34,7 @@ static bool entitled_to(const struct cpu_ctx *cctx, u64 cur, u64 vtime, u64 dead
  * its slice is kicked at once, not at its next tick: a plain task there
  * gives way, a worker learns that it now keeps someone waiting.
  */
-static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 enq_flags,
-			  u64 now)
+static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 enq_flags, u64 now)
 {
 	struct cpu_ctx *cctx, *plain_ctx = NULL, *worker_ctx = NULL, *late_ctx = NULL;
 	bool wakeup = enq_flags & SCX_ENQ_WAKEUP;
@@ -67,7 +66,8 @@ static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 en
 				plain_ctx = cctx;
 				plain_vtime = cur;
 				plain_ready = ready;
-			} else if (cctx->worker && (!worker_ctx || vtime_before(worker_vtime, cur))) {
+			} else if (cctx->worker &&
+				   (!worker_ctx || vtime_before(worker_vtime, cur))) {
 				worker = cpu;
 				worker_ctx = cctx;
 				worker_vtime = cur;

@@ -9,14 +9,14 @@
 
 /* What worker_decide() concluded. */
 enum worker_verdict {
-	WORKER_KEEP,		 /* keeps the CPU until the next decision */
-	WORKER_YIELDED,		 /* answered its hint: gives way */
-	WORKER_PREEMPT_WINDOW,	 /* a woken task's yield window ran out */
-	WORKER_PREEMPT_CRITICAL, /* a critical section reached the cap */
-	WORKER_PREEMPT_OVERRUN,	 /* ran its slice plus its overrun allowance */
+	WORKER_KEEP,		  /* keeps the CPU until the next decision */
+	WORKER_YIELDED,		  /* answered its hint: gives way */
+	WORKER_PREEMPT_WINDOW,	  /* a woken task's yield window ran out */
+	WORKER_PREEMPT_CRITICAL,  /* a critical section reached the cap */
+	WORKER_PREEMPT_OVERRUN,	  /* ran its slice plus its overrun allowance */
 	WORKER_PREEMPT_ESCALATED, /* escalated (--enforce) */
 	WORKER_PREEMPT_THROTTLED, /* throttled, its (shorter) slice used up */
-	WORKER_GONE,		 /* no live SCB: scheduled like any task */
+	WORKER_GONE,		  /* no live SCB: scheduled like any task */
 };
 
 /* CPU time since the worker last blocked or answered a hint. */
@@ -112,8 +112,8 @@ static void worker_running(struct task_struct *p, struct morpheus_worker_ctx *wc
  * giving up the CPU (blocking). Involuntary preemption does not answer it,
  * and the CPU time keeps counting towards the next hint and the caps.
  */
-static void worker_stopping(struct task_struct *p, struct morpheus_worker_ctx *wc,
-			    bool runnable, u64 used, u64 now)
+static void worker_stopping(struct task_struct *p, struct morpheus_worker_ctx *wc, bool runnable,
+			    u64 used, u64 now)
 {
 	struct morpheus_scb *scb = scb_of(wc);
 
@@ -122,7 +122,7 @@ static void worker_stopping(struct task_struct *p, struct morpheus_worker_ctx *w
 		wc->flags &= ~MORPHEUS_CTX_NEW_ROUND;
 		wc->ran_acc = 0;
 	} else if (wc->hint_seq && scb &&
-	    (READ_ONCE(scb->u.ack_seq) >= wc->hint_seq || !runnable)) {
+		   (READ_ONCE(scb->u.ack_seq) >= wc->hint_seq || !runnable)) {
 		hint_answered(p, wc, scb, now);
 		wc->ran_acc = 0;
 	} else if (!runnable) {
@@ -257,8 +257,7 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 	if (cctx->want_ts)
 		due = cctx->want_ts;
 	else if (ran >= slice)
-		due = (wc->contended_since > cctx->slice_end ? wc->contended_since : cctx->slice_end) +
-		      MORPHEUS_WAIT_BLIP_NS;
+		due = max_u64(wc->contended_since, cctx->slice_end) + MORPHEUS_WAIT_BLIP_NS;
 	if (!wc->hint_seq && due && now >= due) {
 		hint_issue(p, wc, scb, now, ran, due);
 		cctx->hinted = true;
@@ -279,7 +278,8 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 			waited_since = wc->crit_start;
 		if (now - waited_since >= cap) {
 			stat_inc(&critical_cap_violations);
-			emit(MORPHEUS_EVENT_CRITICAL_CAP, p, wc, wc->hint_seq, now - wc->crit_start);
+			emit(MORPHEUS_EVENT_CRITICAL_CAP, p, wc, wc->hint_seq,
+			     now - wc->crit_start);
 			wc->crit_start = 0;
 			return WORKER_PREEMPT_CRITICAL;
 		}
@@ -331,8 +331,7 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 }
 
 /* Worker @p keeps @cpu until @until: its slice and the CPU's timer say so. */
-static void worker_keep(struct task_struct *p, struct cpu_ctx *cctx, s32 cpu, u64 now,
-			u64 until)
+static void worker_keep(struct task_struct *p, struct cpu_ctx *cctx, s32 cpu, u64 now, u64 until)
 {
 	/* A deadline already passed is decided on again right away. */
 	u64 left = until > now ? until - now : 0;
