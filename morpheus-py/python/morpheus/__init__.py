@@ -86,14 +86,12 @@ async def _answer_after_loop(pending: "_native._PendingYield") -> bool:
     """The slow path of ``async_checkpoint()`` for a yield that is for other
     processes (a kernel hint, defensive or pressure mode): the event loop's
     other tasks run first, including those its I/O makes ready then (the
-    same two ``sleep(0)`` as :func:`_yield_to_loop`); then the thread
-    acknowledges and gives up its CPU, unless another task answered the
-    same yield meanwhile; then what became ready while it was away runs."""
-    await _asyncio.sleep(0)
-    await _asyncio.sleep(0)
+    same :func:`_yield_to_loop`); then the thread acknowledges and gives up
+    its CPU, unless another task answered the same yield meanwhile; then
+    what became ready while it was away runs."""
+    await _yield_to_loop()
     if pending.take():
-        await _asyncio.sleep(0)
-        await _asyncio.sleep(0)
+        await _yield_to_loop()
     return True
 
 

@@ -205,20 +205,25 @@ static bool consume(s32 cpu)
 }
 
 /*
- * How far ahead of the queues' vtime a task that ran on @cpu may be kept.
- * A task that far ahead waits while each of the n tasks queued there runs
- * that much (at equal weights): about n times its lead. So the lead is
- * MORPHEUS_MAX_AHEAD_SLICES maximum slices shared among them (at least
- * MORPHEUS_SLICE_FLOOR_NS): one charge, however heavy (a low weight, a
- * critical section held to the cap before a crowd arrived, a throttle),
- * keeps it waiting about that long, not n times that.
+ * An allowance of @total ns for the task on @cpu while others wait, shared
+ * among the tasks queued for it (at least MORPHEUS_SLICE_FLOOR_NS). Serves
+ * a worker's overrun and critical-section caps, and any task's vtime lead
+ * (MORPHEUS_MAX_AHEAD_SLICES maximum slices: a task that far ahead waits
+ * while each of the n queued tasks runs that much, about n times its lead).
+ * One waiter gets the whole allowance; a crowd of workers that never
+ * checkpoint (or never leave a critical section), taking the CPU in turn,
+ * together take about @total per round (plus, outside critical sections,
+ * a slice each), not @total each: a crowd of hundreds on one CPU keeps no
+ * task waiting anywhere near the sched_ext watchdog. (The count includes
+ * shared queue tasks other CPUs may take: an overestimate only shortens
+ * it.)
  */
-static u64 max_lead(s32 cpu)
+static u64 shared_allowance(s32 cpu, u64 total)
 {
 	u64 n = nr_queued_on(cpu) + scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ);
-	u64 lead = MORPHEUS_MAX_AHEAD_SLICES * slice_max_ns / (n ?: 1);
+	u64 share = total / (n ?: 1);
 
-	return lead > MORPHEUS_SLICE_FLOOR_NS ? lead : MORPHEUS_SLICE_FLOOR_NS;
+	return share > MORPHEUS_SLICE_FLOOR_NS ? share : MORPHEUS_SLICE_FLOOR_NS;
 }
 
 /*

@@ -32,7 +32,7 @@ enum morpheus_sched_consts {
 	/*
 	 * A runnable task's vtime is kept within this many maximum slices
 	 * ahead of the queue's, shared among the tasks queued for its CPU
-	 * (max_lead()): however heavy one charge (a low weight, a long
+	 * (shared_allowance()): however heavy one charge (a low weight, a long
 	 * overrun, a throttle), its wait for a CPU stays bounded.
 	 */
 	MORPHEUS_MAX_AHEAD_SLICES = 8,

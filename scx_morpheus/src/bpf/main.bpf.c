@@ -547,7 +547,8 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 	 * bounded whatever one charge was.
 	 */
 	vtime = tctx->vtime + scale_by_weight(used, p->scx.weight);
-	ahead = vtime_now + max_lead(scx_bpf_task_cpu(p));
+	ahead = vtime_now +
+		shared_allowance(scx_bpf_task_cpu(p), MORPHEUS_MAX_AHEAD_SLICES * slice_max_ns);
 	tctx->vtime = vtime_before(ahead, vtime) ? ahead : vtime;
 }
 

@@ -26,25 +26,6 @@ static __always_inline u64 worker_ran(const struct morpheus_worker_ctx *wc, u64 
 }
 
 /*
- * An allowance of @total ns that a worker may keep @cpu while others wait,
- * shared among the tasks queued for it (at least MORPHEUS_SLICE_FLOOR_NS).
- * One waiter gets the whole allowance; a crowd of workers that never
- * checkpoint (or never leave a critical section), taking the CPU in turn,
- * together take about @total per round (plus, outside critical sections,
- * a slice each), not @total each: a crowd of hundreds on one CPU keeps no
- * task waiting anywhere near the sched_ext watchdog. (The count includes
- * shared queue tasks other CPUs may take: an overestimate only shortens
- * it.)
- */
-static u64 shared_allowance(s32 cpu, u64 total)
-{
-	u64 n = nr_queued_on(cpu) + scx_bpf_dsq_nr_queued(MORPHEUS_SHARED_DSQ);
-	u64 share = total / (n ?: 1);
-
-	return share > MORPHEUS_SLICE_FLOOR_NS ? share : MORPHEUS_SLICE_FLOOR_NS;
-}
-
-/*
  * The slice of worker @p, and in *@throttled whether it serves a throttle
  * (CGROUP_THROTTLE). A throttled worker gets a 1/MORPHEUS_THROTTLE_FACTOR
  * slice and, when others wait, gives its CPU away at its end with no hint,
