@@ -73,7 +73,8 @@ pub const MORPHEUS_STATUS_TABLE_FULL: morpheus_status = 3;
 pub const MORPHEUS_STATUS_NOT_PERMITTED: morpheus_status = 4;
 pub const MORPHEUS_STATUS_NOT_FOUND: morpheus_status = 5;
 pub const MORPHEUS_STATUS_INTERNAL: morpheus_status = 6;
-pub const MORPHEUS_STATUS_NR: morpheus_status = 7;
+pub const MORPHEUS_STATUS_USER_QUOTA: morpheus_status = 7;
+pub const MORPHEUS_STATUS_NR: morpheus_status = 8;
 pub type morpheus_status = ::std::os::raw::c_uint;
 #[repr(C)]
 #[repr(align(64))]

@@ -188,6 +188,8 @@ abi_enum! {
         NotFound = abi::MORPHEUS_STATUS_NOT_FOUND => "not_found",
         /// The loader failed; see its log.
         Internal = abi::MORPHEUS_STATUS_INTERNAL => "internal",
+        /// The caller's user holds its share of the worker table.
+        UserQuota = abi::MORPHEUS_STATUS_USER_QUOTA => "user_quota",
     }
 }
 
@@ -208,6 +210,10 @@ impl Status {
                 "no such registration (already unregistered, or the scheduler restarted)"
             }
             Status::Internal => "the loader failed: see the scx_morpheus log",
+            Status::UserQuota => {
+                "this user holds its share of the scheduler's worker table: unregister idle \
+                 workers, or ask the operator to raise scx_morpheus --max-workers-per-user"
+            }
         }
     }
 }

@@ -35,6 +35,7 @@ use scx_utils::{
 };
 
 use opts::{Config, Opts};
+use registry::Limits;
 use server::{Server, ServerConfig};
 use stats::Metrics;
 
@@ -108,7 +109,10 @@ impl<'a> Scheduler<'a> {
                 mode: cfg.socket_mode,
                 group: cfg.socket_group,
                 grace_ns: cfg.grace_ns,
-                limits: Default::default(),
+                limits: Limits {
+                    max_workers_per_user: cfg.max_workers_per_user,
+                    ..Default::default()
+                },
             },
             kernel,
         )?;

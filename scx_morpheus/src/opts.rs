@@ -9,11 +9,12 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use morpheus_common::{
     DEFAULT_GRACE_MS, DEFAULT_MAX_CRITICAL_MS, DEFAULT_SLICE_MAX_MS, DEFAULT_SLICE_MIN_MS,
-    DEFAULT_SLICE_MS, DEFAULT_SOCKET_PATH, EscalationPolicy, WATCHDOG_TIMEOUT_MS,
+    DEFAULT_SLICE_MS, DEFAULT_SOCKET_PATH, EscalationPolicy, MAX_WORKERS, WATCHDOG_TIMEOUT_MS,
 };
 use scx_utils::libbpf_clap_opts::LibbpfOpts;
 
 use crate::bpf_intf;
+use crate::registry::DEFAULT_MAX_WORKERS_PER_USER;
 
 const NSEC_PER_MSEC: u64 = 1_000_000;
 const NSEC_PER_USEC: u64 = 1_000;
@@ -130,6 +131,14 @@ pub struct Opts {
     #[arg(long, default_value = "660", value_parser = parse_mode)]
     pub socket_mode: u32,
 
+    /// Most workers one user other than root may have registered at once,
+    /// over all its processes (the table holds MORPHEUS_MAX_WORKERS, 8192):
+    /// a user past it is refused with USER_QUOTA, so no one user can fill
+    /// the table for everyone else.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_WORKERS_PER_USER,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
+    pub max_workers_per_user: u32,
+
     /// Serve OpenMetrics text on http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -190,6 +199,7 @@ pub struct Config {
     pub socket: PathBuf,
     pub socket_group: Option<u32>,
     pub socket_mode: u32,
+    pub max_workers_per_user: u32,
     pub metrics_addr: Option<SocketAddr>,
     pub stats: Option<f64>,
     pub monitor: Option<f64>,
@@ -344,6 +354,7 @@ impl Opts {
             socket: self.socket,
             socket_group,
             socket_mode: self.socket_mode,
+            max_workers_per_user: self.max_workers_per_user,
             metrics_addr: self.metrics_addr,
             stats: self.stats,
             monitor: self.monitor,
@@ -388,6 +399,7 @@ mod tests {
         assert_eq!(c.escalation, EscalationPolicy::ThreadKick);
         assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET_PATH));
         assert_eq!(c.socket_mode, 0o660);
+        assert_eq!(c.max_workers_per_user, MAX_WORKERS / 4);
         assert!(online_cpus() >= 1);
     }
 
@@ -407,6 +419,8 @@ mod tests {
         assert!(err(&["--socket", "relative.sock"]).contains("absolute path"));
         assert!(err(&["--socket-group", "no-such-group-xyz"]).contains("no group named"));
         assert!(err(&["--monitor", "1", "--stats", "1"]).contains("exclusive"));
+        assert!(err(&["--max-workers-per-user", "0"]).contains("invalid value"));
+        assert!(err(&["--max-workers-per-user", "8193"]).contains("invalid value"));
     }
 
     #[test]
@@ -425,8 +439,11 @@ mod tests {
             "250",
             "--wakeup-granularity-us",
             "0",
+            "--max-workers-per-user",
+            "900",
         ])
         .unwrap();
+        assert_eq!(c.max_workers_per_user, 900);
         assert_eq!(c.yield_window_ns, 250_000);
         assert_eq!(c.wakeup_granularity_ns, 0);
         assert!(c.enforce);

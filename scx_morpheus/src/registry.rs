@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! The worker registry: which process holds which SCB slot, with explicit
-//! limits. Pure bookkeeping (no kernel access), so every rule is unit-tested
+//! limits (machine-wide, per process, and per user, so that one user cannot
+//! take every slot). Pure bookkeeping (no kernel access), so every rule is unit-tested
 //! on the host; `server.rs` applies the results to the BPF maps.
 //!
 //! `H` is what the loader keeps per worker (the thread's pidfd); tests use
@@ -36,6 +37,9 @@ pub struct Process<H> {
     /// What the kernel says makes the process unique (the loader uses its
     /// pidfd's inode number), to tell a reused pid apart.
     pub identity: u64,
+    /// The user it runs as (SO_PEERCRED at its first connection): its
+    /// workers count against that user's quota.
+    pub uid: u32,
     /// Open connections from this process.
     pub connections: u32,
     /// Live workers by slot.
@@ -45,10 +49,11 @@ pub struct Process<H> {
 }
 
 impl<H> Process<H> {
-    fn new(identity: u64, slots: u32) -> Self {
+    fn new(identity: u64, uid: u32, slots: u32) -> Self {
         Process {
             identity,
-            connections: 0,
+            uid,
+            connections: 1,
             slots: (0..slots).map(|_| None).collect(),
             last_generation: 0,
         }
@@ -76,7 +81,13 @@ pub struct Limits {
     pub max_workers: u32,
     /// Workers per process (slots in one SCB array).
     pub max_workers_per_process: u32,
+    /// Workers of one user other than root, over all its processes.
+    pub max_workers_per_user: u32,
 }
+
+/// The default per-user quota: a quarter of the table, as for connections,
+/// so it takes four users to fill it.
+pub const DEFAULT_MAX_WORKERS_PER_USER: u32 = MAX_WORKERS / 4;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -84,6 +95,7 @@ impl Default for Limits {
             max_processes: MAX_PROCESSES,
             max_workers: MAX_WORKERS,
             max_workers_per_process: MAX_WORKERS_PER_PROCESS,
+            max_workers_per_user: DEFAULT_MAX_WORKERS_PER_USER,
         }
     }
 }
@@ -94,6 +106,8 @@ pub struct Registry<H> {
     limits: Limits,
     processes: HashMap<u32, Process<H>>,
     workers: usize,
+    /// Live workers by user (users with none are absent).
+    by_user: HashMap<u32, u32>,
 }
 
 impl<H> Registry<H> {
@@ -103,6 +117,7 @@ impl<H> Registry<H> {
             limits,
             processes: HashMap::new(),
             workers: 0,
+            by_user: HashMap::new(),
         }
     }
 
@@ -126,33 +141,58 @@ impl<H> Registry<H> {
         self.processes.iter()
     }
 
-    /// A connection from process `tgid` with `identity` said HELLO.
-    pub fn open(&mut self, tgid: u32, identity: u64) -> Result<Opened<H>, Status> {
+    /// Live workers of user `uid`.
+    pub fn workers_of_user(&self, uid: u32) -> u32 {
+        self.by_user.get(&uid).copied().unwrap_or(0)
+    }
+
+    /// A connection from process `tgid` with `identity`, running as `uid`,
+    /// said HELLO.
+    pub fn open(&mut self, tgid: u32, identity: u64, uid: u32) -> Result<Opened<H>, Status> {
+        let slots = self.limits.max_workers_per_process;
         if let Some(p) = self.processes.get_mut(&tgid) {
             if p.identity == identity {
                 p.connections += 1;
                 return Ok(Opened::Existing);
             }
             let old = self.processes.remove(&tgid).expect("present");
-            let workers: Vec<_> = old
-                .slots
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, w)| w.map(|w| (i as u32, w)))
-                .collect();
-            self.workers -= workers.len();
-            let mut p = Process::new(identity, self.limits.max_workers_per_process);
-            p.connections = 1;
-            self.processes.insert(tgid, p);
+            let workers = self.forget(old);
+            self.processes
+                .insert(tgid, Process::new(identity, uid, slots));
             return Ok(Opened::Replaced(workers));
         }
         if self.processes.len() >= self.limits.max_processes as usize {
             return Err(Status::TableFull);
         }
-        let mut p = Process::new(identity, self.limits.max_workers_per_process);
-        p.connections = 1;
-        self.processes.insert(tgid, p);
+        self.processes
+            .insert(tgid, Process::new(identity, uid, slots));
         Ok(Opened::New)
+    }
+
+    /// Drops the counts of a removed process and returns its live workers.
+    fn forget(&mut self, p: Process<H>) -> Vec<(u32, Worker<H>)> {
+        let uid = p.uid;
+        let workers: Vec<_> = p
+            .slots
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, w)| w.map(|w| (i as u32, w)))
+            .collect();
+        for _ in &workers {
+            self.count_out(uid);
+        }
+        workers
+    }
+
+    /// One worker of `uid` is gone.
+    fn count_out(&mut self, uid: u32) {
+        self.workers -= 1;
+        if let Some(n) = self.by_user.get_mut(&uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_user.remove(&uid);
+            }
+        }
     }
 
     /// A connection from process `tgid` with `identity` closed. When it was
@@ -169,21 +209,19 @@ impl<H> Registry<H> {
             return None;
         }
         let p = self.processes.remove(&tgid).expect("present");
-        let workers: Vec<_> = p
-            .slots
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, w)| w.map(|w| (i as u32, w)))
-            .collect();
-        self.workers -= workers.len();
-        Some(workers)
+        Some(self.forget(p))
     }
 
     /// Registers thread `tid` of `tgid`. Registering a live thread again
-    /// returns its existing assignment (and drops the new handle).
+    /// returns its existing assignment (and drops the new handle). A full
+    /// table is `TableFull`; a user other than root holding its quota is
+    /// `UserQuota`.
     pub fn register(&mut self, tgid: u32, tid: u32, handle: H) -> Result<Assignment, Status> {
         let limits = self.limits;
         let total = self.workers;
+        let p = self.processes.get(&tgid).ok_or(Status::NotFound)?;
+        let uid = p.uid;
+        let of_user = self.workers_of_user(uid);
         let p = self.processes.get_mut(&tgid).ok_or(Status::NotFound)?;
         if let Some((slot, w)) = p
             .slots
@@ -199,6 +237,9 @@ impl<H> Registry<H> {
         if total >= limits.max_workers as usize {
             return Err(Status::TableFull);
         }
+        if uid != 0 && of_user >= limits.max_workers_per_user {
+            return Err(Status::UserQuota);
+        }
         let slot = p
             .slots
             .iter()
@@ -212,6 +253,7 @@ impl<H> Registry<H> {
             handle,
         });
         self.workers += 1;
+        *self.by_user.entry(uid).or_default() += 1;
         Ok(Assignment {
             slot: slot as u32,
             generation,
@@ -226,11 +268,13 @@ impl<H> Registry<H> {
         generation: u64,
     ) -> Result<Worker<H>, Status> {
         let p = self.processes.get_mut(&tgid).ok_or(Status::NotFound)?;
+        let uid = p.uid;
         let entry = p.slots.get_mut(slot as usize).ok_or(Status::NotFound)?;
         match entry {
             Some(w) if w.generation == generation => {
-                self.workers -= 1;
-                Ok(entry.take().expect("checked"))
+                let w = entry.take().expect("checked");
+                self.count_out(uid);
+                Ok(w)
             }
             _ => Err(Status::NotFound),
         }
@@ -240,10 +284,12 @@ impl<H> Registry<H> {
     /// stale notification for a slot already reassigned).
     pub fn reap(&mut self, tgid: u32, slot: u32, tid: u32) -> Option<Worker<H>> {
         let p = self.processes.get_mut(&tgid)?;
+        let uid = p.uid;
         let entry = p.slots.get_mut(slot as usize)?;
         if entry.as_ref().is_some_and(|w| w.tid == tid) {
-            self.workers -= 1;
-            return entry.take();
+            let w = entry.take();
+            self.count_out(uid);
+            return w;
         }
         None
     }
@@ -258,13 +304,14 @@ mod tests {
             max_processes: 2,
             max_workers: 3,
             max_workers_per_process: 2,
+            max_workers_per_user: 3,
         })
     }
 
     #[test]
     fn register_unregister_and_generations_never_repeat() {
         let mut r = small();
-        assert!(matches!(r.open(10, 1), Ok(Opened::New)));
+        assert!(matches!(r.open(10, 1, 1000), Ok(Opened::New)));
         let a = r.register(10, 100, "t100").unwrap();
         assert_eq!(
             a,
@@ -309,9 +356,9 @@ mod tests {
     #[test]
     fn limits_give_table_full_not_corruption() {
         let mut r = small();
-        r.open(1, 1).unwrap();
-        r.open(2, 1).unwrap();
-        assert_eq!(r.open(3, 1).unwrap_err(), Status::TableFull);
+        r.open(1, 1, 1000).unwrap();
+        r.open(2, 1, 1000).unwrap();
+        assert_eq!(r.open(3, 1, 1000).unwrap_err(), Status::TableFull);
         r.register(1, 10, "a").unwrap();
         r.register(1, 11, "b").unwrap();
         assert_eq!(r.register(1, 12, "c").unwrap_err(), Status::TableFull); // per process
@@ -324,8 +371,8 @@ mod tests {
     #[test]
     fn last_connection_close_returns_every_worker() {
         let mut r = small();
-        r.open(1, 5).unwrap();
-        assert!(matches!(r.open(1, 5), Ok(Opened::Existing)));
+        r.open(1, 5, 1000).unwrap();
+        assert!(matches!(r.open(1, 5, 1000), Ok(Opened::Existing)));
         r.register(1, 10, "a").unwrap();
         r.register(1, 11, "b").unwrap();
         assert!(r.close(1, 5).is_none());
@@ -339,9 +386,9 @@ mod tests {
     #[test]
     fn a_reused_pid_replaces_the_old_process() {
         let mut r = small();
-        r.open(1, 5).unwrap();
+        r.open(1, 5, 1000).unwrap();
         r.register(1, 10, "old").unwrap();
-        match r.open(1, 6).unwrap() {
+        match r.open(1, 6, 1000).unwrap() {
             Opened::Replaced(old) => assert_eq!(old[0].1.handle, "old"),
             other => panic!("{other:?}"),
         }
@@ -356,11 +403,58 @@ mod tests {
     #[test]
     fn reap_checks_the_thread() {
         let mut r = small();
-        r.open(1, 5).unwrap();
+        r.open(1, 5, 1000).unwrap();
         let a = r.register(1, 10, "a").unwrap();
         assert!(r.reap(1, a.slot, 11).is_none());
         assert_eq!(r.reap(1, a.slot, 10).unwrap().handle, "a");
         assert!(r.reap(1, a.slot, 10).is_none());
         assert_eq!(r.workers(), 0);
+    }
+
+    #[test]
+    fn one_user_holds_at_most_its_quota_and_root_none() {
+        let mut r = Registry::new(Limits {
+            max_processes: 8,
+            max_workers: 8,
+            max_workers_per_process: 4,
+            max_workers_per_user: 3,
+        });
+        // User 1000 over two processes: the fourth worker is over quota,
+        // whichever process asks.
+        r.open(1, 1, 1000).unwrap();
+        r.open(2, 2, 1000).unwrap();
+        r.register(1, 10, "a").unwrap();
+        r.register(1, 11, "b").unwrap();
+        r.register(2, 20, "c").unwrap();
+        assert_eq!(r.register(2, 21, "d").unwrap_err(), Status::UserQuota);
+        assert_eq!(r.register(1, 12, "d").unwrap_err(), Status::UserQuota);
+        // Re-registering a live thread is not a new worker.
+        assert!(r.register(1, 10, "a2").is_ok());
+        assert_eq!(r.workers_of_user(1000), 3);
+        // Another user and root are not held back by it.
+        r.open(3, 3, 1001).unwrap();
+        r.register(3, 30, "e").unwrap();
+        r.open(4, 4, 0).unwrap();
+        for tid in 40..44 {
+            r.register(4, tid, "root").unwrap();
+        }
+        assert_eq!(r.workers(), 8);
+        // Every way out gives the quota back: unregister, reap, close.
+        let a = r.register(1, 10, "a3").unwrap();
+        r.unregister(1, a.slot, a.generation).unwrap();
+        assert_eq!(r.workers_of_user(1000), 2);
+        let c = r.register(2, 20, "c2").unwrap();
+        assert!(r.reap(2, c.slot, 20).is_some());
+        assert_eq!(r.workers_of_user(1000), 1);
+        assert_eq!(r.close(1, 1).unwrap().len(), 1);
+        assert_eq!(r.workers_of_user(1000), 0);
+        // A reused pid taken by another user: the old user's workers go
+        // with the old process, and the new one counts against its own.
+        r.open(5, 5, 1000).unwrap();
+        r.register(5, 50, "f").unwrap();
+        assert!(matches!(r.open(5, 6, 1002), Ok(Opened::Replaced(_))));
+        assert_eq!(r.workers_of_user(1000), 0);
+        r.register(5, 51, "g").unwrap();
+        assert_eq!((r.workers_of_user(1002), r.workers()), (1, 6));
     }
 }

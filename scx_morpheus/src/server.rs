@@ -631,7 +631,7 @@ fn serve(sock: BorrowedFd<'_>, peer: &Peer, state: &Mutex<State>, grace_ns: u64)
             }
             match (msg, fd) {
                 (Message::Hello { runtime_kind }, None) if !session => {
-                    match hello(&mut st, tgid, identity) {
+                    match hello(&mut st, tgid, identity, peer.uid) {
                         Ok(()) => {
                             session = true;
                             let array = st.arrays.get(&tgid).expect("created by hello");
@@ -738,9 +738,10 @@ fn serve(sock: BorrowedFd<'_>, peer: &Peer, state: &Mutex<State>, grace_ns: u64)
     result
 }
 
-/// Opens (or joins) the session of process `tgid` with `identity`.
-fn hello(st: &mut State, tgid: u32, identity: u64) -> Result<(), Status> {
-    match st.registry.open(tgid, identity)? {
+/// Opens (or joins) the session of process `tgid` with `identity`, running
+/// as `uid`.
+fn hello(st: &mut State, tgid: u32, identity: u64, uid: u32) -> Result<(), Status> {
+    match st.registry.open(tgid, identity, uid)? {
         Opened::Existing if st.arrays.contains_key(&tgid) => return Ok(()),
         Opened::Existing | Opened::New => {}
         Opened::Replaced(old) => {
@@ -780,7 +781,15 @@ fn register(
             Status::NotPermitted
         })?;
         let raw = pidfd.as_raw_fd();
-        let a = st.registry.register(tgid, tid, pidfd)?;
+        let a = st.registry.register(tgid, tid, pidfd).inspect_err(|s| {
+            if *s == Status::UserQuota {
+                debug!(
+                    "pid {tgid} thread {tid}: uid {} holds its quota of {} workers (--max-workers-per-user)",
+                    peer.uid,
+                    st.registry.workers_of_user(peer.uid)
+                );
+            }
+        })?;
         let array = st.arrays.get(&tgid).ok_or(Status::NotFound)?;
         let kflags = st.kernel.scb_flags;
         let existing = st

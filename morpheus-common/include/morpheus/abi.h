@@ -130,7 +130,8 @@ enum morpheus_status {
 	MORPHEUS_STATUS_NOT_PERMITTED = 4, /* the thread is not the caller's */
 	MORPHEUS_STATUS_NOT_FOUND = 5,	  /* no such registration */
 	MORPHEUS_STATUS_INTERNAL = 6,	  /* the loader failed; see its log */
-	MORPHEUS_STATUS_NR = 7,
+	MORPHEUS_STATUS_USER_QUOTA = 7,	  /* the caller's user holds its share of slots */
+	MORPHEUS_STATUS_NR = 8,
 };
 
 /* ------------------------------------------------------------------------

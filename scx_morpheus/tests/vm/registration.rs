@@ -498,10 +498,11 @@ fn try_hello(path: &std::path::Path) -> Option<(bool, OwnedFd)> {
     Some((ok, sock))
 }
 
-/// One user holding a thousand registrations (a pidfd each in the loader)
-/// and every connection it may open locks no one else out: the loader
-/// raises its open-file limit, caps the connections per user, and backs
-/// off instead of spinning when accept(2) fails.
+/// One user asking for a thousand registrations (a pidfd each in the
+/// loader) and every connection it may open locks no one else out: the
+/// loader holds it to its worker quota (USER_QUOTA past it), raises its
+/// open-file limit, caps the connections per user, and backs off instead of
+/// spinning when accept(2) fails.
 #[test]
 fn one_user_with_a_thousand_registrations_locks_no_one_out() {
     require_sched_ext();
@@ -514,15 +515,22 @@ fn one_user_with_a_thousand_registrations_locks_no_one_out() {
         "666",
         "--metrics-addr",
         &addr,
+        "--max-workers-per-user",
+        &QUOTA.to_string(),
     ]);
     let path = std::path::PathBuf::from(&sock);
     const PROCESSES: u32 = 4;
     const THREADS: usize = 250;
+    const QUOTA: u32 = 900;
     const TRIES: u32 = 400;
+    // What the greedy user's processes report on the pipe: a registrant
+    // its registered and over-quota threads, the opener its accepted HELLOs.
+    const OVER_QUOTA: u32 = 1 << 12;
+    const OPENER: u32 = 1 << 30;
     let (ready_rd, ready_wr) = pipe();
     let (stop_rd, stop_wr) = pipe();
 
-    // The greedy user (nobody): 4 processes of 250 registered threads,
+    // The greedy user (nobody): 4 processes of 250 threads that register,
     // then as many more connections as it can get, all held.
     // SAFETY: fork; the child forks the registrants, then connects.
     let greedy = unsafe { libc::fork() };
@@ -537,9 +545,13 @@ fn one_user_with_a_thousand_registrations_locks_no_one_out() {
                 for _ in 0..THREADS {
                     let (session, all, ok) = (session.clone(), all.clone(), ok.clone());
                     std::thread::spawn(move || {
-                        if session.register(0).is_ok() {
-                            ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
+                        match session.register(0) {
+                            Ok(_) => ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                            Err(Status::UserQuota) => {
+                                ok.fetch_add(OVER_QUOTA, std::sync::atomic::Ordering::Relaxed)
+                            }
+                            Err(_) => 0,
+                        };
                         all.wait();
                         loop {
                             std::thread::park();
@@ -564,30 +576,33 @@ fn one_user_with_a_thousand_registrations_locks_no_one_out() {
                 None => break,
             }
         }
-        put(&ready_wr, 1000 + accepted);
+        put(&ready_wr, OPENER + accepted);
         get(&stop_rd);
         // SAFETY: leaving the greedy child.
         unsafe { libc::_exit(0) };
     }
-    // Each registrant reports how many of its threads registered (at most
-    // THREADS), the opener 1000 + the HELLOs it got accepted.
-    let (mut accepted, mut registered) = (None, 0);
+    let (mut accepted, mut registered, mut over_quota) = (None, 0, 0);
     for _ in 0..=PROCESSES {
         match get(&ready_rd).expect("the greedy user reports within 60 s") {
-            n if n >= 1000 => accepted = Some(n - 1000),
-            n => registered += n,
+            n if n >= OPENER => accepted = Some(n - OPENER),
+            n => {
+                registered += n % OVER_QUOTA;
+                over_quota += n / OVER_QUOTA;
+            }
         }
     }
     let accepted = accepted.expect("the greedy user's connection count");
     println!(
         "greedy user: {registered} workers registered ({} by the loader's count), \
-         {accepted} of {TRIES} more HELLOs accepted",
+         {over_quota} refused as over its quota of {QUOTA}, {accepted} of {TRIES} more \
+         HELLOs accepted",
         metric(&addr, "workers")
     );
     assert_eq!(
-        registered,
-        PROCESSES * THREADS as u32,
-        "the greedy user's own registrations failed: the loader ran out of descriptors"
+        (registered, over_quota),
+        (QUOTA, PROCESSES * THREADS as u32 - QUOTA),
+        "the greedy user was not held to its quota, or its own registrations failed \
+         (the loader ran out of descriptors)"
     );
     assert!(
         accepted < TRIES,
