@@ -101,11 +101,13 @@ pub struct Opts {
     pub yield_window_us: u64,
 
     /// A woken task does not preempt a plain task that has run less than
-    /// this, microseconds (it waits at most this long for that CPU); 0
-    /// preempts at once. Bounds the switches bursts of wake-ups cost.
-    #[arg(long, default_value_t = bpf_intf::morpheus_sched_consts_MORPHEUS_DEFAULT_WAKEUP_GRANULARITY_US as u64,
-          value_parser = clap::value_parser!(u64).range(0..=10_000))]
-    pub wakeup_granularity_us: u64,
+    /// this, microseconds, unless it lags that task by as much in virtual
+    /// time (a task that slept preempts at once); it waits at most this
+    /// long for that CPU; 0 preempts at once. Bounds the switches bursts of
+    /// wake-ups cost. Default: 750 x (1 + log2 of the online CPUs, counted
+    /// up to 8), as EEVDF scales its base slice (1500 on 2 CPUs).
+    #[arg(long, value_name = "US", value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub wakeup_granularity_us: Option<u64>,
 
     /// Penalty window of a cgroup_throttle escalation, milliseconds.
     #[arg(long, default_value_t = bpf_intf::morpheus_sched_consts_MORPHEUS_DEFAULT_THROTTLE_MS as u64,
@@ -266,6 +268,19 @@ fn parse_interval(s: &str) -> Result<f64, String> {
     Ok(secs)
 }
 
+/// The run-to-parity granularity for `cpus` online CPUs, microseconds:
+/// the base scaled by 1 + log2(CPUs), counting at most 8, as EEVDF scales
+/// its base slice (with more CPUs, a woken task more often finds another
+/// one to run on).
+pub fn default_wakeup_granularity_us(cpus: u32) -> u64 {
+    let base = u64::from(bpf_intf::morpheus_sched_consts_MORPHEUS_WAKEUP_GRANULARITY_BASE_US);
+    let counted = cpus.clamp(
+        1,
+        bpf_intf::morpheus_sched_consts_MORPHEUS_WAKEUP_GRANULARITY_MAX_CPUS,
+    );
+    base * u64::from(1 + counted.ilog2())
+}
+
 /// Number of online CPUs, from sysfs ("0-3,6" style ranges).
 pub fn online_cpus() -> u32 {
     std::fs::read_to_string("/sys/devices/system/cpu/online")
@@ -346,7 +361,10 @@ impl Opts {
             max_critical_ns: ms(self.max_critical_ms),
             max_overrun_ns: ms(self.max_overrun_ms),
             yield_window_ns: self.yield_window_us * NSEC_PER_USEC,
-            wakeup_granularity_ns: self.wakeup_granularity_us * NSEC_PER_USEC,
+            wakeup_granularity_ns: self
+                .wakeup_granularity_us
+                .unwrap_or_else(|| default_wakeup_granularity_us(online_cpus()))
+                * NSEC_PER_USEC,
             throttle_ns: ms(self.throttle_ms),
             enforce: self.enforce,
             escalation: self.escalation,
@@ -393,7 +411,7 @@ mod tests {
         );
         assert_eq!(
             c.wakeup_granularity_ns,
-            bpf_intf::morpheus_sched_consts_MORPHEUS_DEFAULT_WAKEUP_GRANULARITY_US as u64 * 1000
+            default_wakeup_granularity_us(online_cpus()) * 1000
         );
         assert!(!c.enforce);
         assert_eq!(c.escalation, EscalationPolicy::ThreadKick);
@@ -451,6 +469,14 @@ mod tests {
         assert_eq!(c.slice_ns, 3 * NSEC_PER_MSEC);
         assert_eq!(c.socket_mode, 0o666);
         assert_eq!(c.socket_group, Some(0));
+    }
+
+    #[test]
+    fn the_default_granularity_grows_with_log2_of_the_cpus_up_to_8() {
+        let g: Vec<u64> = [0, 1, 2, 3, 4, 8, 64]
+            .map(default_wakeup_granularity_us)
+            .to_vec();
+        assert_eq!(g, [750, 750, 1500, 1500, 2250, 3000, 3000]);
     }
 
     fn slices(c: &Config) -> (u64, u64, u64) {

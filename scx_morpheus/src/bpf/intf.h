@@ -59,12 +59,16 @@ enum morpheus_sched_consts {
 	 */
 	MORPHEUS_DEFAULT_YIELD_WINDOW_US = 500,
 	/*
-	 * A woken task does not preempt a plain task that has run less than
-	 * this (us): it waits for that CPU at most this long. Like EEVDF's
-	 * run-to-parity, it bounds the preemptions a CPU takes when wake-ups
-	 * come in bursts (pipes, message passing).
+	 * Run-to-parity granularity at one CPU (us): a woken task does not
+	 * preempt a plain task that has run less than the granularity unless
+	 * it lags that task by as much in vtime; it waits for that CPU at
+	 * most this long. It bounds the preemptions a CPU takes when wake-ups
+	 * come in bursts (pipes, message passing). The loader's default
+	 * scales it as EEVDF scales its base slice: by 1 + log2(CPUs), CPUs
+	 * counted up to 8 (1.5 ms on 2 CPUs, 3 ms from 8).
 	 */
-	MORPHEUS_DEFAULT_WAKEUP_GRANULARITY_US = 500,
+	MORPHEUS_WAKEUP_GRANULARITY_BASE_US = 750,
+	MORPHEUS_WAKEUP_GRANULARITY_MAX_CPUS = 8,
 	MORPHEUS_DEFAULT_THROTTLE_MS = 1000,
 	MORPHEUS_HYBRID_WINDOW_MS = 10000,
 	NSEC_PER_USEC = 1000,

@@ -34,8 +34,10 @@
  * task in vtime and its virtual deadline is earlier), the one whose task is
  * furthest ahead, a plain task's before a registered worker's. A plain task
  * keeps its lag and is preempted at once if it has run
- * wakeup_granularity_ns, else when it has (EEVDF's run-to-parity:
- * a burst of wake-ups costs a CPU at most one switch per granularity). A
+ * wakeup_granularity_ns or is that far ahead of the woken task in vtime,
+ * else when it is (EEVDF's run-to-parity and CFS's wake-up granularity: a
+ * task that slept preempts at once, tasks about even take turns at most
+ * once per granularity, so a burst of wake-ups costs a CPU few switches). A
  * registered worker is asked only when no plain task can give way: it is
  * hinted first and has yield_window_ns to yield at a checkpoint; inside a
  * critical section it keeps the CPU until others have waited
@@ -72,8 +74,7 @@ const volatile u64 grace_ns = MORPHEUS_DEFAULT_GRACE_NS;
 const volatile u64 max_critical_ns = MORPHEUS_DEFAULT_MAX_CRITICAL_NS;
 const volatile u64 max_overrun_ns = (u64)MORPHEUS_DEFAULT_MAX_OVERRUN_MS * NSEC_PER_MSEC;
 const volatile u64 yield_window_ns = (u64)MORPHEUS_DEFAULT_YIELD_WINDOW_US * NSEC_PER_USEC;
-const volatile u64 wakeup_granularity_ns =
-	(u64)MORPHEUS_DEFAULT_WAKEUP_GRANULARITY_US * NSEC_PER_USEC;
+const volatile u64 wakeup_granularity_ns = (u64)MORPHEUS_WAKEUP_GRANULARITY_BASE_US * NSEC_PER_USEC;
 const volatile u64 throttle_ns = (u64)MORPHEUS_DEFAULT_THROTTLE_MS * NSEC_PER_MSEC;
 const volatile u64 hybrid_window_ns = (u64)MORPHEUS_HYBRID_WINDOW_MS * NSEC_PER_MSEC;
 const volatile u32 nr_cpus = 1;

@@ -16,6 +16,32 @@ static bool entitled_to(const struct cpu_ctx *cctx, u64 cur, u64 vtime, u64 dead
 }
 
 /*
+ * Whether a plain task on @cctx, at @cur in vtime, has had its run-to-parity
+ * granularity against a woken task at @vtime: it has run
+ * wakeup_granularity_ns since it started, or it is that far ahead of the
+ * woken task in vtime (the old CFS rule: a task that slept while others ran
+ * lags by more than the granularity and preempts at once, while tasks about
+ * even, such as the partners of a message exchange, take turns at most once
+ * per granularity).
+ */
+static bool parity_reached(const struct cpu_ctx *cctx, u64 cur, u64 vtime, u64 now)
+{
+	return now - cctx->started >= wakeup_granularity_ns || cur - vtime >= wakeup_granularity_ns;
+}
+
+/*
+ * When parity_reached() becomes true for the task on @cctx, at @cur now,
+ * against a woken task at @vtime: its vtime grows as it runs (taken at one
+ * nanosecond per nanosecond: a task heavier than nice 0 is preempted a
+ * little before it is that far ahead, none later than its granularity).
+ */
+static u64 parity_at(const struct cpu_ctx *cctx, u64 cur, u64 vtime, u64 now)
+{
+	return min_u64(cctx->started + wakeup_granularity_ns,
+		       now + wakeup_granularity_ns - (cur - vtime));
+}
+
+/*
  * Where @p, with @vtime and virtual @deadline, should wait when no CPU is
  * idle: the CPU it preempts (its queue), or -1 for the shared queue.
  *
@@ -25,10 +51,9 @@ static bool entitled_to(const struct cpu_ctx *cctx, u64 cur, u64 vtime, u64 dead
  * context switch and nothing of its share (it keeps its lag), while a
  * worker answers a hint by yielding to its runtime too, so workers are
  * asked only when no plain task can give way. A plain victim is preempted
- * at once once it has run wakeup_granularity_ns (one that started
- * more recently is preempted by the CPU's timer when it has, if it has not
- * stopped by then, and is taken only when no other plain task is ready to
- * give way); a registered worker is asked to yield (ops.dispatch on its
+ * at once once it has had its granularity (parity_reached(); else the CPU's
+ * timer preempts it when it has, if it has not stopped by then, and it is
+ * taken only when no other plain task is ready to give way); a registered worker is asked to yield (ops.dispatch on its
  * CPU hints it and opens its yield window). A task that is not entitled waits
  * on the shared queue, and the first allowed CPU whose task is already past
  * its slice is kicked at once, not at its next tick: a plain task there
@@ -58,7 +83,7 @@ static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 en
 			continue;
 		cur = cpu_curr_vtime(cctx, now);
 		if (wakeup && entitled_to(cctx, cur, vtime, deadline)) {
-			ready = now - cctx->started >= wakeup_granularity_ns;
+			ready = parity_reached(cctx, cur, vtime, now);
 			if (!cctx->worker &&
 			    (!plain_ctx || (ready && !plain_ready) ||
 			     (ready == plain_ready && vtime_before(plain_vtime, cur)))) {
@@ -85,7 +110,7 @@ static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 en
 		if (plain_ready)
 			scx_bpf_kick_cpu(plain, SCX_KICK_PREEMPT);
 		else
-			cpu_timer_arm_by(plain_ctx, plain_ctx->started + wakeup_granularity_ns,
+			cpu_timer_arm_by(plain_ctx, parity_at(plain_ctx, plain_vtime, vtime, now),
 					 now);
 		return plain;
 	}

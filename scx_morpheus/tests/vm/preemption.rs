@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Wake-up preemption and decisions on time: a woken task takes a hog's CPU
-//! at once; a worker outside a critical section is hinted and gets its
+//! at once, without waiting for the run-to-parity granularity when it
+//! slept; a worker outside a critical section is hinted and gets its
 //! yield window first; a critical section keeps its CPU until the cap;
 //! hints are issued when due, not at the next tick.
 
@@ -70,6 +71,42 @@ fn a_woken_task_preempts_a_hog_at_once() {
     assert!(
         late.median() < Duration::from_millis(5),
         "a woken task does not wait for the hog's 20 ms slice (median {:?})",
+        late.median()
+    );
+    h.stop();
+}
+
+/// The run-to-parity granularity protects a task that has just started
+/// from tasks about even with it, not from one that slept: a woken task
+/// that lags the running one by more than the granularity in vtime takes
+/// the CPU at once, however recently that task started.
+#[test]
+fn a_task_that_slept_does_not_wait_for_the_granularity() {
+    require_sched_ext();
+    let _slot = exclusive();
+    // A 10 ms granularity and 20 ms slices. A sleeper that preempted one
+    // hog finds the next one just started when it wakes 1 ms later: by run
+    // time alone it would wait about 9 ms for it. It slept while they ran,
+    // so it lags them by more than 10 ms and preempts at once.
+    let mut args = fixed_slice("20").to_vec();
+    args.extend(["--wakeup-granularity-us", "10000"]);
+    let h = Harness::start("parity", 19607, &args);
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs = hogs(2, test_cpu(), stop.clone());
+    let late = sleeper::spawn(test_cpu(), SLEEP, Duration::from_millis(1500))
+        .join()
+        .expect("sleeper");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    hogs.into_iter().for_each(|t| drop(t.join()));
+    println!(
+        "sleeper beside 2 hogs, 10 ms granularity: {} wake-ups, median {:?}, max {:?}",
+        late.samples(),
+        late.median(),
+        late.max()
+    );
+    assert!(
+        late.median() < Duration::from_millis(5),
+        "a task that slept waited for the 10 ms granularity (median {:?})",
         late.median()
     );
     h.stop();
