@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Sending and receiving protocol messages on a `SOCK_SEQPACKET` Unix
-//! socket, with at most one file descriptor attached (`SCM_RIGHTS`). Used by
-//! both ends: the loader and the runtimes' registration client.
+//! socket, with at most one file descriptor attached (`SCM_RIGHTS`), and the
+//! socket's timeouts. Used by both ends: the loader and the runtimes'
+//! registration client.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use crate::protocol::{MAX_MESSAGE_SIZE, Message, ProtocolError};
 
@@ -21,8 +23,66 @@ pub enum Received {
 // Room for one fd; anything more is truncated by the kernel (MSG_CTRUNC).
 const CMSG_SPACE_ONE_FD: usize = 64;
 
-/// Sends `msg` as one packet, with `fd` attached when given.
+/// Sends `msg` as one packet, with `fd` attached when given. Waits while
+/// the peer's receive queue is full (up to the socket's send timeout).
 pub fn send(sock: BorrowedFd<'_>, msg: &Message, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+    send_flags(sock, msg, fd, libc::MSG_NOSIGNAL)
+}
+
+/// Sends `msg` like [`send`], but never waits: when the peer's receive
+/// queue is full (a peer that does not read what it is sent) it fails with
+/// `WouldBlock`. A server replies this way, so that no client can stall it.
+pub fn try_send(sock: BorrowedFd<'_>, msg: &Message, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+    send_flags(sock, msg, fd, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+}
+
+/// How long [`recv`] waits for a packet before it fails with `WouldBlock`
+/// (`None`: for ever).
+pub fn set_recv_timeout(sock: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    set_timeout(sock, libc::SO_RCVTIMEO, timeout)
+}
+
+/// How long [`send`] waits for room in the peer's receive queue before it
+/// fails with `WouldBlock` (`None`: for ever).
+pub fn set_send_timeout(sock: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    set_timeout(sock, libc::SO_SNDTIMEO, timeout)
+}
+
+fn set_timeout(
+    sock: BorrowedFd<'_>,
+    opt: libc::c_int,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
+    // A zero timeval means no timeout; a timeout under a microsecond is
+    // one microsecond.
+    let t = timeout.map_or(Duration::ZERO, |t| t.max(Duration::from_micros(1)));
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as _,
+        tv_usec: t.subsec_micros() as _,
+    };
+    // SAFETY: a valid timeval for a socket timeout option.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&raw const tv).cast(),
+            size_of::<libc::timeval>() as u32,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn send_flags(
+    sock: BorrowedFd<'_>,
+    msg: &Message,
+    fd: Option<BorrowedFd<'_>>,
+    flags: libc::c_int,
+) -> io::Result<()> {
     let bytes = msg.encode();
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr() as *mut libc::c_void,
@@ -50,7 +110,7 @@ pub fn send(sock: BorrowedFd<'_>, msg: &Message, fd: Option<BorrowedFd<'_>>) -> 
     }
     loop {
         // SAFETY: mh points at live buffers.
-        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &mh, libc::MSG_NOSIGNAL) };
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &mh, flags) };
         if n >= 0 {
             return if n as usize == bytes.len() {
                 Ok(())
@@ -198,5 +258,65 @@ mod tests {
             recv(b.as_fd()).unwrap(),
             Received::Packet(Err(ProtocolError::TooLong { .. }), None)
         ));
+    }
+
+    #[test]
+    fn try_send_fails_instead_of_waiting_for_a_peer_that_does_not_read() {
+        let (a, b) = seqpacket_pair();
+        let msg = Message::Error {
+            status: Status::Internal,
+        };
+        // The queue holds a bounded number of packets (net.unix.max_dgram_qlen);
+        // past it, try_send fails at once where send would wait for ever.
+        let sent = (0..10_000)
+            .take_while(|_| try_send(a.as_fd(), &msg, None).is_ok())
+            .count();
+        assert!((1..10_000).contains(&sent), "{sent} packets queued");
+        let err = try_send(a.as_fd(), &msg, None).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        // Once the peer reads, there is room again.
+        assert!(matches!(
+            recv(b.as_fd()).unwrap(),
+            Received::Packet(Ok(_), None)
+        ));
+        try_send(a.as_fd(), &msg, None).unwrap();
+    }
+
+    #[test]
+    fn timeouts_bound_the_waits_and_none_lifts_them() {
+        let (a, b) = seqpacket_pair();
+        set_recv_timeout(b.as_fd(), Some(Duration::from_millis(50))).unwrap();
+        let start = std::time::Instant::now();
+        let err = recv(b.as_fd()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(start.elapsed() >= Duration::from_millis(40));
+        // Without a timeout, recv waits for the packet sent later.
+        set_recv_timeout(b.as_fd(), None).unwrap();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            send(
+                a.as_fd(),
+                &Message::Error {
+                    status: Status::Internal,
+                },
+                None,
+            )
+            .unwrap();
+            a
+        });
+        assert!(matches!(
+            recv(b.as_fd()).unwrap(),
+            Received::Packet(Ok(_), None)
+        ));
+        let a = sender.join().unwrap();
+        // A send timeout turns a wait for a full queue into an error.
+        set_send_timeout(a.as_fd(), Some(Duration::from_millis(20))).unwrap();
+        let msg = Message::Error {
+            status: Status::Internal,
+        };
+        let err = (0..10_000)
+            .find_map(|_| send(a.as_fd(), &msg, None).err())
+            .expect("the queue fills");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     }
 }

@@ -38,6 +38,8 @@ const FDS_NEEDED: u64 = morpheus_common::MAX_WORKERS as u64
     + 256;
 /// Invalid messages tolerated on one connection before it is closed.
 const MAX_BAD_MESSAGES: u32 = 16;
+/// A connection that has not said HELLO after this long is closed.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the socket is set up.
 #[derive(Debug, Clone)]
@@ -582,8 +584,16 @@ fn accept_loop(
     }
 }
 
+/// Sends a reply without waiting: a client that leaves its replies unread
+/// until they fill the socket is cut off, so no client keeps the thread
+/// serving it blocked (HELLO's reply is even sent under the state lock).
 fn reply(sock: BorrowedFd<'_>, msg: Message, fd: Option<BorrowedFd<'_>>) -> Result<()> {
-    seqpacket::send(sock, &msg, fd).context("cannot reply")
+    match seqpacket::try_send(sock, &msg, fd) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            bail!("the client does not read its replies: connection closed")
+        }
+        r => r.context("cannot reply"),
+    }
 }
 
 /// Serves one connection until it closes; then releases its process's
@@ -596,9 +606,19 @@ fn serve(sock: BorrowedFd<'_>, peer: &Peer, state: &Mutex<State>, grace_ns: u64)
     let mut session = false;
     let mut bad = 0u32;
 
+    // A connection holds one of the user's connection slots: it must say
+    // HELLO soon or give the slot back. An open session may stay quiet.
+    seqpacket::set_recv_timeout(sock, Some(HELLO_TIMEOUT))
+        .context("cannot set the connection's receive timeout")?;
     let result = (|| -> Result<()> {
         loop {
-            let (msg, fd) = match seqpacket::recv(sock)? {
+            let received = match seqpacket::recv(sock) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !session => {
+                    bail!("pid {tgid}: no HELLO within {HELLO_TIMEOUT:?}: connection closed")
+                }
+                r => r?,
+            };
+            let (msg, fd) = match received {
                 Received::Closed => return Ok(()),
                 Received::Packet(Ok(msg), fd) => (msg, fd),
                 Received::Packet(Err(e), _) => {
@@ -634,6 +654,8 @@ fn serve(sock: BorrowedFd<'_>, peer: &Peer, state: &Mutex<State>, grace_ns: u64)
                     match hello(&mut st, tgid, identity, peer.uid) {
                         Ok(()) => {
                             session = true;
+                            seqpacket::set_recv_timeout(sock, None)
+                                .context("cannot lift the receive timeout")?;
                             let array = st.arrays.get(&tgid).expect("created by hello");
                             debug!(
                                 "pid {tgid} (uid {}) opened a session ({runtime_kind})",

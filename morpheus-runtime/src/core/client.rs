@@ -223,22 +223,9 @@ impl Connection {
         for (d, s) in addr.sun_path.iter_mut().zip(p) {
             *d = *s as libc::c_char;
         }
-        let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as _,
-            tv_usec: timeout.subsec_micros() as _,
-        };
-        for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-            // SAFETY: valid option value.
-            unsafe {
-                libc::setsockopt(
-                    raw,
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&raw const tv).cast(),
-                    size_of::<libc::timeval>() as u32,
-                )
-            };
-        }
+        seqpacket::set_recv_timeout(fd.as_fd(), Some(timeout))
+            .and_then(|()| seqpacket::set_send_timeout(fd.as_fd(), Some(timeout)))
+            .map_err(|e| ClientError::System(format!("cannot set the socket's timeouts: {e}")))?;
         // SAFETY: valid address.
         let rc = unsafe {
             libc::connect(

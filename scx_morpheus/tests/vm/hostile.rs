@@ -210,3 +210,92 @@ fn hostile_clients_get_clear_errors_and_the_loader_leaks_nothing() {
     );
     assert!(loader.stop().status.success());
 }
+
+/// A client that stalls holds nothing for long: a connection that never
+/// says HELLO is closed after the loader's HELLO timeout (10 s), and one
+/// that sends requests without reading the replies is cut off once its
+/// replies fill the socket, instead of keeping a loader thread blocked for
+/// as long as it likes; everyone else is served meanwhile.
+#[test]
+fn a_client_that_stalls_holds_nothing_for_long() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let (sock, addr) = endpoints("stall", 19504);
+    let loader = Loader::start(&["--socket", &sock, "--metrics-addr", &addr]);
+    let path = std::path::Path::new(&sock);
+
+    let silent = connect(path).unwrap();
+    // HELLO, then REGISTER (of this thread, again and again: each gets a
+    // reply) as fast as the socket takes them, never reading a reply.
+    let flood = connect(path).unwrap();
+    seqpacket::send(
+        flood.as_fd(),
+        &Message::Hello {
+            runtime_kind: RuntimeKind::Tokio,
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(error_reply(&flood), Some(Status::Ok), "hello");
+    let register = Message::Register {
+        flags: 0,
+        runtime_kind: RuntimeKind::Tokio,
+    };
+    let sent = (0..100_000)
+        .take_while(|_| {
+            let pidfd = own_thread_pidfd();
+            seqpacket::try_send(flood.as_fd(), &register, Some(pidfd.as_fd())).is_ok()
+        })
+        .count();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Everyone else is served.
+    let other = path.to_path_buf();
+    let served = std::thread::spawn(move || {
+        let session = Session::open(&other);
+        session.register(0).is_ok()
+    });
+    assert!(
+        wait_for(Duration::from_secs(10), || served.is_finished()),
+        "a client that does not read its replies stalled the loader"
+    );
+    assert!(served.join().unwrap(), "a well-behaved client was refused");
+
+    // The flood was cut off: the end (a reset, as the loader closed with
+    // requests unread), maybe after the replies that fitted. Before, the
+    // loader's thread waited for room, answered every request once the
+    // replies were read, and the connection stayed open.
+    seqpacket::set_recv_timeout(flood.as_fd(), Some(Duration::from_secs(5))).unwrap();
+    let mut replies = 0;
+    let end = loop {
+        match seqpacket::recv(flood.as_fd()) {
+            Ok(Received::Packet(..)) => replies += 1,
+            other => break other,
+        }
+    };
+    println!("{sent} requests sent without reading: {replies} replies, then {end:?}");
+    let cut = match &end {
+        Ok(Received::Closed) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(Received::Packet(..)) => false,
+    };
+    assert!(
+        cut,
+        "a connection that does not read its replies was left open ({end:?})"
+    );
+
+    // The silent one is closed once the HELLO timeout has passed.
+    seqpacket::set_recv_timeout(silent.as_fd(), Some(Duration::from_secs(20))).unwrap();
+    let start = std::time::Instant::now();
+    let end = seqpacket::recv(silent.as_fd());
+    println!("silent connection: {end:?} after {:?}", start.elapsed());
+    assert!(
+        matches!(end, Ok(Received::Closed)),
+        "a connection that never said HELLO was left open ({end:?})"
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || metric(&addr, "processes") == 0),
+        "sessions leaked"
+    );
+    assert!(loader.stop().status.success());
+}

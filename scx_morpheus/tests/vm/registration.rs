@@ -463,25 +463,12 @@ fn become_user(uid: u32) {
 /// refused or closed, None when no connection could be made.
 fn try_hello(path: &std::path::Path) -> Option<(bool, OwnedFd)> {
     use morpheus_common::seqpacket::{self, Received};
+    use std::os::fd::AsFd;
     let sock = crate::support::client::connect(path).ok()?;
-    let tv = libc::timeval {
-        tv_sec: 10,
-        tv_usec: 0,
-    };
-    // SAFETY: a valid timeval for SO_RCVTIMEO.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const tv).cast(),
-            size_of::<libc::timeval>() as u32,
-        )
-    };
+    seqpacket::set_recv_timeout(sock.as_fd(), Some(Duration::from_secs(10))).unwrap();
     let hello = Message::Hello {
         runtime_kind: morpheus_common::RuntimeKind::Generic,
     };
-    use std::os::fd::AsFd;
     if seqpacket::send(sock.as_fd(), &hello, None).is_err() {
         return Some((false, sock));
     }
