@@ -231,14 +231,7 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        send(
-            a.as_fd(),
-            &Message::Error {
-                status: Status::Internal,
-            },
-            None,
-        )
-        .unwrap();
+        send(a.as_fd(), &error_message(), None).unwrap();
         assert!(matches!(
             recv(b.as_fd()).unwrap(),
             Received::Packet(Ok(_), None)
@@ -260,12 +253,17 @@ mod tests {
         ));
     }
 
+    /// A small valid message.
+    fn error_message() -> Message {
+        Message::Error {
+            status: Status::Internal,
+        }
+    }
+
     #[test]
     fn try_send_fails_instead_of_waiting_for_a_peer_that_does_not_read() {
         let (a, b) = seqpacket_pair();
-        let msg = Message::Error {
-            status: Status::Internal,
-        };
+        let msg = error_message();
         // The queue holds a bounded number of packets (net.unix.max_dgram_qlen);
         // past it, try_send fails at once where send would wait for ever.
         let sent = (0..10_000)
@@ -294,14 +292,7 @@ mod tests {
         set_recv_timeout(b.as_fd(), None).unwrap();
         let sender = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(100));
-            send(
-                a.as_fd(),
-                &Message::Error {
-                    status: Status::Internal,
-                },
-                None,
-            )
-            .unwrap();
+            send(a.as_fd(), &error_message(), None).unwrap();
             a
         });
         assert!(matches!(
@@ -311,11 +302,8 @@ mod tests {
         let a = sender.join().unwrap();
         // A send timeout turns a wait for a full queue into an error.
         set_send_timeout(a.as_fd(), Some(Duration::from_millis(20))).unwrap();
-        let msg = Message::Error {
-            status: Status::Internal,
-        };
         let err = (0..10_000)
-            .find_map(|_| send(a.as_fd(), &msg, None).err())
+            .find_map(|_| send(a.as_fd(), &error_message(), None).err())
             .expect("the queue fills");
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     }
