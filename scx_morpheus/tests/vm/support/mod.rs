@@ -352,6 +352,10 @@ pub fn reattached(since: u64, n: u64) -> bool {
 }
 
 pub mod client;
+pub mod fragile;
+pub mod kill;
+pub mod process;
+pub mod service;
 pub mod sleeper;
 pub mod unit;
 pub mod worker;
