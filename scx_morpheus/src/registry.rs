@@ -219,10 +219,9 @@ impl<H> Registry<H> {
     pub fn register(&mut self, tgid: u32, tid: u32, handle: H) -> Result<Assignment, Status> {
         let limits = self.limits;
         let total = self.workers;
-        let p = self.processes.get(&tgid).ok_or(Status::NotFound)?;
-        let uid = p.uid;
-        let of_user = self.workers_of_user(uid);
         let p = self.processes.get_mut(&tgid).ok_or(Status::NotFound)?;
+        let uid = p.uid;
+        let of_user = self.by_user.get(&uid).copied().unwrap_or(0);
         if let Some((slot, w)) = p
             .slots
             .iter()
