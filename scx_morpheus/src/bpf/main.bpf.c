@@ -448,8 +448,9 @@ static void charge_start(struct task_struct *p, struct task_ctx *tctx)
  * charged. Every task pays for what it used, workers and others alike
  * (a slice nobody waited for ends only at a tick, and a preemption lands
  * a little after its kick, so the slice given says little). Kept per
- * task, so it is right whichever CPU runs the callbacks. A task already running when the scheduler attached has no
- * start: it pays the slice it used.
+ * task, so it is right whichever CPU runs the callbacks. A task already
+ * running when the scheduler attached has no start: it pays the slice it
+ * used.
  */
 static u64 charge_end(struct task_struct *p, struct task_ctx *tctx)
 {

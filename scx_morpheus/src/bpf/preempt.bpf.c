@@ -53,11 +53,12 @@ static u64 parity_at(const struct cpu_ctx *cctx, u64 cur, u64 vtime, u64 now)
  * asked only when no plain task can give way. A plain victim is preempted
  * at once once it has had its granularity (parity_reached(); else the CPU's
  * timer preempts it when it has, if it has not stopped by then, and it is
- * taken only when no other plain task is ready to give way); a registered worker is asked to yield (ops.dispatch on its
- * CPU hints it and opens its yield window). A task that is not entitled waits
- * on the shared queue, and the first allowed CPU whose task is already past
- * its slice is kicked at once, not at its next tick: a plain task there
- * gives way, a worker learns that it now keeps someone waiting.
+ * taken only when no other plain task is ready to give way); a registered
+ * worker is asked to yield (ops.dispatch on its CPU hints it and opens its
+ * yield window). A task that is not entitled waits on the shared queue,
+ * and the first allowed CPU whose task is already past its slice is kicked
+ * at once, not at its next tick: a plain task there gives way, a worker
+ * learns that it now keeps someone waiting.
  */
 static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 enq_flags, u64 now)
 {
