@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod cputime;
 pub mod harness;
 pub mod hogs;
 pub mod micro;

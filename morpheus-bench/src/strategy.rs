@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The name of the runtimes' worker threads (at most 15 bytes, the
+/// kernel's limit), by which their CPU time is found.
+pub const WORKER_THREAD: &str = "bench-rt-worker";
+
 /// What a CPU-bound task does at each of its checkpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -50,7 +54,8 @@ impl Strategy {
         }
     }
 
-    /// A multi-thread runtime with `workers` workers (all drivers on): a
+    /// A multi-thread runtime with `workers` workers, named
+    /// [`WORKER_THREAD`], (all drivers on): a
     /// Morpheus [`Builder`](morpheus_runtime::Builder) runtime for
     /// `Morpheus` (with `budget` if given), a plain Tokio one otherwise.
     pub fn runtime(
@@ -61,7 +66,9 @@ impl Strategy {
         match self {
             Strategy::Morpheus => {
                 let mut b = morpheus_runtime::Builder::new_multi_thread();
-                b.worker_threads(workers).enable_all();
+                b.worker_threads(workers)
+                    .thread_name(WORKER_THREAD)
+                    .enable_all();
                 if let Some(budget) = budget {
                     b.budget(budget);
                 }
@@ -69,6 +76,7 @@ impl Strategy {
             }
             _ => tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(workers)
+                .thread_name(WORKER_THREAD)
                 .enable_all()
                 .build(),
         }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Parser;
+use morpheus_bench::cputime;
 use morpheus_bench::harness::{self, Ctx, RunOpts};
 use morpheus_bench::hogs::{Hogs, cpus};
 use morpheus_bench::probe::Probe;
@@ -20,7 +21,7 @@ use morpheus_bench::rounds::{self, Compared, Figures, names, verdict};
 use morpheus_bench::rtmetrics::RuntimeFigures;
 use morpheus_bench::sched::SchedMetrics;
 use morpheus_bench::stats::{Summary, cdf, pool_cdfs};
-use morpheus_bench::strategy::Strategy;
+use morpheus_bench::strategy::{Strategy, WORKER_THREAD};
 use morpheus_bench::svg::{self, Series};
 use morpheus_bench::work::{unit_ns, work_unit};
 use serde::{Deserialize, Serialize};
@@ -85,6 +86,13 @@ struct VariantResult {
     wall_s: f64,
     units_per_s: f64,
     hog_units_per_s: f64,
+    /// CPU time the runtime's worker threads got (seconds; 0 in JSON
+    /// written before it was measured).
+    #[serde(default)]
+    worker_cpu_s: f64,
+    /// Idle time of all the machine's CPUs (seconds).
+    #[serde(default)]
+    idle_s: f64,
     probe: Summary,
     /// (lateness ns, fraction) points of the probe's CDF.
     probe_cdf: Vec<(u64, f64)>,
@@ -113,6 +121,16 @@ fn figures(m: &Measurement) -> Figures {
         let s = v.strategy.label();
         f.push((names::units_per_s(s), v.units_per_s));
         f.push((names::probe_p99(s), v.probe.p99_ns as f64 / 1e6));
+        // Whether a strategy that gets less done loses CPU time (to the
+        // hogs, or to idle CPUs) or does less with the CPU time it gets.
+        if v.worker_cpu_s > 0.0 {
+            f.push((format!("{s} worker CPUs"), v.worker_cpu_s / v.wall_s));
+            f.push((
+                format!("{s} units/CPU-ms"),
+                v.units as f64 / v.worker_cpu_s / 1e3,
+            ));
+        }
+        f.push((format!("{s} idle CPUs"), v.idle_s / v.wall_s));
     }
     let by = |s| find(m, s);
     if let Some(mo) = by(Strategy::Morpheus) {
@@ -198,6 +216,8 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<VariantResul
     let counters: Vec<Arc<AtomicU64>> = (0..workers * o.tasks_per_worker)
         .map(|_| Arc::default())
         .collect();
+    let cpu_before = cputime::threads_cpu(WORKER_THREAD);
+    let idle_before = cputime::machine_idle();
     let start = Instant::now();
     for (i, c) in counters.iter().enumerate() {
         rt.spawn(cpu_task(s, o.every, i as u64, c.clone(), stop.clone()));
@@ -205,6 +225,10 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<VariantResul
     std::thread::sleep(Duration::from_secs_f64(secs));
     let units: u64 = counters.iter().map(|c| c.load(Relaxed)).sum();
     let wall_s = start.elapsed().as_secs_f64();
+    let worker_cpu_s = (cputime::threads_cpu(WORKER_THREAD) - cpu_before).as_secs_f64();
+    let idle_s = cputime::machine_idle()
+        .zip(idle_before)
+        .map_or(0.0, |(after, before)| (after - before).as_secs_f64());
     let mut samples = probe.finish();
     let hog_units: u64 = hogs.map(|h| h.stop().iter().sum()).unwrap_or(0);
     let runtime = (s == Strategy::Morpheus).then(|| RuntimeFigures::now().since(&rt_before));
@@ -221,6 +245,8 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<VariantResul
         wall_s,
         units_per_s: units as f64 / wall_s,
         hog_units_per_s: hog_units as f64 / wall_s,
+        worker_cpu_s,
+        idle_s,
         probe,
         probe_cdf: cdf(&samples, 200),
         runtime,
