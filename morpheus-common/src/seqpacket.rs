@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! Sending and receiving protocol messages on a `SOCK_SEQPACKET` Unix
-//! socket, with at most one file descriptor attached (`SCM_RIGHTS`), and the
-//! socket's timeouts. Used by both ends: the loader and the runtimes'
-//! registration client.
+//! The registration socket's plumbing, for both ends (the loader and the
+//! runtimes' registration client): `SOCK_SEQPACKET` Unix sockets bound to,
+//! or connected to, a path; protocol messages sent and received on them
+//! with at most one file descriptor attached (`SCM_RIGHTS`); their timeouts.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::protocol::{MAX_MESSAGE_SIZE, Message, ProtocolError};
@@ -23,17 +25,127 @@ pub enum Received {
 // Room for one fd; anything more is truncated by the kernel (MSG_CTRUNC).
 const CMSG_SPACE_ONE_FD: usize = 64;
 
+/// The longest socket path, in bytes (`sun_path` less its final NUL).
+pub const MAX_PATH_LEN: usize = 107;
+
+/// A new, unconnected `SOCK_SEQPACKET` Unix socket (close-on-exec).
+pub fn socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The address of the socket at `path`; `InvalidInput` when no socket can
+/// have that path (empty, longer than [`MAX_PATH_LEN`], or with a NUL).
+fn address(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_PATH_LEN || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "socket path {} is empty, longer than {MAX_PATH_LEN} bytes or holds a NUL",
+                path.display()
+            ),
+        ));
+    }
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let len = size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    Ok((addr, len as libc::socklen_t))
+}
+
+/// Connects to the socket at `path`. `timeout` bounds how long the connect
+/// waits (a server whose backlog is full), and afterwards each [`send`] and
+/// [`recv`] (`None`: for ever).
+pub fn connect(path: &Path, timeout: Option<Duration>) -> io::Result<OwnedFd> {
+    let (addr, len) = address(path)?;
+    let sock = socket()?;
+    set_recv_timeout(sock.as_fd(), timeout)?;
+    set_send_timeout(sock.as_fd(), timeout)?;
+    // SAFETY: a valid address of `len` bytes.
+    let rc = unsafe { libc::connect(sock.as_raw_fd(), (&raw const addr).cast(), len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+/// A new socket bound to `path`, which must not exist yet. It does not
+/// listen: the caller sets the file's owner and mode first, then calls
+/// [`listen`], so no client connects before they are right.
+pub fn bind(path: &Path) -> io::Result<OwnedFd> {
+    let (addr, len) = address(path)?;
+    let sock = socket()?;
+    // SAFETY: a valid address of `len` bytes.
+    if unsafe { libc::bind(sock.as_raw_fd(), (&raw const addr).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+/// Lets a bound socket accept connections, `backlog` of them pending.
+pub fn listen(sock: BorrowedFd<'_>, backlog: u32) -> io::Result<()> {
+    let backlog = backlog.min(libc::c_int::MAX as u32) as libc::c_int;
+    // SAFETY: listen(2) on a descriptor we borrow.
+    if unsafe { libc::listen(sock.as_raw_fd(), backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Accepts one pending connection (close-on-exec); waits for one unless
+/// the listening socket is non-blocking.
+pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: accept4 on a listening socket, without the peer's address.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Sends `msg` as one packet, with `fd` attached when given. Waits while
 /// the peer's receive queue is full (up to the socket's send timeout).
 pub fn send(sock: BorrowedFd<'_>, msg: &Message, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
-    send_flags(sock, msg, fd, libc::MSG_NOSIGNAL)
+    send_packet(sock, &msg.encode(), fd, libc::MSG_NOSIGNAL)
+}
+
+/// Sends `bytes` as one packet, as they are, with `fd` attached when given:
+/// for tests of how a peer treats packets [`Message::encode`] never makes.
+pub fn send_bytes(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    send_packet(sock, bytes, fd, libc::MSG_NOSIGNAL)
 }
 
 /// Sends `msg` like [`send`], but never waits: when the peer's receive
 /// queue is full (a peer that does not read what it is sent) it fails with
 /// `WouldBlock`. A server replies this way, so that no client can stall it.
 pub fn try_send(sock: BorrowedFd<'_>, msg: &Message, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
-    send_flags(sock, msg, fd, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+    send_packet(
+        sock,
+        &msg.encode(),
+        fd,
+        libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+    )
 }
 
 /// How long [`recv`] waits for a packet before it fails with `WouldBlock`
@@ -77,13 +189,12 @@ fn set_timeout(
     }
 }
 
-fn send_flags(
+fn send_packet(
     sock: BorrowedFd<'_>,
-    msg: &Message,
+    bytes: &[u8],
     fd: Option<BorrowedFd<'_>>,
     flags: libc::c_int,
 ) -> io::Result<()> {
-    let bytes = msg.encode();
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
@@ -197,7 +308,6 @@ pub fn recv(sock: BorrowedFd<'_>) -> io::Result<Received> {
 mod tests {
     use super::*;
     use crate::{RuntimeKind, Status};
-    use std::os::fd::AsFd;
     use std::os::unix::net::UnixDatagram;
 
     fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
@@ -214,6 +324,83 @@ mod tests {
         assert_eq!(rc, 0);
         // SAFETY: fresh fds we own.
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    /// A fresh directory for sockets, removed with what is in it on drop.
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let d = std::env::temp_dir()
+                .join(format!("morpheus-seqpacket-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir(&d).unwrap();
+            TempDir(d)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_client_connects_to_a_bound_path_and_both_ends_talk() {
+        let dir = TempDir::new("talk");
+        let path = dir.0.join("s.sock");
+        let listener = bind(&path).unwrap();
+        // Bound but not yet listening: connections are refused.
+        let refused = connect(&path, None).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+        listen(listener.as_fd(), 4).unwrap();
+        let client = connect(&path, Some(Duration::from_secs(5))).unwrap();
+        let server = accept(listener.as_fd()).unwrap();
+        send(client.as_fd(), &error_message(), None).unwrap();
+        assert!(matches!(
+            recv(server.as_fd()).unwrap(),
+            Received::Packet(Ok(m), None) if m == error_message()
+        ));
+        send(server.as_fd(), &error_message(), None).unwrap();
+        assert!(matches!(
+            recv(client.as_fd()).unwrap(),
+            Received::Packet(Ok(_), None)
+        ));
+        // The path is taken while the socket file exists.
+        assert_eq!(bind(&path).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        // The timeout given to connect bounds the client's receives.
+        let start = std::time::Instant::now();
+        let client = connect(&path, Some(Duration::from_millis(50))).unwrap();
+        let err = recv(client.as_fd()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn paths_no_socket_can_have_are_refused_before_any_syscall() {
+        let dir = TempDir::new("paths");
+        let missing = dir.0.join("nobody-here.sock");
+        assert_eq!(
+            connect(&missing, None).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        let long = Path::new("/").join("x".repeat(MAX_PATH_LEN));
+        let nul = Path::new(std::ffi::OsStr::from_bytes(b"/tmp/a\0b"));
+        for bad in [Path::new(""), long.as_path(), nul] {
+            for err in [connect(bad, None).unwrap_err(), bind(bad).unwrap_err()] {
+                assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{}", bad.display());
+                assert!(err.to_string().contains("socket path"), "{err}");
+            }
+        }
+        // The longest path a socket can have is still an address, with
+        // its NUL counted in the length.
+        let longest = Path::new("/").join("x".repeat(MAX_PATH_LEN - 1));
+        let (addr, len) = address(&longest).unwrap();
+        assert_eq!(
+            len as usize,
+            size_of::<libc::sa_family_t>() + MAX_PATH_LEN + 1
+        );
+        assert_eq!(addr.sun_path[MAX_PATH_LEN], 0);
     }
 
     #[test]
@@ -243,10 +430,7 @@ mod tests {
     #[test]
     fn oversized_packets_are_rejected() {
         let (a, b) = seqpacket_pair();
-        let big = [0u8; MAX_MESSAGE_SIZE + 40];
-        // SAFETY: plain send on a socket we own.
-        let n = unsafe { libc::send(a.as_raw_fd(), big.as_ptr().cast(), big.len(), 0) };
-        assert_eq!(n as usize, big.len());
+        send_bytes(a.as_fd(), &[0u8; MAX_MESSAGE_SIZE + 40], None).unwrap();
         assert!(matches!(
             recv(b.as_fd()).unwrap(),
             Received::Packet(Err(ProtocolError::TooLong { .. }), None)

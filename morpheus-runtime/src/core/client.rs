@@ -12,7 +12,6 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -200,50 +199,16 @@ impl Connection {
         kind: RuntimeKind,
         timeout: Duration,
     ) -> Result<Connection, ClientError> {
-        // SAFETY: plain socket creation.
-        let raw =
-            unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(ClientError::System(errno_text(
-                "socket(AF_UNIX, SOCK_SEQPACKET)",
-            )));
-        }
-        // SAFETY: we own the new descriptor.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_un is plain data.
-        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        let p = path.as_os_str().as_bytes();
-        if p.is_empty() || p.len() >= addr.sun_path.len() {
-            return Err(ClientError::System(format!(
-                "socket path {} is empty or too long",
-                path.display()
-            )));
-        }
-        for (d, s) in addr.sun_path.iter_mut().zip(p) {
-            *d = *s as libc::c_char;
-        }
-        seqpacket::set_recv_timeout(fd.as_fd(), Some(timeout))
-            .and_then(|()| seqpacket::set_send_timeout(fd.as_fd(), Some(timeout)))
-            .map_err(|e| ClientError::System(format!("cannot set the socket's timeouts: {e}")))?;
-        // SAFETY: valid address.
-        let rc = unsafe {
-            libc::connect(
-                raw,
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_un>() as u32,
-            )
-        };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
+        let fd = seqpacket::connect(path, Some(timeout)).map_err(|e| {
             let text = format!("{}: {e}", path.display());
-            return Err(match e.raw_os_error() {
+            match e.raw_os_error() {
                 Some(libc::ENOENT | libc::ECONNREFUSED | libc::ENOTDIR) => {
                     ClientError::NoScheduler(text)
                 }
                 _ => ClientError::System(format!("connect to {text}")),
-            });
-        }
+            }
+        })?;
+        let raw = fd.as_raw_fd();
         check_server(fd.as_fd(), path)?;
         send(raw, &Message::Hello { runtime_kind: kind }, None)?;
         let (reply, map_fd) = recv(raw)?;

@@ -8,14 +8,14 @@
 
 pub mod logs;
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use morpheus_common::protocol::Message;
+use morpheus_common::seqpacket::{self, Received};
 use morpheus_common::{ABI_MAGIC, ABI_VERSION, SCB_SIZE, Scb, Status};
 
 /// How the fake loader answers.
@@ -66,56 +66,10 @@ fn check(rc: i64, what: &str) -> i64 {
     rc
 }
 
-fn send(fd: RawFd, bytes: &[u8], pass: Option<RawFd>) {
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut _,
-        iov_len: bytes.len(),
-    };
-    let mut cbuf = [0u64; 4];
-    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
-    mh.msg_iov = &mut iov;
-    mh.msg_iovlen = 1;
-    if let Some(p) = pass {
-        unsafe {
-            mh.msg_control = cbuf.as_mut_ptr().cast();
-            mh.msg_controllen = libc::CMSG_SPACE(4) as _;
-            let c = libc::CMSG_FIRSTHDR(&mh);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(4) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), p);
-        }
-    }
-    unsafe { libc::sendmsg(fd, &mh, libc::MSG_NOSIGNAL) };
-}
-
-/// Receives one packet; None on EOF/error.
-fn recv(fd: RawFd) -> Option<(Vec<u8>, Option<OwnedFd>)> {
-    let mut buf = [0u8; 128];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut cbuf = [0u64; 8];
-    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
-    mh.msg_iov = &mut iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf.as_mut_ptr().cast();
-    mh.msg_controllen = 64;
-    let n = unsafe { libc::recvmsg(fd, &mut mh, libc::MSG_CMSG_CLOEXEC) };
-    if n <= 0 {
-        return None;
-    }
-    let mut got = None;
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&mh);
-        if !c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS {
-            got = Some(OwnedFd::from_raw_fd(std::ptr::read_unaligned(
-                libc::CMSG_DATA(c).cast::<RawFd>(),
-            )));
-        }
-    }
-    Some((buf[..n as usize].to_vec(), got))
+/// Sends a reply, as the loader does; a client that went away is not an
+/// error here (its session ends at the next receive).
+fn send(sock: BorrowedFd<'_>, msg: &Message, pass: Option<BorrowedFd<'_>>) {
+    let _ = seqpacket::send(sock, msg, pass);
 }
 
 /// The tid a pidfd refers to (from /proc/self/fdinfo).
@@ -153,28 +107,8 @@ impl Server {
             )
         };
         assert_ne!(base, libc::MAP_FAILED);
-        let lfd = unsafe {
-            OwnedFd::from_raw_fd(check(
-                libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) as i64,
-                "socket",
-            ) as i32)
-        };
-        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-        addr.sun_family = libc::AF_UNIX as _;
-        for (d, s) in addr.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
-            *d = *s as _;
-        }
-        check(
-            unsafe {
-                libc::bind(
-                    lfd.as_raw_fd(),
-                    (&raw const addr).cast(),
-                    size_of::<libc::sockaddr_un>() as u32,
-                )
-            } as i64,
-            "bind",
-        );
-        check(unsafe { libc::listen(lfd.as_raw_fd(), 8) } as i64, "listen");
+        let lfd = seqpacket::bind(path).expect("bind the fake loader's socket");
+        seqpacket::listen(lfd.as_fd(), 8).expect("listen");
         let mut server = Server {
             path: path.to_path_buf(),
             max_workers,
@@ -210,18 +144,9 @@ impl Server {
                 if unsafe { libc::poll(&mut p, 1, 10) } <= 0 {
                     continue;
                 }
-                let c = unsafe {
-                    libc::accept4(
-                        lfd.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
-                        libc::SOCK_CLOEXEC,
-                    )
-                };
-                if c < 0 {
+                let Ok(conn) = seqpacket::accept(lfd.as_fd()) else {
                     continue;
-                }
-                let conn = unsafe { OwnedFd::from_raw_fd(c) };
+                };
                 let mut session = Session {
                     shared: shared.clone(),
                     mine: Vec::new(),
@@ -344,39 +269,33 @@ impl Drop for Session {
 
 impl Session {
     fn serve(&mut self, conn: OwnedFd) {
-        let fd = conn.as_raw_fd();
+        let sock = conn.as_fd();
         while !self.shared.stop.load(Relaxed) {
             let mut p = libc::pollfd {
-                fd,
+                fd: sock.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             };
             if unsafe { libc::poll(&mut p, 1, 10) } <= 0 {
                 continue;
             }
-            let Some((bytes, passed)) = recv(fd) else {
-                return;
+            let (decoded, passed) = match seqpacket::recv(sock) {
+                Ok(Received::Packet(decoded, passed)) => (decoded, passed),
+                Ok(Received::Closed) | Err(_) => return,
             };
-            match Message::decode(&bytes) {
-                Err(e) => send(fd, &Message::Error { status: e.status() }.encode(), None),
-                Ok(Message::Hello { .. }) => self.hello(fd),
-                Ok(Message::Register { flags, .. }) => {
-                    let reply = self.register(flags, passed);
-                    send(fd, &reply.encode(), None);
+            let reply = match decoded {
+                Err(e) => Message::Error { status: e.status() },
+                Ok(Message::Hello { .. }) => {
+                    self.hello(sock);
+                    continue;
                 }
-                Ok(Message::Unregister { slot, generation }) => {
-                    let reply = self.unregister(slot, generation);
-                    send(fd, &reply.encode(), None);
-                }
-                Ok(_) => send(
-                    fd,
-                    &Message::Error {
-                        status: Status::BadMessage,
-                    }
-                    .encode(),
-                    None,
-                ),
-            }
+                Ok(Message::Register { flags, .. }) => self.register(flags, passed),
+                Ok(Message::Unregister { slot, generation }) => self.unregister(slot, generation),
+                Ok(_) => Message::Error {
+                    status: Status::BadMessage,
+                },
+            };
+            send(sock, &reply, None);
         }
     }
 
@@ -385,7 +304,7 @@ impl Session {
         self.shared.seen.lock().unwrap().push(seen);
     }
 
-    fn hello(&mut self, fd: RawFd) {
+    fn hello(&mut self, sock: BorrowedFd<'_>) {
         self.saw(Seen::Hello);
         let sh = &self.shared;
         let ok = Message::HelloReply {
@@ -395,6 +314,9 @@ impl Session {
             flags: 0,
             grace_ns: sh.grace_ns,
         };
+        // SAFETY: the memfd lives as long as the server, which outlives
+        // every session.
+        let map_fd = unsafe { BorrowedFd::borrow_raw(sh.map_fd) };
         match sh.behaviour {
             Behaviour::BadVersionStatus => {
                 let refused = Message::HelloReply {
@@ -404,14 +326,14 @@ impl Session {
                     flags: 0,
                     grace_ns: 0,
                 };
-                send(fd, &refused.encode(), None);
+                send(sock, &refused, None);
             }
             Behaviour::WrongHeaderVersion => {
                 let mut b = ok.encode();
                 b[4..6].copy_from_slice(&((ABI_VERSION + 1) as u16).to_ne_bytes());
-                send(fd, &b, Some(sh.map_fd));
+                let _ = seqpacket::send_bytes(sock, &b, Some(map_fd));
             }
-            _ => send(fd, &ok.encode(), Some(sh.map_fd)),
+            _ => send(sock, &ok, Some(map_fd)),
         }
     }
 

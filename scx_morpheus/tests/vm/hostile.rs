@@ -3,7 +3,7 @@
 //! clear error or a closed connection, others keep being served, and the
 //! loader leaks no fds, slots or memory.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use morpheus_common::protocol::Message;
@@ -13,16 +13,10 @@ use morpheus_common::{ABI_MAGIC, RuntimeKind, Status};
 use crate::support::client::{Session, connect, metric, own_thread_pidfd};
 use crate::support::*;
 
+/// Sends `bytes` as one packet. A failure is the loader having closed the
+/// connection, which the reply (or its absence) tells the caller.
 fn send_raw(sock: &OwnedFd, bytes: &[u8]) {
-    // SAFETY: send(2) on our socket.
-    unsafe {
-        libc::send(
-            sock.as_raw_fd(),
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            libc::MSG_NOSIGNAL,
-        )
-    };
+    let _ = seqpacket::send_bytes(sock.as_fd(), bytes, None);
 }
 
 /// The status of an Error reply, or None if the loader closed the connection.

@@ -5,7 +5,6 @@
 //! scheduler's side of the contract.)
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr::{addr_of, addr_of_mut};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -32,24 +31,7 @@ unsafe impl Sync for Session {}
 
 /// Connects a SOCK_SEQPACKET socket to `path`.
 pub fn connect(path: &Path) -> std::io::Result<OwnedFd> {
-    // SAFETY: socket/connect with a correctly built sockaddr_un.
-    unsafe {
-        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let sock = OwnedFd::from_raw_fd(fd);
-        let mut addr: libc::sockaddr_un = std::mem::zeroed();
-        addr.sun_family = libc::AF_UNIX as _;
-        for (d, s) in addr.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
-            *d = *s as _;
-        }
-        let len = size_of::<libc::sa_family_t>() + path.as_os_str().len() + 1;
-        if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len as _) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(sock)
-    }
+    seqpacket::connect(path, None)
 }
 
 /// Sends `msg` (with `fd`) and returns the reply and any fd with it.
