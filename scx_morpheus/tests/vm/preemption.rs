@@ -41,6 +41,25 @@ fn worker_and_sleeper(h: &Harness, behaviour: Behaviour, ms: u64) -> (worker::Re
     (report, late)
 }
 
+/// A thread that sleeps SLEEP in a loop for 1.5 s on the test CPU beside
+/// two hogs there: how late its wake-ups were, and says so.
+fn sleeper_beside_hogs(what: &str) -> Lateness {
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs = hogs(2, test_cpu(), stop.clone());
+    let late = sleeper::spawn(test_cpu(), SLEEP, Duration::from_millis(1500))
+        .join()
+        .expect("sleeper");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    hogs.into_iter().for_each(|t| drop(t.join()));
+    println!(
+        "sleeper beside 2 hogs, {what}: {} wake-ups, median {:?}, max {:?}",
+        late.samples(),
+        late.median(),
+        late.max()
+    );
+    late
+}
+
 #[test]
 fn a_woken_task_preempts_a_hog_at_once() {
     require_sched_ext();
@@ -48,21 +67,10 @@ fn a_woken_task_preempts_a_hog_at_once() {
     // 20 ms slices: without wake-up preemption a woken thread would wait
     // for the running hog's slice to end, about 20 ms.
     let h = Harness::start("wakeup", 19601, &fixed_slice("20"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let hogs = hogs(2, test_cpu(), stop.clone());
     let before = h.metric("nr_wakeup_preempts");
-    let late = sleeper::spawn(test_cpu(), SLEEP, Duration::from_millis(1500))
-        .join()
-        .expect("sleeper");
+    let late = sleeper_beside_hogs("20 ms slices");
     let preempts = h.metric("nr_wakeup_preempts") - before;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    hogs.into_iter().for_each(|t| drop(t.join()));
-    println!(
-        "sleeper beside 2 hogs: {} wake-ups, median {:?}, max {:?}; {preempts} wake-up preemptions",
-        late.samples(),
-        late.median(),
-        late.max()
-    );
+    println!("{preempts} wake-up preemptions");
     assert!(
         preempts as usize >= late.samples() / 2,
         "most wake-ups preempt a hog ({preempts} of {})",
@@ -91,19 +99,7 @@ fn a_task_that_slept_does_not_wait_for_the_granularity() {
     let mut args = fixed_slice("20").to_vec();
     args.extend(["--wakeup-granularity-us", "10000"]);
     let h = Harness::start("parity", 19607, &args);
-    let stop = Arc::new(AtomicBool::new(false));
-    let hogs = hogs(2, test_cpu(), stop.clone());
-    let late = sleeper::spawn(test_cpu(), SLEEP, Duration::from_millis(1500))
-        .join()
-        .expect("sleeper");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    hogs.into_iter().for_each(|t| drop(t.join()));
-    println!(
-        "sleeper beside 2 hogs, 10 ms granularity: {} wake-ups, median {:?}, max {:?}",
-        late.samples(),
-        late.median(),
-        late.max()
-    );
+    let late = sleeper_beside_hogs("10 ms granularity");
     assert!(
         late.median() < Duration::from_millis(5),
         "a task that slept waited for the 10 ms granularity (median {:?})",
