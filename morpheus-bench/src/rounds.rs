@@ -43,6 +43,11 @@ pub mod names {
 
     /// starvation: Morpheus tasks' throughput over Blocking's, same run.
     pub const MORPHEUS_VS_BLOCKING: &str = "morpheus/blocking units";
+
+    /// starvation: the CPU time Morpheus workers got over what Blocking
+    /// workers got, same run (a worker that yields at a hint gives up its
+    /// turn, not its share).
+    pub const MORPHEUS_VS_BLOCKING_CPU: &str = "morpheus/blocking worker CPUs";
 }
 
 /// A round's headline figures: (name with unit, value), in display order.

@@ -177,6 +177,14 @@ fn targets(lat: &Runs, starv: &Runs, wake: &Runs) {
             "  starvation: Morpheus vs Blocking throughput: NOT MEASURED (run --variants blocking,morpheus)"
         ),
     }
+    if let Some(r) =
+        find(starv, SchedConfig::Observer).and_then(|s| s.median(names::MORPHEUS_VS_BLOCKING_CPU))
+    {
+        println!(
+            "  starvation: Morpheus workers' CPU time {r:.2}x Blocking's (a yield gives up a turn, not a share), target >= 0.95x: {}",
+            verdict(r >= 0.95)
+        );
+    }
     println!("  neutrality (hackbench within 5%): NOT MEASURED in this table (see `neutrality`)");
     let mut sent = 0;
     let mut in_grace = 0;

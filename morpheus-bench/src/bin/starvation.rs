@@ -140,6 +140,12 @@ fn figures(m: &Measurement) -> Figures {
                 names::MORPHEUS_VS_BLOCKING.into(),
                 mo.units_per_s / b.units_per_s,
             ));
+            if b.worker_cpu_s > 0.0 {
+                f.push((
+                    names::MORPHEUS_VS_BLOCKING_CPU.into(),
+                    mo.worker_cpu_s / b.worker_cpu_s,
+                ));
+            }
             if p99(mo) > 0.0 {
                 f.push((BLOCKING_VS_MORPHEUS_P99.into(), p99(b) / p99(mo)));
             }
@@ -323,6 +329,14 @@ fn print(o: &Opts, runs: &[Compared<Measurement>]) {
         line(
             "throughput >= 0.95x Blocking",
             names::MORPHEUS_VS_BLOCKING,
+            &|r| r >= 0.95,
+        );
+        // What the throughput target stands for, without the work the
+        // Morpheus runtime does that Blocking does not (serving the probe,
+        // the yields themselves).
+        line(
+            "worker CPU time >= 0.95x Blocking's",
+            names::MORPHEUS_VS_BLOCKING_CPU,
             &|r| r >= 0.95,
         );
         line(
