@@ -6,7 +6,7 @@
 #ifndef __MORPHEUS_INTF_H
 #define __MORPHEUS_INTF_H
 
-#include "../../../morpheus-common/include/morpheus/abi.h"
+#include <morpheus/abi.h>
 
 enum morpheus_sched_consts {
 	/*
