@@ -6,25 +6,49 @@
 //! tasks, or to idle CPUs while work waits) or doing less per CPU second:
 //! these tell which.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-/// CPU time used so far by this process's threads whose name starts with
-/// `prefix` (threads that exited are not counted: take both readings while
-/// the threads live).
-pub fn threads_cpu(prefix: &str) -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    let ns: u64 = tasks
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|c| c.trim_end().starts_with(prefix))
-        })
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| parse_schedstat(&s))
-        .sum();
-    Duration::from_nanos(ns)
+/// The CPU time each of this process's threads whose name starts with a
+/// prefix had used when it was taken, by thread id.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadTimes(HashMap<u32, u64>);
+
+impl ThreadTimes {
+    /// The threads named `prefix...` now.
+    pub fn now(prefix: &str) -> ThreadTimes {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return ThreadTimes::default();
+        };
+        let times = tasks
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim_end().starts_with(prefix))
+            })
+            .filter_map(|t| {
+                let tid = t.file_name().to_str()?.parse().ok()?;
+                let ns =
+                    parse_schedstat(&std::fs::read_to_string(t.path().join("schedstat")).ok()?)?;
+                Some((tid, ns))
+            })
+            .collect();
+        ThreadTimes(times)
+    }
+
+    /// The CPU time the threads alive now used since `before`: threads
+    /// that started since count whole, threads that ended do not count
+    /// (take both readings while the threads measured live; others of the
+    /// same name, such as a previous runtime's winding down, then do not
+    /// disturb the sum).
+    pub fn since(&self, before: &ThreadTimes) -> Duration {
+        let ns = self
+            .0
+            .iter()
+            .map(|(tid, &ns)| ns.saturating_sub(before.0.get(tid).copied().unwrap_or(0)))
+            .sum();
+        Duration::from_nanos(ns)
+    }
 }
 
 /// The first field of a schedstat line: nanoseconds spent on a CPU.
@@ -60,32 +84,66 @@ fn clock_ticks_per_s() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc::{Receiver, Sender, channel};
+
+    /// The calling thread's CPU time.
+    fn own_cpu() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec for the kernel to fill.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
+            0
+        );
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
+    /// A thread named `name` that spins until it has used `cpu` of CPU
+    /// time, says so, and lives on until told to end.
+    fn spinner(
+        name: &str,
+        cpu: Duration,
+    ) -> (std::thread::JoinHandle<()>, Sender<()>, Receiver<()>) {
+        let (spun_tx, spun) = channel();
+        let (end, end_rx) = channel::<()>();
+        let t = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let start = own_cpu();
+                while own_cpu() - start < cpu {
+                    std::hint::spin_loop();
+                }
+                spun_tx.send(()).unwrap();
+                let _ = end_rx.recv();
+            })
+            .unwrap();
+        (t, end, spun)
+    }
 
     #[test]
     fn a_spinning_thread_is_counted_by_its_name_and_others_are_not() {
-        let spin = |name: &str, d: Duration| {
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(move || {
-                    let start = std::time::Instant::now();
-                    while start.elapsed() < d {
-                        std::hint::spin_loop();
-                    }
-                    std::thread::sleep(Duration::from_millis(300));
-                })
-                .unwrap()
-        };
-        let before = threads_cpu("cputime-spin");
-        let a = spin("cputime-spin", Duration::from_millis(100));
-        let b = spin("other-name", Duration::from_millis(100));
-        std::thread::sleep(Duration::from_millis(200));
-        let got = threads_cpu("cputime-spin") - before;
+        let ms = Duration::from_millis;
+        // A thread of the same name that ends between the readings (as a
+        // previous runtime's does while it winds down) must not lower the
+        // sum: it had 50 ms at the first reading.
+        let (ending, end_it, spun) = spinner("cputime-spin", ms(50));
+        spun.recv().unwrap();
+        let before = ThreadTimes::now("cputime-spin");
+        drop(end_it);
+        ending.join().unwrap();
+        let (a, end_a, spun_a) = spinner("cputime-spin", ms(100));
+        let (b, end_b, spun_b) = spinner("other-name", ms(100));
+        spun_a.recv().unwrap();
+        spun_b.recv().unwrap();
+        let got = ThreadTimes::now("cputime-spin").since(&before);
+        drop((end_a, end_b));
         a.join().unwrap();
         b.join().unwrap();
-        // At most its 100 ms of spinning (plus scheduling slop), not the
-        // other thread's too; at least some of it even on a busy machine.
-        assert!(got > Duration::from_millis(5), "{got:?}");
-        assert!(got < Duration::from_millis(190), "{got:?}");
+        // The new thread's 100 ms, not less for the one that ended, nor
+        // the other name's 100 ms more.
+        assert!(got >= ms(100) && got < ms(150), "{got:?}");
     }
 
     #[test]

@@ -222,7 +222,7 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<VariantResul
     let counters: Vec<Arc<AtomicU64>> = (0..workers * o.tasks_per_worker)
         .map(|_| Arc::default())
         .collect();
-    let cpu_before = cputime::threads_cpu(WORKER_THREAD);
+    let cpu_before = cputime::ThreadTimes::now(WORKER_THREAD);
     let idle_before = cputime::machine_idle();
     let start = Instant::now();
     for (i, c) in counters.iter().enumerate() {
@@ -231,7 +231,9 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<VariantResul
     std::thread::sleep(Duration::from_secs_f64(secs));
     let units: u64 = counters.iter().map(|c| c.load(Relaxed)).sum();
     let wall_s = start.elapsed().as_secs_f64();
-    let worker_cpu_s = (cputime::threads_cpu(WORKER_THREAD) - cpu_before).as_secs_f64();
+    let worker_cpu_s = cputime::ThreadTimes::now(WORKER_THREAD)
+        .since(&cpu_before)
+        .as_secs_f64();
     let idle_s = cputime::machine_idle()
         .zip(idle_before)
         .map_or(0.0, |(after, before)| (after - before).as_secs_f64());
