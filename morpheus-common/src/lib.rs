@@ -19,6 +19,7 @@
 #[rustfmt::skip]
 pub mod abi;
 mod enums;
+pub mod openmetrics;
 pub mod protocol;
 pub mod seqpacket;
 

@@ -3,13 +3,13 @@
 //! loader's registry, served over the scx_stats socket (`--stats`,
 //! `--monitor`), as OpenMetrics text (`--metrics-addr`), and printed on exit.
 
-use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
+use morpheus_common::openmetrics::Exposition;
 use scx_stats::prelude::*;
 use scx_stats_derive::{Stats, stat_doc};
 use serde::{Deserialize, Serialize};
@@ -228,23 +228,15 @@ impl Metrics {
 
     /// OpenMetrics text exposition (for Prometheus), ending with `# EOF`.
     pub fn openmetrics(&self) -> String {
-        let mut out = String::new();
+        let mut m = Exposition::new("scx_morpheus_");
         for (name, desc, value) in self.fields() {
-            let metric = format!("scx_morpheus_{name}");
             if GAUGES.contains(&name.as_str()) {
-                let _ = writeln!(
-                    out,
-                    "# TYPE {metric} gauge\n# HELP {metric} {desc}\n{metric} {value}"
-                );
+                m.gauge(&name, &desc, value);
             } else {
-                let _ = writeln!(
-                    out,
-                    "# TYPE {metric} counter\n# HELP {metric} {desc}\n{metric}_total {value}"
-                );
+                m.counter(&name, &desc, value);
             }
         }
-        out.push_str("# EOF\n");
-        out
+        m.finish()
     }
 }
 

@@ -9,10 +9,10 @@
 //! assert_eq!(snap.process.yields.iter().sum::<u64>(), snap.process.yields_total);
 //! ```
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use morpheus_common::openmetrics::{Exposition, Kind};
 use morpheus_common::{RuntimeKind, RuntimeMode, YieldCause};
 
 use super::config::Sources;
@@ -153,19 +153,6 @@ fn snapshot_of(p: &Process) -> Snapshot {
 
 const PREFIX: &str = "morpheus_runtime_";
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# TYPE {PREFIX}{name} {kind}");
-    let _ = writeln!(out, "# HELP {PREFIX}{name} {help}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
-    if labels.is_empty() {
-        let _ = writeln!(out, "{PREFIX}{name} {value}");
-    } else {
-        let _ = writeln!(out, "{PREFIX}{name}{{{labels}}} {value}");
-    }
-}
-
 /// Renders the snapshot as OpenMetrics text (ends with `# EOF`).
 pub fn openmetrics() -> String {
     render(&snapshot())
@@ -173,114 +160,77 @@ pub fn openmetrics() -> String {
 
 /// Renders a snapshot as OpenMetrics text.
 pub fn render(s: &Snapshot) -> String {
-    let mut o = String::new();
-    family(
-        &mut o,
+    let mut m = Exposition::new(PREFIX);
+    let mut yields = m.family(
         "yields",
-        "counter",
+        Kind::Counter,
         "Yields taken by the process's workers, by cause.",
     );
     for c in YieldCause::ALL {
-        sample(
-            &mut o,
-            "yields_total",
-            &format!("cause=\"{c}\""),
-            s.process.yields_by(*c),
-        );
+        yields.sample(&[("cause", c.as_str())], s.process.yields_by(*c));
     }
-    family(
-        &mut o,
+    let mut per_worker = m.family(
         "worker_yields",
-        "counter",
+        Kind::Counter,
         "Yields taken by each live worker, by cause.",
     );
     for w in &s.workers {
+        let id = w.id.to_string();
         for c in YieldCause::ALL {
-            let labels = format!("worker=\"{}\",cause=\"{c}\"", w.id);
-            sample(
-                &mut o,
-                "worker_yields_total",
-                &labels,
+            per_worker.sample(
+                &[("worker", &id), ("cause", c.as_str())],
                 w.ledger.yields_by(*c),
             );
         }
     }
-    let counters: [(&str, &str, u64); 6] = [
-        ("hints_seen", "Kernel hints observed.", s.process.hints_seen),
-        (
-            "hints_answered",
-            "Kernel hints answered at a checkpoint.",
-            s.process.hints_answered,
-        ),
-        (
-            "hints_late",
-            "Hints answered after the grace period.",
-            s.process.hints_late,
-        ),
-        (
-            "hints_ignored",
-            "Hints ignored in DETERMINISTIC mode.",
-            s.process.hints_ignored,
-        ),
-        (
-            "checkpoints_deferred",
-            "Yields deferred inside critical sections.",
-            s.process.deferred,
-        ),
-        (
-            "escalations",
-            "Escalations applied to this process's workers.",
-            s.escalations,
-        ),
-    ];
-    for (name, help, v) in counters {
-        family(&mut o, name, "counter", help);
-        sample(&mut o, &format!("{name}_total"), "", v);
-    }
-    family(
-        &mut o,
-        "hint_response_seconds",
-        "histogram",
-        "Time from a kernel hint to its answer.",
+    m.counter("hints_seen", "Kernel hints observed.", s.process.hints_seen);
+    m.counter(
+        "hints_answered",
+        "Kernel hints answered at a checkpoint.",
+        s.process.hints_answered,
+    );
+    m.counter(
+        "hints_late",
+        "Hints answered after the grace period.",
+        s.process.hints_late,
+    );
+    m.counter(
+        "hints_ignored",
+        "Hints ignored in DETERMINISTIC mode.",
+        s.process.hints_ignored,
+    );
+    m.counter(
+        "checkpoints_deferred",
+        "Yields deferred inside critical sections.",
+        s.process.deferred,
+    );
+    m.counter(
+        "escalations",
+        "Escalations applied to this process's workers.",
+        s.escalations,
     );
     let h = &s.process.hint_response;
-    let mut cumulative = 0;
-    for (i, bound) in RESPONSE_BUCKETS_NS.iter().enumerate() {
-        cumulative += h.counts[i];
-        let le = *bound as f64 / 1e9;
-        sample(
-            &mut o,
-            "hint_response_seconds_bucket",
-            &format!("le=\"{le}\""),
-            cumulative,
-        );
+    let buckets: Vec<(f64, u64)> = RESPONSE_BUCKETS_NS
+        .iter()
+        .zip(&h.counts)
+        .scan(0, |cumulative, (bound, n)| {
+            *cumulative += n;
+            Some((*bound as f64 / 1e9, *cumulative))
+        })
+        .collect();
+    m.family(
+        "hint_response_seconds",
+        Kind::Histogram,
+        "Time from a kernel hint to its answer.",
+    )
+    .histogram(&buckets, h.count(), h.sum_ns as f64 / 1e9);
+    let mut mode = m.family("mode", Kind::Gauge, "1 for the process's current mode.");
+    for md in RuntimeMode::ALL {
+        mode.sample(&[("mode", &md.to_string())], u8::from(*md == s.mode));
     }
-    sample(
-        &mut o,
-        "hint_response_seconds_bucket",
-        "le=\"+Inf\"",
-        h.count(),
-    );
-    sample(
-        &mut o,
-        "hint_response_seconds_sum",
-        "",
-        h.sum_ns as f64 / 1e9,
-    );
-    sample(&mut o, "hint_response_seconds_count", "", h.count());
-    family(&mut o, "mode", "gauge", "1 for the process's current mode.");
-    for m in RuntimeMode::ALL {
-        sample(
-            &mut o,
-            "mode",
-            &format!("mode=\"{m}\""),
-            u8::from(*m == s.mode),
-        );
-    }
-    family(
-        &mut o,
+    let mut registration = m.family(
         "registration",
-        "gauge",
+        Kind::Gauge,
         "1 for the current connection state with scx_morpheus.",
     );
     for r in [
@@ -289,74 +239,47 @@ pub fn render(s: &Snapshot) -> String {
         RegistrationState::Unavailable,
         RegistrationState::Connected,
     ] {
-        let labels = format!("state=\"{}\"", r.as_str());
-        sample(
-            &mut o,
-            "registration",
-            &labels,
-            u8::from(r == s.registration),
-        );
+        registration.sample(&[("state", r.as_str())], u8::from(r == s.registration));
     }
-    family(
-        &mut o,
-        "source_active",
-        "gauge",
-        "1 if the hint source produces hints now.",
-    );
-    family(
-        &mut o,
-        "source_configured",
-        "gauge",
-        "1 if the hint source is enabled by configuration.",
-    );
-    let src = |x: Sources| {
+    let sources = |x: Sources| {
         [
             ("kernel", x.kernel),
             ("budget", x.budget),
             ("pressure", x.pressure),
         ]
     };
-    for (name, on) in src(s.sources.active) {
-        sample(
-            &mut o,
-            "source_active",
-            &format!("source=\"{name}\""),
-            u8::from(on),
-        );
-    }
-    for (name, on) in src(s.sources.configured) {
-        sample(
-            &mut o,
-            "source_configured",
-            &format!("source=\"{name}\""),
-            u8::from(on),
-        );
-    }
-    family(
-        &mut o,
-        "workers",
-        "gauge",
-        "Live workers, by registration with the kernel.",
+    let mut active = m.family(
+        "source_active",
+        Kind::Gauge,
+        "1 if the hint source produces hints now.",
     );
+    for (name, on) in sources(s.sources.active) {
+        active.sample(&[("source", name)], u8::from(on));
+    }
+    let mut configured = m.family(
+        "source_configured",
+        Kind::Gauge,
+        "1 if the hint source is enabled by configuration.",
+    );
+    for (name, on) in sources(s.sources.configured) {
+        configured.sample(&[("source", name)], u8::from(on));
+    }
     let reg = s.workers.iter().filter(|w| w.slot.is_some()).count();
-    sample(&mut o, "workers", "registered=\"true\"", reg);
-    sample(
-        &mut o,
+    m.family(
         "workers",
-        "registered=\"false\"",
-        s.workers.len() - reg,
-    );
+        Kind::Gauge,
+        "Live workers, by registration with the kernel.",
+    )
+    .sample(&[("registered", "true")], reg)
+    .sample(&[("registered", "false")], s.workers.len() - reg);
     if let Some(psi) = s.cpu_pressure {
-        family(
-            &mut o,
+        m.gauge(
             "cpu_pressure_ratio",
-            "gauge",
             "PSI CPU some avg10, as a ratio.",
+            psi / 100.0,
         );
-        sample(&mut o, "cpu_pressure_ratio", "", psi / 100.0);
     }
-    o.push_str("# EOF\n");
-    o
+    m.finish()
 }
 
 #[cfg(test)]
@@ -382,6 +305,7 @@ mod tests {
         assert!(text.contains("morpheus_runtime_mode{mode=\"deterministic\"} 1\n"));
         assert!(text.contains("morpheus_runtime_cpu_pressure_ratio 0.125\n"));
         let mut types = std::collections::HashMap::new();
+        let mut current: Option<String> = None;
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let (name, kind) = rest.split_once(' ').unwrap();
@@ -390,13 +314,14 @@ mod tests {
                     types.insert(name.to_string(), kind.to_string()).is_none(),
                     "dup {name}"
                 );
+                current = Some(name.to_string());
             } else if !line.starts_with('#') {
+                // A sample belongs to the family whose metadata came last.
                 let name = line.split(['{', ' ']).next().unwrap();
-                let fam = types
-                    .keys()
+                let fam = current
+                    .as_ref()
                     .filter(|f| name.starts_with(f.as_str()))
-                    .max_by_key(|f| f.len())
-                    .unwrap_or_else(|| panic!("sample {name} has no family"));
+                    .unwrap_or_else(|| panic!("sample {name} follows another family's metadata"));
                 if types[fam] == "counter" {
                     assert!(name.ends_with("_total"), "{name}");
                 }

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! OpenMetrics text exposition (what Prometheus scrapes), written the same
+//! way by the loader and the runtimes: every family's `# TYPE` and `# HELP`
+//! lines followed by its samples, counters' samples named `_total`, label
+//! values escaped, and one `# EOF` at the end.
+//!
+//! ```
+//! use morpheus_common::openmetrics::{Exposition, Kind};
+//!
+//! let mut m = Exposition::new("demo_");
+//! m.counter("hints_sent", "Hints sent.", 3);
+//! m.family("mode", Kind::Gauge, "1 for the current mode.")
+//!     .sample(&[("mode", "pressured")], 1)
+//!     .sample(&[("mode", "defensive")], 0);
+//! let text = m.finish();
+//! assert!(text.contains("demo_hints_sent_total 3\n"));
+//! assert!(text.contains("demo_mode{mode=\"pressured\"} 1\n"));
+//! assert!(text.ends_with("# EOF\n"));
+//! ```
+
+use std::fmt::{Display, Write};
+
+/// A metric family's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only ever grows (samples are named `<family>_total`).
+    Counter,
+    /// A current value.
+    Gauge,
+    /// Cumulative buckets, a sum and a count ([`Family::histogram`]).
+    Histogram,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// An exposition being written; [`Exposition::finish`] ends it.
+#[derive(Debug)]
+pub struct Exposition {
+    out: String,
+    prefix: &'static str,
+}
+
+impl Exposition {
+    /// An empty exposition whose metric names all start with `prefix`.
+    pub fn new(prefix: &'static str) -> Exposition {
+        Exposition {
+            out: String::new(),
+            prefix,
+        }
+    }
+
+    /// Starts a family; its samples follow ([`Family::sample`]).
+    pub fn family(&mut self, name: &str, kind: Kind, help: &str) -> Family<'_> {
+        let name = format!("{}{name}", self.prefix);
+        let _ = writeln!(self.out, "# TYPE {name} {}", kind.as_str());
+        let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
+        Family {
+            exp: self,
+            name,
+            kind,
+        }
+    }
+
+    /// A counter without labels.
+    pub fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.family(name, Kind::Counter, help).sample(&[], value);
+    }
+
+    /// A gauge without labels.
+    pub fn gauge(&mut self, name: &str, help: &str, value: impl Display) {
+        self.family(name, Kind::Gauge, help).sample(&[], value);
+    }
+
+    /// The text, ending with `# EOF`.
+    pub fn finish(mut self) -> String {
+        self.out.push_str("# EOF\n");
+        self.out
+    }
+}
+
+/// A family whose samples are being written.
+#[derive(Debug)]
+pub struct Family<'a> {
+    exp: &'a mut Exposition,
+    name: String,
+    kind: Kind,
+}
+
+impl Family<'_> {
+    /// One sample with `labels` (name, value; values are escaped).
+    pub fn sample(&mut self, labels: &[(&str, &str)], value: impl Display) -> &mut Self {
+        let suffix = if self.kind == Kind::Counter {
+            "_total"
+        } else {
+            ""
+        };
+        self.line(suffix, labels, value);
+        self
+    }
+
+    /// A histogram's samples: `buckets` are (upper bound, observations at
+    /// most that bound, cumulative) in increasing order; `count` is every
+    /// observation (the `+Inf` bucket) and `sum` their total.
+    pub fn histogram(&mut self, buckets: &[(f64, u64)], count: u64, sum: f64) -> &mut Self {
+        debug_assert_eq!(self.kind, Kind::Histogram);
+        for (le, n) in buckets {
+            self.line("_bucket", &[("le", &le.to_string())], n);
+        }
+        self.line("_bucket", &[("le", "+Inf")], count);
+        self.line("_sum", &[], sum);
+        self.line("_count", &[], count);
+        self
+    }
+
+    fn line(&mut self, suffix: &str, labels: &[(&str, &str)], value: impl Display) {
+        let out = &mut self.exp.out;
+        let _ = write!(out, "{}{suffix}", self.name);
+        for (i, (k, v)) in labels.iter().enumerate() {
+            let sep = if i == 0 { '{' } else { ',' };
+            let _ = write!(out, "{sep}{k}=\"{}\"", escape_label(v));
+        }
+        if !labels.is_empty() {
+            out.push('}');
+        }
+        let _ = writeln!(out, " {value}");
+    }
+}
+
+/// A label value as OpenMetrics writes it: backslash, double quote and
+/// newline escaped.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Help text: backslash and newline escaped (quotes are fine there).
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_written_whole_with_typed_sample_names() {
+        let mut m = Exposition::new("t_");
+        m.counter("sent", "Sent.", 7);
+        m.gauge("slice_us", "Slice.", 2000);
+        m.family("yields", Kind::Counter, "Yields, by cause.")
+            .sample(&[("cause", "hint")], 2)
+            .sample(&[("cause", "budget"), ("worker", "1")], 3);
+        m.family("response_seconds", Kind::Histogram, "Response.")
+            .histogram(&[(0.0005, 1), (0.001, 3)], 4, 0.25);
+        let text = m.finish();
+        assert_eq!(
+            text,
+            "# TYPE t_sent counter\n# HELP t_sent Sent.\nt_sent_total 7\n\
+             # TYPE t_slice_us gauge\n# HELP t_slice_us Slice.\nt_slice_us 2000\n\
+             # TYPE t_yields counter\n# HELP t_yields Yields, by cause.\n\
+             t_yields_total{cause=\"hint\"} 2\n\
+             t_yields_total{cause=\"budget\",worker=\"1\"} 3\n\
+             # TYPE t_response_seconds histogram\n# HELP t_response_seconds Response.\n\
+             t_response_seconds_bucket{le=\"0.0005\"} 1\n\
+             t_response_seconds_bucket{le=\"0.001\"} 3\n\
+             t_response_seconds_bucket{le=\"+Inf\"} 4\n\
+             t_response_seconds_sum 0.25\nt_response_seconds_count 4\n# EOF\n"
+        );
+    }
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        let mut m = Exposition::new("t_");
+        m.family("odd", Kind::Gauge, "Line one\nline \\two \"quoted\"")
+            .sample(&[("v", "a\"b\\c\nd")], 1);
+        let text = m.finish();
+        assert!(
+            text.contains("# HELP t_odd Line one\\nline \\\\two \"quoted\"\n"),
+            "{text}"
+        );
+        assert!(text.contains("t_odd{v=\"a\\\"b\\\\c\\nd\"} 1\n"), "{text}");
+        // Every line is one line: nothing unescaped split one.
+        assert_eq!(text.lines().count(), 4);
+    }
+}
