@@ -131,15 +131,14 @@ fn soak_with_churn_restarts_and_full_load() {
             held(&metrics(addr)) <= service_registered()
         });
         let leaked_slots = held(&metrics(addr)).saturating_sub(service_registered());
-        // Comparable only if the service holds as many slots as at the start.
-        let leaked_fds = if service_registered() == service_start {
-            wait_for(Duration::from_secs(10), || {
-                fd_count(loader.pid()) <= fds_start
-            });
-            fd_count(loader.pid()) as i64 - fds_start as i64
-        } else {
-            0
-        };
+        // Every registered worker holds one pidfd in the loader: beyond
+        // the start's count, only the service's workers registered since
+        // (or fewer, for those it lost) may hold one.
+        let expected_fds = || fds_start as i64 + service_registered() as i64 - service_start as i64;
+        wait_for(Duration::from_secs(10), || {
+            fd_count(loader.pid()) as i64 <= expected_fds()
+        });
+        let leaked_fds = fd_count(loader.pid()) as i64 - expected_fds();
         assert!(
             settled && leaked_slots == 0 && leaked_fds <= 0,
             "phase {phase}: leaked {leaked_slots} slots, {leaked_fds} loader fds"
