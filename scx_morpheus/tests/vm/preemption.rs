@@ -184,12 +184,19 @@ fn hints_are_issued_when_due_not_at_the_next_tick() {
     let h = Harness::start("ontime", 19604, &fixed_slice("3"));
     let r = h.contended(0, Behaviour::Checkpoint, 1500);
     let (p50, p99) = (h.metric("hint_delay_p50_us"), h.metric("hint_delay_p99_us"));
+    let (late_p50, late_p99) = (h.metric("timer_late_p50_us"), h.metric("timer_late_p99_us"));
     println!(
-        "hint delay p50 <= {p50} us, p99 <= {p99} us; timer kicks {}",
+        "hint delay p50 <= {p50} us, p99 <= {p99} us; timer kicks {}, timers late p50 <= {late_p50} us, p99 <= {late_p99} us",
         h.metric("nr_timer_kicks")
     );
     assert!(r.hints >= 20, "hints at every slice end ({})", r.hints);
     assert!(h.metric("nr_timer_kicks") >= 1, "the decision timer fired");
+    // How late the timers fired is recorded (log2 buckets of
+    // microseconds: some samples, and in microseconds, not nanoseconds).
+    assert!(
+        (2..=late_p99).contains(&late_p50) && late_p99 < 1 << 20,
+        "timer lateness p50 {late_p50} us, p99 {late_p99} us"
+    );
     // A tick-driven hint would come 0-4 ms late, 2 ms in the median.
     assert!(
         p50 <= 1024,
