@@ -13,10 +13,30 @@ use std::time::{Duration, Instant};
 /// Only one scheduler can be attached at a time: tests take this lock.
 static SCHEDULER_SLOT: Mutex<()> = Mutex::new(());
 
+/// Counts the tests that gave the slot back, by returning or by panicking:
+/// hogs started under one test end with it ([`hogs`]).
+static SLOT_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// One test's hold on the scheduler slot. Dropping it, also while the test
+/// unwinds from a failed assertion, ends the hogs the test started, so
+/// that they do not load the CPU under the tests that follow.
+pub struct Slot {
+    _guard: MutexGuard<'static, ()>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Before the guard is released: the next test sees the new epoch.
+        SLOT_EPOCH.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// Serialises tests that attach a scheduler (a failed test must not poison
-/// the others).
-pub fn exclusive() -> MutexGuard<'static, ()> {
-    SCHEDULER_SLOT.lock().unwrap_or_else(|e| e.into_inner())
+/// the others, nor leave its hogs running for them).
+pub fn exclusive() -> Slot {
+    Slot {
+        _guard: SCHEDULER_SLOT.lock().unwrap_or_else(|e| e.into_inner()),
+    }
 }
 
 const SCHED_EXT: &str = "/sys/kernel/sched_ext";
@@ -361,7 +381,7 @@ pub mod unit;
 pub mod worker;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Pins the calling thread to `cpu`.
 pub fn pin_to(cpu: usize) {
@@ -411,6 +431,7 @@ pub fn hogs_with_policy(
     policy: Option<i32>,
     stop: Arc<AtomicBool>,
 ) -> Vec<std::thread::JoinHandle<u64>> {
+    let epoch = SLOT_EPOCH.load(Ordering::SeqCst);
     (0..n)
         .map(|_| {
             let stop = stop.clone();
@@ -420,7 +441,9 @@ pub fn hogs_with_policy(
                     set_policy(policy);
                 }
                 let mut x = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                // Until stopped, or until the test that started them has
+                // ended (a failed one never sets `stop`).
+                while !stop.load(Ordering::Relaxed) && SLOT_EPOCH.load(Ordering::Relaxed) == epoch {
                     for _ in 0..1000 {
                         x = std::hint::black_box(x.wrapping_add(1));
                     }
