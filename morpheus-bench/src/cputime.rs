@@ -1,18 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Where the CPU time went during a measurement: the CPU time of this
 //! process's threads with a given name prefix (`/proc/self/task/*/schedstat`,
-//! nanoseconds on a CPU), and the machine's idle time (`/proc/stat`). A
-//! strategy that gets less work done could be losing CPU time (to other
-//! tasks, or to idle CPUs while work waits) or doing less per CPU second:
-//! these tell which.
+//! nanoseconds on a CPU) and how often they moved between CPUs
+//! (`se.nr_migrations` in `/proc/self/task/*/sched`), and the machine's idle
+//! time (`/proc/stat`). A strategy that gets less work done could be losing
+//! CPU time (to other tasks, or to idle CPUs while work waits) or doing less
+//! per CPU second (for example on a CPU its caches are not warm on): these
+//! tell which.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// The CPU time each of this process's threads whose name starts with a
-/// prefix had used when it was taken, by thread id.
+/// The CPU time (ns) and migrations each of this process's threads whose
+/// name starts with a prefix had when it was taken, by thread id.
 #[derive(Debug, Clone, Default)]
-pub struct ThreadTimes(HashMap<u32, u64>);
+pub struct ThreadTimes(HashMap<u32, (u64, u64)>);
 
 impl ThreadTimes {
     /// The threads named `prefix...` now.
@@ -30,7 +32,12 @@ impl ThreadTimes {
                 let tid = t.file_name().to_str()?.parse().ok()?;
                 let ns =
                     parse_schedstat(&std::fs::read_to_string(t.path().join("schedstat")).ok()?)?;
-                Some((tid, ns))
+                // Absent where the kernel has no scheduler debug info.
+                let migrations = std::fs::read_to_string(t.path().join("sched"))
+                    .ok()
+                    .and_then(|text| parse_migrations(&text))
+                    .unwrap_or(0);
+                Some((tid, (ns, migrations)))
             })
             .collect();
         ThreadTimes(times)
@@ -42,13 +49,30 @@ impl ThreadTimes {
     /// same name, such as a previous runtime's winding down, then do not
     /// disturb the sum).
     pub fn since(&self, before: &ThreadTimes) -> Duration {
-        let ns = self
-            .0
-            .iter()
-            .map(|(tid, &ns)| ns.saturating_sub(before.0.get(tid).copied().unwrap_or(0)))
-            .sum();
-        Duration::from_nanos(ns)
+        Duration::from_nanos(self.delta(before, |(ns, _)| ns))
     }
+
+    /// How many times the threads alive now moved to another CPU since
+    /// `before` (counted as [`ThreadTimes::since`] counts CPU time).
+    pub fn migrations_since(&self, before: &ThreadTimes) -> u64 {
+        self.delta(before, |(_, migrations)| migrations)
+    }
+
+    fn delta(&self, before: &ThreadTimes, field: impl Fn((u64, u64)) -> u64) -> u64 {
+        self.0
+            .iter()
+            .map(|(tid, &now)| {
+                let then = before.0.get(tid).map_or(0, |&b| field(b));
+                field(now).saturating_sub(then)
+            })
+            .sum()
+    }
+}
+
+/// `se.nr_migrations` of a `/proc/.../sched` text.
+fn parse_migrations(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("se.nr_migrations"))?;
+    line.split(':').nth(1)?.trim().parse().ok()
 }
 
 /// The first field of a schedstat line: nanoseconds spent on a CPU.
@@ -147,6 +171,38 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_moved_between_cpus_counts_its_migrations() {
+        if crate::hogs::cpus() < 2 {
+            eprintln!("skipped: one CPU, nowhere to move to");
+            return;
+        }
+        let (moved_tx, moved) = channel();
+        let (end, end_rx) = channel::<()>();
+        let before = ThreadTimes::now("cputime-move");
+        let t = std::thread::Builder::new()
+            .name("cputime-move".into())
+            .spawn(move || {
+                for cpu in [0, 1, 0, 1] {
+                    crate::hogs::pin_to(cpu).unwrap();
+                    let start = own_cpu();
+                    while own_cpu() - start < Duration::from_millis(2) {
+                        std::hint::spin_loop();
+                    }
+                }
+                moved_tx.send(()).unwrap();
+                let _ = end_rx.recv();
+            })
+            .unwrap();
+        moved.recv().unwrap();
+        let n = ThreadTimes::now("cputime-move").migrations_since(&before);
+        drop(end);
+        t.join().unwrap();
+        // Pinned to the other CPU three times (and maybe once more to the
+        // first, from wherever it started).
+        assert!((3..=8).contains(&n), "{n} migrations");
+    }
+
+    #[test]
     fn proc_stat_idle_counts_idle_and_iowait() {
         let text = "cpu  10 0 5 200 50 0 0 0 0 0\ncpu0 5 0 2 100 25 0 0 0 0 0\n";
         assert_eq!(
@@ -155,6 +211,10 @@ mod tests {
         );
         assert_eq!(parse_proc_stat_idle("cpu0 1 2 3 4 5\n", 100), None);
         assert_eq!(parse_schedstat("123456 789 10\n"), Some(123_456));
+        let sched = "x (1, #threads: 1)\n---\nse.exec_start   :   1.5\n\
+                     se.nr_migrations                             :                   42\n";
+        assert_eq!(parse_migrations(sched), Some(42));
+        assert_eq!(parse_migrations("nr_switches : 3\n"), None);
         assert!(machine_idle().is_some());
     }
 }

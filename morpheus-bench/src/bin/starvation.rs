@@ -93,6 +93,9 @@ struct VariantResult {
     /// Idle time of all the machine's CPUs (seconds).
     #[serde(default)]
     idle_s: f64,
+    /// Times the runtime's worker threads moved to another CPU.
+    #[serde(default)]
+    worker_migrations: u64,
     probe: Summary,
     /// (lateness ns, fraction) points of the probe's CDF.
     probe_cdf: Vec<(u64, f64)>,
@@ -131,6 +134,10 @@ fn figures(m: &Measurement) -> Figures {
             ));
         }
         f.push((format!("{s} idle CPUs"), v.idle_s / v.wall_s));
+        f.push((
+            format!("{s} migrations/s"),
+            v.worker_migrations as f64 / v.wall_s,
+        ));
     }
     let by = |s| find(m, s);
     if let Some(mo) = by(Strategy::Morpheus) {
@@ -231,9 +238,9 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<VariantResul
     std::thread::sleep(Duration::from_secs_f64(secs));
     let units: u64 = counters.iter().map(|c| c.load(Relaxed)).sum();
     let wall_s = start.elapsed().as_secs_f64();
-    let worker_cpu_s = cputime::ThreadTimes::now(WORKER_THREAD)
-        .since(&cpu_before)
-        .as_secs_f64();
+    let cpu_after = cputime::ThreadTimes::now(WORKER_THREAD);
+    let worker_cpu_s = cpu_after.since(&cpu_before).as_secs_f64();
+    let worker_migrations = cpu_after.migrations_since(&cpu_before);
     let idle_s = cputime::machine_idle()
         .zip(idle_before)
         .map_or(0.0, |(after, before)| (after - before).as_secs_f64());
@@ -255,6 +262,7 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<VariantResul
         hog_units_per_s: hog_units as f64 / wall_s,
         worker_cpu_s,
         idle_s,
+        worker_migrations,
         probe,
         probe_cdf: cdf(&samples, 200),
         runtime,
