@@ -241,28 +241,23 @@ pub fn render(s: &Snapshot) -> String {
     ] {
         registration.sample(&[("state", r.as_str())], u8::from(r == s.registration));
     }
-    let sources = |x: Sources| {
-        [
-            ("kernel", x.kernel),
-            ("budget", x.budget),
-            ("pressure", x.pressure),
-        ]
-    };
-    let mut active = m.family(
-        "source_active",
-        Kind::Gauge,
-        "1 if the hint source produces hints now.",
-    );
-    for (name, on) in sources(s.sources.active) {
-        active.sample(&[("source", name)], u8::from(on));
-    }
-    let mut configured = m.family(
-        "source_configured",
-        Kind::Gauge,
-        "1 if the hint source is enabled by configuration.",
-    );
-    for (name, on) in sources(s.sources.configured) {
-        configured.sample(&[("source", name)], u8::from(on));
+    // Which hint sources produce hints now, and which are configured.
+    for (family, help, set) in [
+        (
+            "source_active",
+            "1 if the hint source produces hints now.",
+            s.sources.active,
+        ),
+        (
+            "source_configured",
+            "1 if the hint source is enabled by configuration.",
+            s.sources.configured,
+        ),
+    ] {
+        m.family(family, Kind::Gauge, help)
+            .sample(&[("source", "kernel")], u8::from(set.kernel))
+            .sample(&[("source", "budget")], u8::from(set.budget))
+            .sample(&[("source", "pressure")], u8::from(set.pressure));
     }
     let reg = s.workers.iter().filter(|w| w.slot.is_some()).count();
     m.family(
