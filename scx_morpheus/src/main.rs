@@ -6,6 +6,7 @@
 mod bpf_intf;
 mod bpf_skel;
 mod caps;
+mod leases;
 mod metrics_http;
 mod opts;
 mod peer;
@@ -101,8 +102,9 @@ impl<'a> Scheduler<'a> {
         let kernel = scb_maps::Kernel::new(
             MapHandle::try_from(&skel.maps.scb_maps)?,
             MapHandle::try_from(&skel.maps.worker_ctxs)?,
+            MapHandle::try_from(&skel.maps.leases)?,
             scb_flags(cfg),
-        );
+        )?;
         let server = Server::start(
             ServerConfig {
                 path: cfg.socket.clone(),

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! The kernel side of registration: per-process SCB arrays (mmapable BPF
-//! arrays inserted into the `scb_maps` hash-of-maps) and per-thread entries
-//! in the `worker_ctxs` task storage, keyed by the thread's pidfd.
+//! arrays inserted into the `scb_maps` hash-of-maps), per-thread entries
+//! in the `worker_ctxs` task storage, keyed by the thread's pidfd, and
+//! their leases (`leases.rs`).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::{addr_of, addr_of_mut};
@@ -13,24 +14,32 @@ use morpheus_common::{
 };
 
 use crate::bpf_intf::morpheus_worker_ctx;
+use crate::leases::{Lease, Leases};
 
 /// Handles on the scheduler's registration maps (owned duplicates of the
 /// skeleton's fds, so they can move to the server threads).
 pub struct Kernel {
     scb_maps: MapHandle,
     worker_ctxs: MapHandle,
+    leases: Leases,
     /// `MORPHEUS_SCBK_*` flags written into every SCB.
     pub scb_flags: u32,
 }
 
 impl Kernel {
-    /// Wraps the skeleton's `scb_maps` and `worker_ctxs` maps.
-    pub fn new(scb_maps: MapHandle, worker_ctxs: MapHandle, scb_flags: u32) -> Self {
-        Kernel {
+    /// Wraps the skeleton's `scb_maps`, `worker_ctxs` and `leases` maps.
+    pub fn new(
+        scb_maps: MapHandle,
+        worker_ctxs: MapHandle,
+        leases: MapHandle,
+        scb_flags: u32,
+    ) -> Result<Self> {
+        Ok(Kernel {
             scb_maps,
             worker_ctxs,
+            leases: Leases::new(leases, morpheus_common::MAX_WORKERS)?,
             scb_flags,
-        }
+        })
     }
 
     /// Creates the SCB array of process `tgid` and publishes it to BPF.
@@ -84,7 +93,8 @@ impl Kernel {
         let _ = self.scb_maps.delete(&tgid.to_ne_bytes());
     }
 
-    /// Attaches a registration to the thread behind `pidfd`.
+    /// Attaches a registration to the thread behind `pidfd`, with a new
+    /// lease; end it with [`Kernel::detach_worker`].
     pub fn attach_worker(
         &self,
         pidfd: BorrowedFd<'_>,
@@ -92,36 +102,42 @@ impl Kernel {
         slot: u32,
         flags: u32,
         runtime_kind: u32,
-    ) -> Result<()> {
+    ) -> Result<Lease> {
+        let lease = self.leases.take().ok_or_else(|| {
+            anyhow!("no registration lease free (the registry's worker limit should prevent this)")
+        })?;
         // SAFETY: an all-zero POD struct is valid (BPF owns the zeroed tail).
         let mut ctx: morpheus_worker_ctx = unsafe { std::mem::zeroed() };
         ctx.tgid = tgid;
         ctx.slot = slot;
         ctx.flags = flags;
         ctx.runtime_kind = runtime_kind;
+        ctx.lease = lease.index();
+        ctx.lease_gen = lease.generation();
         // SAFETY: a bindgen POD struct viewed as bytes.
         let bytes = unsafe {
             std::slice::from_raw_parts(addr_of!(ctx).cast::<u8>(), size_of::<morpheus_worker_ctx>())
         };
-        self.worker_ctxs
+        match self
+            .worker_ctxs
             .update(&pidfd.as_raw_fd().to_ne_bytes(), bytes, MapFlags::ANY)
-            .context("cannot attach the registration to the thread (task storage)")
+        {
+            Ok(()) => Ok(lease),
+            Err(e) => {
+                let _ = self.leases.end(lease);
+                Err(e).context("cannot attach the registration to the thread (task storage)")
+            }
+        }
     }
 
-    /// Detaches the registration of the thread behind `pidfd`. Returns
-    /// whether a hint was outstanding (it is counted as dropped).
-    pub fn detach_worker(&self, pidfd: &OwnedFd) -> bool {
-        let key = pidfd.as_raw_fd().to_ne_bytes();
-        let outstanding = match self.worker_ctxs.lookup(&key, MapFlags::ANY) {
-            Ok(Some(v)) if v.len() == size_of::<morpheus_worker_ctx>() => {
-                // SAFETY: the kernel returned exactly one POD value.
-                let ctx: morpheus_worker_ctx =
-                    unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) };
-                ctx.hint_seq != 0 && ctx.flags & crate::bpf_intf::MORPHEUS_CTX_HINT_EXPIRED == 0
-            }
-            _ => false,
-        };
-        let _ = self.worker_ctxs.delete(&key);
+    /// Ends the registration of the thread behind `pidfd`: its lease first
+    /// (from then on BPF leaves it alone, even if its thread still runs),
+    /// then its task storage entry (gone already if the thread was
+    /// released). Returns whether a hint was outstanding, which the caller
+    /// counts as dropped (BPF did not, see `leases.rs`).
+    pub fn detach_worker(&self, pidfd: &OwnedFd, lease: Lease) -> bool {
+        let outstanding = self.leases.end(lease);
+        let _ = self.worker_ctxs.delete(&pidfd.as_raw_fd().to_ne_bytes());
         outstanding
     }
 }

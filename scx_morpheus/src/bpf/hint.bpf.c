@@ -32,13 +32,50 @@ static void emit(u32 kind, struct task_struct *p, struct morpheus_worker_ctx *wc
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
+/* The word @wc's lease holds while its registration is live in @state. */
+static __always_inline u64 lease_word(const struct morpheus_worker_ctx *wc, u32 state)
+{
+	return ((u64)wc->lease_gen << 32) | state;
+}
+
+static __always_inline u64 *lease_of(const struct morpheus_worker_ctx *wc)
+{
+	u32 key = wc->lease;
+
+	return bpf_map_lookup_elem(&leases, &key);
+}
+
+/*
+ * Moves @wc's lease from @from to @to. False when it does not hold @from:
+ * the loader ended the registration (and settled any outstanding hint).
+ */
+static bool lease_move(const struct morpheus_worker_ctx *wc, u32 from, u32 to)
+{
+	u64 *lease = lease_of(wc);
+	u64 old = lease_word(wc, from);
+
+	return lease && __sync_val_compare_and_swap(lease, old, lease_word(wc, to)) == old;
+}
+
+/*
+ * The registration of @p, or NULL: none, another process's (a registration
+ * only ever applies to a thread of the registering process), or one the
+ * loader ended (its lease ended or serves another registration).
+ */
 static __always_inline struct morpheus_worker_ctx *worker_of(struct task_struct *p)
 {
 	struct morpheus_worker_ctx *wc;
+	u64 *lease, held;
 
 	wc = bpf_task_storage_get(&worker_ctxs, p, 0, 0);
-	/* A registration only ever applies to a thread of the registering process. */
 	if (!wc || wc->tgid != (u32)p->tgid)
+		return NULL;
+	lease = lease_of(wc);
+	if (!lease)
+		return NULL;
+	held = READ_ONCE(*lease);
+	if (held != lease_word(wc, MORPHEUS_LEASE_IDLE) &&
+	    held != lease_word(wc, MORPHEUS_LEASE_HINTED))
 		return NULL;
 	return wc;
 }
@@ -65,13 +102,17 @@ static struct morpheus_scb *scb_of(struct morpheus_worker_ctx *wc)
  * Asks @p to yield at its next checkpoint. @due is when the hint became
  * due (its slice ran out while others waited, or a task started waiting
  * behind it, or a woken task became entitled to its CPU); the delay to now
- * goes into hint_delay_hist.
+ * goes into hint_delay_hist. False, and nothing issued, when the loader
+ * has just ended the registration.
  */
-static void hint_issue(struct task_struct *p, struct morpheus_worker_ctx *wc,
+static bool hint_issue(struct task_struct *p, struct morpheus_worker_ctx *wc,
 		       struct morpheus_scb *scb, u64 now, u64 ran, u64 due)
 {
-	u64 seq = ++wc->last_hint_seq;
+	u64 seq;
 
+	if (!lease_move(wc, MORPHEUS_LEASE_IDLE, MORPHEUS_LEASE_HINTED))
+		return false;
+	seq = ++wc->last_hint_seq;
 	wc->hint_seq = seq;
 	wc->hint_ts = now;
 	wc->hint_deadline = now + grace_ns;
@@ -87,16 +128,29 @@ static void hint_issue(struct task_struct *p, struct morpheus_worker_ctx *wc,
 	stat_inc(&hints_sent);
 	hist_add(hint_delay_hist, due && due < now ? now - due : 0);
 	emit(MORPHEUS_EVENT_HINT, p, wc, seq, ran);
+	return true;
 }
 
+/*
+ * Settles @wc's outstanding hint: true when it is ours to count (the
+ * loader did not end the registration first and count it as dropped).
+ */
+static bool hint_settle(struct morpheus_worker_ctx *wc)
+{
+	return lease_move(wc, MORPHEUS_LEASE_HINTED, MORPHEUS_LEASE_IDLE);
+}
+
+/*
+ * The worker acknowledged its hint or gave up its CPU. An expired hint was
+ * already counted at its deadline.
+ */
 static void hint_answered(struct task_struct *p, struct morpheus_worker_ctx *wc,
 			  struct morpheus_scb *scb, u64 now)
 {
 	u64 resp = now - wc->hint_ts;
 	bool expired = wc->flags & MORPHEUS_CTX_HINT_EXPIRED;
 
-	/* An expired hint was already accounted for at its deadline. */
-	if (!expired) {
+	if (!expired && hint_settle(wc)) {
 		stat_inc(&hints_answered);
 		if (now <= wc->hint_deadline) {
 			stat_inc(&hints_answered_in_grace);
@@ -114,6 +168,8 @@ static void hint_answered(struct task_struct *p, struct morpheus_worker_ctx *wc,
 static void hint_expire(struct task_struct *p, struct morpheus_worker_ctx *wc, u64 now)
 {
 	wc->flags |= MORPHEUS_CTX_HINT_EXPIRED;
+	if (!hint_settle(wc))
+		return;
 	stat_inc(&hints_expired);
 	emit(MORPHEUS_EVENT_EXPIRED, p, wc, wc->hint_seq, now - wc->hint_ts);
 }

@@ -81,9 +81,28 @@ enum morpheus_sched_consts {
 #define MORPHEUS_CTX_STARTED (1u << 10)	    /* has run since it registered */
 
 /*
+ * Leases: one 64-bit word per registration in the `leases` array, which
+ * only the loader (mmap) and BPF can reach: the registration's generation
+ * in the high 32 bits, a MORPHEUS_LEASE_* state in the low ones. Whoever
+ * moves a lease out of MORPHEUS_LEASE_HINTED (by an atomic exchange or
+ * compare-and-swap) settles the worker's outstanding hint and counts it,
+ * exactly once: BPF as answered or expired (or dropped, when the thread
+ * exits), the loader as dropped when it ends the registration (exchanging
+ * in MORPHEUS_LEASE_ENDED). BPF acts on a worker only while its lease
+ * holds its registration's generation and is not ended, so a registration
+ * the loader ended is never touched again, whenever its thread runs or
+ * exits, even once its lease and SCB slot serve another worker.
+ */
+enum morpheus_lease_state {
+	MORPHEUS_LEASE_IDLE = 0,   /* live, no hint outstanding */
+	MORPHEUS_LEASE_HINTED = 1, /* live, a hint outstanding (issued, not yet settled) */
+	MORPHEUS_LEASE_ENDED = 2,  /* the loader ended the registration */
+};
+
+/*
  * Per-thread registration, in task-local storage keyed by the thread's
- * pidfd. The loader writes the identity fields (tgid .. runtime_kind) and zeroes the
- * rest; the BPF program owns the rest.
+ * pidfd. The loader writes the identity fields (tgid .. lease_gen) and
+ * zeroes the rest; the BPF program owns the rest.
  */
 struct morpheus_worker_ctx {
 	/* written by the loader at registration */
@@ -91,6 +110,8 @@ struct morpheus_worker_ctx {
 	__u32 slot;  /* index in the process's SCB array */
 	__u32 flags; /* MORPHEUS_WORKER_ESCAPABLE, MORPHEUS_CTX_* */
 	__u32 runtime_kind;
+	__u32 lease;	 /* index in the leases array */
+	__u32 lease_gen; /* the generation the lease holds for this registration */
 	/* owned by BPF */
 	/* the last hint's sequence (the SCB's hint_seq is a copy BPF writes;
 	 * the client may change it) */

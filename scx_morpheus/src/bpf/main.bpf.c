@@ -220,6 +220,15 @@ struct {
 	__type(value, struct morpheus_worker_ctx);
 } worker_ctxs SEC(".maps");
 
+/* Registration leases (intf.h), mapped by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, MORPHEUS_MAX_WORKERS);
+	__type(key, u32);
+	__type(value, u64);
+} leases SEC(".maps");
+
 /* Offender (its user in its cgroup, see throttle_key()) -> penalty window. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -147,11 +147,16 @@ static void worker_publish_throttle(struct morpheus_worker_ctx *wc, bool throttl
 		scb->k.flags &= ~MORPHEUS_SCBK_THROTTLED;
 }
 
+/*
+ * The worker's thread exits with its registration live: a hint still
+ * outstanding is dropped, and its SCB says it is dead (the loader reaps
+ * the slot on the event).
+ */
 static void worker_exit(struct task_struct *p, struct morpheus_worker_ctx *wc)
 {
 	struct morpheus_scb *scb;
 
-	if (wc->hint_seq && !(wc->flags & MORPHEUS_CTX_HINT_EXPIRED))
+	if (wc->hint_seq && !(wc->flags & MORPHEUS_CTX_HINT_EXPIRED) && hint_settle(wc))
 		stat_inc(&hints_dropped);
 	wc->hint_seq = 0;
 	scb = scb_of(wc);
@@ -239,10 +244,8 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 		due = cctx->want_ts;
 	else if (ran >= slice)
 		due = max_u64(wc->contended_since, cctx->slice_end) + MORPHEUS_WAIT_BLIP_NS;
-	if (!wc->hint_seq && due && now >= due) {
-		hint_issue(p, wc, scb, now, ran, due);
+	if (!wc->hint_seq && due && now >= due && hint_issue(p, wc, scb, now, ran, due))
 		cctx->hinted = true;
-	}
 
 	if (depth) {
 		/*

@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use log::{debug, warn};
 use morpheus_common::{Status, WorkerState};
 
+use crate::leases::Lease;
 use crate::peer::{self, Peer};
 use crate::registry::{Limits, Opened, Registry, Worker};
 use crate::scb_maps::{Kernel, ScbArray};
@@ -50,6 +51,8 @@ pub struct State {
     registry: Registry<OwnedFd>,
     arrays: HashMap<u32, ScbArray>,
     kernel: Kernel,
+    /// The lease of each attached worker, by process and slot.
+    leases: HashMap<(u32, u32), Lease>,
     /// Loader-side counters.
     pub counters: ServerCounters,
 }
@@ -60,6 +63,7 @@ impl State {
             registry: Registry::new(limits),
             arrays: HashMap::new(),
             kernel,
+            leases: HashMap::new(),
             counters: ServerCounters::default(),
         }
     }
@@ -170,12 +174,17 @@ impl State {
         array.init_slot(a.slot, a.generation, self.kernel.scb_flags);
         // SAFETY: borrowing the fd owned by the registry entry just created.
         let fd = unsafe { BorrowedFd::borrow_raw(raw) };
-        if let Err(e) = self.kernel.attach_worker(fd, tgid, a.slot, flags, kind) {
-            warn!("pid {tgid} thread {tid}: {e:#}");
-            if let Ok(w) = self.registry.unregister(tgid, a.slot, a.generation) {
-                self.release(tgid, a.slot, w);
+        match self.kernel.attach_worker(fd, tgid, a.slot, flags, kind) {
+            Ok(lease) => {
+                self.leases.insert((tgid, a.slot), lease);
             }
-            return Err(Status::Internal);
+            Err(e) => {
+                warn!("pid {tgid} thread {tid}: {e:#}");
+                if let Ok(w) = self.registry.unregister(tgid, a.slot, a.generation) {
+                    self.release(tgid, a.slot, w);
+                }
+                return Err(Status::Internal);
+            }
         }
         debug!(
             "pid {tgid} thread {tid} registered in slot {} gen {} ({} workers in all)",
@@ -202,7 +211,9 @@ impl State {
     /// Tears down one worker: detach from the thread (BPF stops acting on
     /// it at once), mark the slot dead. The pidfd closes when `w` drops.
     fn release(&mut self, tgid: u32, slot: u32, w: Worker<OwnedFd>) {
-        if self.kernel.detach_worker(&w.handle) {
+        if let Some(lease) = self.leases.remove(&(tgid, slot))
+            && self.kernel.detach_worker(&w.handle, lease)
+        {
             self.counters.hints_dropped += 1;
         }
         if let Some(array) = self.arrays.get(&tgid) {
