@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Where the CPU time went during a measurement: the CPU time of this
 //! process's threads with a given name prefix (`/proc/self/task/*/schedstat`,
-//! nanoseconds on a CPU) and how often they moved between CPUs
-//! (`se.nr_migrations` in `/proc/self/task/*/sched`), and the machine's idle
-//! time (`/proc/stat`). A strategy that gets less work done could be losing
+//! nanoseconds on a CPU), the part of it spent in the kernel (`stime` of
+//! `/proc/self/task/*/stat`, sampled at the tick), how often they moved
+//! between CPUs (`se.nr_migrations` in `/proc/self/task/*/sched`), and the
+//! machine's idle time (`/proc/stat`). A strategy that gets less work done could be losing
 //! CPU time (to other tasks, or to idle CPUs while work waits) or doing less
 //! per CPU second (for example on a CPU its caches are not warm on): these
 //! tell which.
@@ -11,15 +12,29 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// The CPU time (ns) and migrations each of this process's threads whose
-/// name starts with a prefix had when it was taken, by thread id.
+/// The CPU time, system time and migrations each of this process's
+/// threads whose name starts with a prefix had when it was taken, by
+/// thread id.
 #[derive(Debug, Clone, Default)]
-pub struct ThreadTimes(HashMap<u32, (u64, u64)>);
+pub struct ThreadTimes(HashMap<u32, Counters>);
+
+/// One thread's readings.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    /// Nanoseconds on a CPU.
+    cpu_ns: u64,
+    /// Nanoseconds of it in the kernel (clock-tick resolution).
+    system_ns: u64,
+    /// Moves to another CPU (0 where the kernel has no scheduler debug info).
+    migrations: u64,
+}
 
 impl ThreadTimes {
     /// The threads named `prefix...` now.
     pub fn now(prefix: &str) -> ThreadTimes {
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        let (Ok(tasks), Some(ticks_per_s)) =
+            (std::fs::read_dir("/proc/self/task"), clock_ticks_per_s())
+        else {
             return ThreadTimes::default();
         };
         let times = tasks
@@ -30,14 +45,24 @@ impl ThreadTimes {
             })
             .filter_map(|t| {
                 let tid = t.file_name().to_str()?.parse().ok()?;
-                let ns =
+                let cpu_ns =
                     parse_schedstat(&std::fs::read_to_string(t.path().join("schedstat")).ok()?)?;
+                let system_ticks =
+                    parse_stat_stime(&std::fs::read_to_string(t.path().join("stat")).ok()?)?;
                 // Absent where the kernel has no scheduler debug info.
                 let migrations = std::fs::read_to_string(t.path().join("sched"))
                     .ok()
                     .and_then(|text| parse_migrations(&text))
                     .unwrap_or(0);
-                Some((tid, (ns, migrations)))
+                let system_ns = system_ticks * 1_000_000_000 / ticks_per_s;
+                Some((
+                    tid,
+                    Counters {
+                        cpu_ns,
+                        system_ns,
+                        migrations,
+                    },
+                ))
             })
             .collect();
         ThreadTimes(times)
@@ -49,16 +74,23 @@ impl ThreadTimes {
     /// same name, such as a previous runtime's winding down, then do not
     /// disturb the sum).
     pub fn since(&self, before: &ThreadTimes) -> Duration {
-        Duration::from_nanos(self.delta(before, |(ns, _)| ns))
+        Duration::from_nanos(self.delta(before, |c| c.cpu_ns))
+    }
+
+    /// The part of [`ThreadTimes::since`] spent in the kernel (system
+    /// calls, and the scheduler's work done on the thread's time), at the
+    /// resolution of the clock tick.
+    pub fn system_since(&self, before: &ThreadTimes) -> Duration {
+        Duration::from_nanos(self.delta(before, |c| c.system_ns))
     }
 
     /// How many times the threads alive now moved to another CPU since
     /// `before` (counted as [`ThreadTimes::since`] counts CPU time).
     pub fn migrations_since(&self, before: &ThreadTimes) -> u64 {
-        self.delta(before, |(_, migrations)| migrations)
+        self.delta(before, |c| c.migrations)
     }
 
-    fn delta(&self, before: &ThreadTimes, field: impl Fn((u64, u64)) -> u64) -> u64 {
+    fn delta(&self, before: &ThreadTimes, field: impl Fn(Counters) -> u64) -> u64 {
         self.0
             .iter()
             .map(|(tid, &now)| {
@@ -73,6 +105,14 @@ impl ThreadTimes {
 fn parse_migrations(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("se.nr_migrations"))?;
     line.split(':').nth(1)?.trim().parse().ok()
+}
+
+/// `stime` (clock ticks in the kernel) of a `/proc/.../stat` line: the
+/// 15th field, the 13th after the command name's closing parenthesis (a
+/// command name may hold spaces and parentheses).
+fn parse_stat_stime(text: &str) -> Option<u64> {
+    let (_, rest) = text.rsplit_once(')')?;
+    rest.split_whitespace().nth(12)?.parse().ok()
 }
 
 /// The first field of a schedstat line: nanoseconds spent on a CPU.
@@ -171,6 +211,53 @@ mod tests {
     }
 
     #[test]
+    fn time_in_system_calls_counts_as_system_time_and_spinning_does_not() {
+        let ms = Duration::from_millis;
+        // Spins on the vDSO's clock (no system call) for 300 ms.
+        let spin = std::thread::Builder::new()
+            .name("cputime-user".into())
+            .spawn(|| {
+                let start = std::time::Instant::now();
+                while start.elapsed() < Duration::from_millis(300) {
+                    std::hint::spin_loop();
+                }
+                ThreadTimes::now("cputime-user")
+            })
+            .unwrap();
+        let (done_tx, done) = channel();
+        let (end, end_rx) = channel::<()>();
+        let before = ThreadTimes::now("cputime-sys");
+        let sys = std::thread::Builder::new()
+            .name("cputime-sys".into())
+            .spawn(move || {
+                // Reading /dev/zero spends nearly all its time in the
+                // kernel, clearing the buffer.
+                let mut zero = std::fs::File::open("/dev/zero").unwrap();
+                let mut buf = vec![1u8; 1 << 20];
+                let start = own_cpu();
+                while own_cpu() - start < ms(300) {
+                    std::io::Read::read_exact(&mut zero, &mut buf).unwrap();
+                }
+                done_tx.send(()).unwrap();
+                let _ = end_rx.recv();
+            })
+            .unwrap();
+        done.recv().unwrap();
+        let after = ThreadTimes::now("cputime-sys");
+        let (cpu, system) = (after.since(&before), after.system_since(&before));
+        drop(end);
+        sys.join().unwrap();
+        let user_only = spin.join().unwrap();
+        let spin_system = user_only.system_since(&ThreadTimes::default());
+        let spin_cpu = user_only.since(&ThreadTimes::default());
+        assert!(system * 2 > cpu, "system {system:?} of {cpu:?}");
+        assert!(
+            spin_system * 4 < spin_cpu,
+            "spinning: system {spin_system:?} of {spin_cpu:?}"
+        );
+    }
+
+    #[test]
     fn a_thread_moved_between_cpus_counts_its_migrations() {
         if crate::hogs::cpus() < 2 {
             eprintln!("skipped: one CPU, nowhere to move to");
@@ -215,6 +302,9 @@ mod tests {
                      se.nr_migrations                             :                   42\n";
         assert_eq!(parse_migrations(sched), Some(42));
         assert_eq!(parse_migrations("nr_switches : 3\n"), None);
+        let stat = "12 (a b) c) R 1 12 12 0 -1 4194560 100 0 0 0 731 42 0 0 20 0 1\n";
+        assert_eq!(parse_stat_stime(stat), Some(42));
+        assert_eq!(parse_stat_stime("12 (x) R 1 2\n"), None);
         assert!(machine_idle().is_some());
     }
 }

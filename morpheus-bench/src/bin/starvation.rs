@@ -90,6 +90,10 @@ struct VariantResult {
     /// written before it was measured).
     #[serde(default)]
     worker_cpu_s: f64,
+    /// The part of `worker_cpu_s` spent in the kernel (seconds, at
+    /// clock-tick resolution; 0 in JSON written before it was measured).
+    #[serde(default)]
+    worker_system_s: f64,
     /// Idle time of all the machine's CPUs (seconds).
     #[serde(default)]
     idle_s: f64,
@@ -131,6 +135,10 @@ fn figures(m: &Measurement) -> Figures {
             f.push((
                 format!("{s} units/CPU-ms"),
                 v.units as f64 / v.worker_cpu_s / 1e3,
+            ));
+            f.push((
+                format!("{s} worker system share"),
+                v.worker_system_s / v.worker_cpu_s,
             ));
         }
         f.push((format!("{s} idle CPUs"), v.idle_s / v.wall_s));
@@ -240,6 +248,7 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<VariantResul
     let wall_s = start.elapsed().as_secs_f64();
     let cpu_after = cputime::ThreadTimes::now(WORKER_THREAD);
     let worker_cpu_s = cpu_after.since(&cpu_before).as_secs_f64();
+    let worker_system_s = cpu_after.system_since(&cpu_before).as_secs_f64();
     let worker_migrations = cpu_after.migrations_since(&cpu_before);
     let idle_s = cputime::machine_idle()
         .zip(idle_before)
@@ -261,6 +270,7 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<VariantResul
         units_per_s: units as f64 / wall_s,
         hog_units_per_s: hog_units as f64 / wall_s,
         worker_cpu_s,
+        worker_system_s,
         idle_s,
         worker_migrations,
         probe,
