@@ -15,6 +15,8 @@ FIGURES = {
     "neut": ["messages/s"],
     "wake": ["wake p50 ms", "wake p99 ms"],
     "lat": ["light p50 ms", "light p99 ms", "heavy/s"],
+    "lato": ["light p50 ms", "light p99 ms", "heavy/s"],
+    "starv": ["morpheus/blocking units", "Morpheus worker system share"],
 }
 
 

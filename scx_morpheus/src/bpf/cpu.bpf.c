@@ -167,12 +167,55 @@ static bool others_wait_for(s32 cpu)
 }
 
 /*
- * Moves the next task for @cpu to its local queue: the earlier (in vtime)
- * of its own queue's head and the shared queue's, else one stolen from
- * another CPU's queue (a task that won a CPU now busy in a critical section,
- * say). Returns whether a task was moved.
+ * Moves the next task of the shared queue that @cpu may run to its local
+ * queue. Among the tasks about even with the first (a deadline within
+ * wakeup_granularity_ns of its: the lag two tasks may have and still take
+ * turns), one that last ran on @cpu goes first, so that runnable tasks
+ * (preempted, or workers that yielded) resume where their caches are
+ * rather than on whichever CPU frees first; @prev_pid, the task @cpu just
+ * gave up, is not one of them (it gave way). Only the first
+ * MORPHEUS_WAITER_SCAN tasks are looked at. Returns whether a task was moved.
  */
-static bool consume(s32 cpu)
+static bool consume_shared(s32 cpu, s32 prev_pid)
+{
+	struct task_struct *q;
+	u64 even_until = 0;
+	bool first = true;
+	u32 seen = 0;
+
+	bpf_for_each(scx_dsq, q, MORPHEUS_SHARED_DSQ, 0) {
+		if (++seen > MORPHEUS_WAITER_SCAN)
+			break;
+		if (!bpf_cpumask_test_cpu(cpu, q->cpus_ptr))
+			continue;
+		if (first) {
+			even_until = q->scx.dsq_vtime + wakeup_granularity_ns;
+			first = false;
+		} else if (!vtime_before(q->scx.dsq_vtime, even_until)) {
+			break;
+		}
+		if (q->pid == prev_pid || scx_bpf_task_cpu(q) != cpu)
+			continue;
+		if (scx_bpf_dsq_move(BPF_FOR_EACH_ITER, q, SCX_DSQ_LOCAL, 0)) {
+			stat_inc(&nr_shared_dispatches);
+			return true;
+		}
+	}
+	if (scx_bpf_dsq_move_to_local(MORPHEUS_SHARED_DSQ, 0)) {
+		stat_inc(&nr_shared_dispatches);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Moves the next task for @cpu to its local queue: the earlier (in vtime)
+ * of its own queue's head and the shared queue's (consume_shared()), else
+ * one stolen from another CPU's queue (a task that won a CPU now busy in a
+ * critical section, say). @prev_pid is the task @cpu gives up, if any.
+ * Returns whether a task was moved.
+ */
+static bool consume(s32 cpu, s32 prev_pid)
 {
 	struct task_struct *own, *shared;
 	u32 nr = scx_bpf_nr_cpu_ids();
@@ -185,10 +228,8 @@ static bool consume(s32 cpu)
 		stat_inc(&nr_local_dispatches);
 		return true;
 	}
-	if (scx_bpf_dsq_move_to_local(MORPHEUS_SHARED_DSQ, 0)) {
-		stat_inc(&nr_shared_dispatches);
+	if (consume_shared(cpu, prev_pid))
 		return true;
-	}
 	if (scx_bpf_dsq_move_to_local(cpu, 0)) {
 		stat_inc(&nr_local_dispatches);
 		return true;

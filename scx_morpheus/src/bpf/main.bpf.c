@@ -19,7 +19,11 @@
  * Queues, ordered by deadline: one dispatch queue per CPU, for tasks that
  * can run only there or that won that CPU by wake-up preemption, and one
  * shared queue for the rest. A CPU runs the earlier of its own queue's head
- * and the shared queue's, then steals from other CPUs' queues.
+ * and the shared queue's, then steals from other CPUs' queues. From the
+ * shared queue it takes, among the tasks about even with the head (within
+ * the wake-up granularity), one that last ran on it, so that tasks
+ * preempted or yielding resume where they ran rather than on whichever
+ * CPU frees first.
  *
  * Slices end on time: the CPU's timer (cpu.bpf.c) preempts a task that
  * typically runs its whole slice at the slice's end if others wait, and a
@@ -424,7 +428,7 @@ void BPF_STRUCT_OPS(morpheus_dispatch, s32 cpu, struct task_struct *prev)
 		}
 	}
 
-	if (consume(cpu)) {
+	if (consume(cpu, prev ? prev->pid : 0)) {
 		if (wc)
 			worker_gave_way(wc, verdict);
 		return;
