@@ -36,6 +36,13 @@ enum morpheus_sched_consts {
 	 * overrun, a throttle), its wait for a CPU stays bounded.
 	 */
 	MORPHEUS_MAX_AHEAD_SLICES = 8,
+	/*
+	 * The kernel's ENQUEUE_RESTORE, which sched_ext passes to ops.enqueue
+	 * in the low bits as it does ENQUEUE_WAKEUP (SCX_ENQ_WAKEUP) but does
+	 * not name: the task was only taken off for a change of its
+	 * properties (affinity, priority, policy) and is put back.
+	 */
+	MORPHEUS_ENQ_RESTORE = 0x02,
 	/* Escalations within the window after which HYBRID also throttles. */
 	MORPHEUS_HYBRID_REPEAT = 3,
 	/* Throttled workloads are charged this many times their run time. */

@@ -362,6 +362,18 @@ void BPF_STRUCT_OPS(morpheus_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 	}
 
+	/*
+	 * A running task put back after a change of its properties (made by
+	 * another thread, maybe on another CPU) goes on running with what is
+	 * left of its slice, none if it was being preempted: a slice refilled
+	 * at every change would let a task whose properties keep changing
+	 * run as long as it likes.
+	 */
+	if ((enq_flags & MORPHEUS_ENQ_RESTORE) && scx_bpf_task_running(p)) {
+		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, 0, enq_flags);
+		return;
+	}
+
 	tctx = task_ctx(p);
 	if (!tctx) {
 		scx_bpf_dsq_insert_vtime(p, MORPHEUS_SHARED_DSQ, slice, vtime_now, enq_flags);
@@ -476,20 +488,38 @@ static u64 charge_end(struct task_struct *p, struct task_ctx *tctx)
 	return exec - tctx->exec_start;
 }
 
+/*
+ * Whether ops.running or ops.stopping for @p runs on another CPU than
+ * @p's: another thread changed @p's properties (affinity, priority,
+ * policy) while it ran, and the kernel took it off and put it back on the
+ * caller's CPU. To @p's CPU that is no new run: only the charge is
+ * settled, its record, timer and worker state stay as they are.
+ */
+static __always_inline bool called_remotely(const struct task_struct *p)
+{
+	return bpf_get_smp_processor_id() != scx_bpf_task_cpu(p);
+}
+
+/*
+ * @p starts running on its CPU: its charge starts, and the CPU's record
+ * (cpu_ctx) describes the new run, with the decision timer armed for it.
+ */
 void BPF_STRUCT_OPS(morpheus_running, struct task_struct *p)
 {
 	struct morpheus_worker_ctx *wc;
-	s32 cpu = bpf_get_smp_processor_id();
+	s32 cpu = scx_bpf_task_cpu(p);
 	struct cpu_ctx *cctx = cpu_ctx(cpu);
 	struct task_ctx *tctx = task_ctx(p);
 	u64 now = bpf_ktime_get_ns();
 
-	kick_served(cpu);
 	if (!tctx || !cctx)
 		return;
 	if (vtime_before(vtime_now, tctx->vtime))
 		vtime_now = tctx->vtime;
 	charge_start(p, tctx);
+	if (called_remotely(p))
+		return;
+	kick_served(cpu);
 
 	cctx->run_id++;
 	cctx->started = now;
@@ -517,26 +547,41 @@ void BPF_STRUCT_OPS(morpheus_running, struct task_struct *p)
 		cpu_timer_arm(cctx, cctx->slice_end, now);
 }
 
+/*
+ * @p stops running: it pays for the CPU time it used (charge_end()) and
+ * leaves its CPU's record, unless the call is a remote one around a change
+ * of its properties (called_remotely()), after which it goes on running.
+ */
 void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 {
 	struct morpheus_worker_ctx *wc;
-	struct cpu_ctx *cctx = cpu_ctx(bpf_get_smp_processor_id());
+	struct cpu_ctx *cctx = cpu_ctx(scx_bpf_task_cpu(p));
 	struct task_ctx *tctx = task_ctx(p);
 	u64 now = bpf_ktime_get_ns();
 	u64 used, vtime, ahead;
-	bool throttled;
+	bool throttled, remote;
 
 	if (!tctx)
 		return;
 	used = charge_end(p, tctx);
+	remote = called_remotely(p);
+	/*
+	 * sched_ext calls a running task that is taken off for a change of
+	 * its properties not runnable (dequeue_task_scx()); it only blocks if
+	 * it has left TASK_RUNNING (0). Taken for a sleep, a task that keeps
+	 * changing its own properties would look like a short sleeper (an
+	 * early deadline, no slice timer) and a worker would answer its
+	 * hints without giving up its CPU.
+	 */
+	runnable = runnable || !READ_ONCE(p->__state);
 
-	if (cctx && cctx->pid == p->pid) {
+	if (!remote && cctx && cctx->pid == p->pid) {
 		cctx->pid = 0;
 		cctx->worker = false;
 	}
 
 	wc = worker_of(p);
-	if (wc)
+	if (wc && !remote)
 		worker_stopping(p, wc, runnable, used, now);
 
 	/*

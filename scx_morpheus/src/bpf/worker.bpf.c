@@ -3,8 +3,10 @@
  * Registered workers: when a worker is hinted, kept on its CPU or made to
  * give way. Every decision is made on the worker's own CPU (ops.dispatch,
  * ops.running, ops.stopping, ops.tick), where its critical_depth, written
- * by the thread itself, is read in the thread's program order. Included by
- * main.bpf.c.
+ * by the thread itself, is read in the thread's program order; the
+ * remote ops.running/ops.stopping around a change of its properties made
+ * from another CPU leave the worker's state alone (called_remotely()).
+ * Included by main.bpf.c.
  */
 
 /* What worker_decide() concluded. */

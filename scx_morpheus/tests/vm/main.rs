@@ -4,6 +4,7 @@
 //! (or natively as root on a kernel with sched_ext).
 
 mod availability;
+mod charging;
 mod escalation;
 mod faults;
 mod hints;
