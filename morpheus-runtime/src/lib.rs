@@ -51,8 +51,8 @@
 //! [`RuntimeMode::Pressured`]: kernel hints (or PSI overload) honoured, the
 //! budget as a floor. [`RuntimeMode::Defensive`]: escalations against this
 //! process were seen; yield four times as eagerly until they stop and
-//! pressure subsides. The mode moves automatically with hysteresis (see
-//! [`mode`]) unless pinned ([`Config::mode`], [`Builder::mode`]).
+//! pressure subsides. The mode moves automatically with hysteresis unless
+//! pinned ([`Config::mode`], [`Builder::mode`]).
 //!
 //! # Without Tokio
 //!
@@ -80,20 +80,36 @@
 
 #![warn(missing_docs)]
 
-mod core;
+mod checkpoint;
+mod config;
+mod critical;
+mod error;
+mod ledger;
+pub mod metrics;
+mod monitor;
+mod process;
+mod scb;
+mod session;
 #[cfg(feature = "tokio")]
-pub mod tokio;
+mod tokio_support;
+mod worker;
 
-pub use crate::core::RegistrationState;
-pub use crate::core::config::{Config, ConfigError, DEFAULT_BUDGET, Sources};
-pub use crate::core::critical::CriticalSection;
-pub use crate::core::error::Error;
-pub use crate::core::ledger::{LedgerSnapshot, RESPONSE_BUCKETS_NS};
-pub use crate::core::worker::WorkerOptions;
-pub use crate::core::{metrics, mode, pressure};
+#[doc(hidden)]
+pub use crate::checkpoint::__checkpoint;
 #[cfg(feature = "tokio")]
-pub use crate::tokio::{Builder, yield_now};
+pub use crate::checkpoint::try_checkpoint;
+pub use crate::config::{Config, ConfigError, DEFAULT_BUDGET, Sources};
+pub use crate::critical::CriticalSection;
+pub use crate::error::Error;
+pub use crate::ledger::{LedgerSnapshot, RESPONSE_BUCKETS_NS};
+pub use crate::session::RegistrationState;
+#[cfg(feature = "tokio")]
+pub use crate::tokio_support::{Builder, yield_now};
+pub use crate::worker::WorkerOptions;
 pub use morpheus_common::{RuntimeKind, RuntimeMode, YieldCause};
+
+use crate::checkpoint::{gives_cpu_away, sched_yield};
+use crate::worker::decide;
 
 /// Configures Morpheus for this process. Call it before the first
 /// checkpoint, critical section or runtime build; otherwise the
@@ -106,7 +122,7 @@ pub use morpheus_common::{RuntimeKind, RuntimeMode, YieldCause};
 /// assert!(morpheus_runtime::init(Default::default()).is_err()); // too late now
 /// ```
 pub fn init(config: Config) -> Result<(), Error> {
-    crate::core::Process::init(config)
+    crate::process::Process::init(config)
 }
 
 /// A safe point to yield at, in async code: `checkpoint!();`
@@ -127,157 +143,6 @@ macro_rules! checkpoint {
     () => {
         $crate::__checkpoint().await
     };
-}
-
-/// The future behind [`checkpoint!`]; use the macro.
-#[doc(hidden)]
-#[inline(always)]
-#[allow(clippy::manual_async_fn)] // the Send + Sync + 'static bound is the contract
-pub fn __checkpoint() -> impl Future<Output = ()> + Send + Sync + 'static {
-    async {
-        crate::core::critical::debug_check_checkpoint();
-        if crate::core::worker::signal_pending() {
-            checkpoint_yield().await;
-        }
-    }
-}
-
-/// The slow path of the async checkpoint.
-async fn checkpoint_yield() {
-    #[cfg(feature = "tokio")]
-    let in_runtime = crate::tokio::in_runtime();
-    #[cfg(not(feature = "tokio"))]
-    let in_runtime = false;
-    #[cfg(feature = "tokio")]
-    if !in_runtime {
-        crate::tokio::report_outside_runtime();
-    }
-    if let Some(due) = crate::core::worker::decide_slow() {
-        yield_at_checkpoint(due, in_runtime).await;
-    }
-}
-
-/// Takes a yield decided at an async checkpoint.
-///
-/// A yield that only lets the worker's other tasks run (budget, voluntary)
-/// is recorded and taken. One that gives the CPU to other processes (a
-/// kernel hint, defensive or pressure mode) first lets the worker's ready
-/// tasks run, including those its I/O driver makes ready then; only when
-/// this task is polled again does it acknowledge and `sched_yield`, and
-/// once back it lets the tasks that became ready meanwhile run too. Short
-/// requests that arrived while a long task ran are answered before the
-/// worker gives its CPU away, not after another process's turn. This gains
-/// the worker no CPU: the scheduler charges it for the time those tasks
-/// take, and its yield window and caps bound how long it keeps the CPU
-/// before it answers. If another task on this worker answered the hint
-/// meanwhile, or this task now runs on another worker thread, there is
-/// nothing left to answer here.
-async fn yield_at_checkpoint(due: crate::core::worker::Due, in_runtime: bool) {
-    use crate::core::worker;
-    if !gives_cpu_away(due.cause) {
-        worker::commit(due);
-        return yield_to_tasks(in_runtime).await;
-    }
-    let mark = worker::yield_mark();
-    yield_to_tasks(in_runtime).await;
-    if worker::commit_if_unchanged(due, mark) {
-        sched_yield();
-        yield_to_tasks(in_runtime).await;
-    }
-}
-
-/// Lets the worker's other ready tasks run: [`yield_task`] on a Tokio
-/// worker, else the generic executor way.
-async fn yield_to_tasks(in_runtime: bool) {
-    #[cfg(feature = "tokio")]
-    if in_runtime {
-        return yield_task().await;
-    }
-    let _ = in_runtime;
-    yield_back().await
-}
-
-/// [`checkpoint!`] that reports misuse as a value: `Err(Error::OutsideRuntime)`
-/// when polled outside a Tokio runtime (then it does nothing), else what
-/// the checkpoint did: `Ok(None)` (nothing to do) or `Ok(Some(cause))`
-/// (it yielded, for that cause).
-///
-/// `checkpoint!()` checks the runtime only on its slow path (the first
-/// checkpoint of a thread, and every one that yields), so that its fast
-/// path stays one load and a branch; when it finds none it logs the error
-/// once and yields the generic way (waking itself). `try_checkpoint()`
-/// checks on every call, which costs a look-up of Tokio's context (tens
-/// of nanoseconds): use it where you want the error, not in hot loops.
-///
-/// ```
-/// use morpheus_runtime::{Error, try_checkpoint};
-///
-/// // Inside a runtime: Ok.
-/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// assert!(rt.block_on(try_checkpoint()).is_ok());
-///
-/// // Polled by something else (here a no-op waker): the error, as a value.
-/// let mut fut = std::pin::pin!(try_checkpoint());
-/// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-/// let std::task::Poll::Ready(result) = fut.as_mut().poll(&mut cx) else { unreachable!() };
-/// assert_eq!(result, Err(Error::OutsideRuntime));
-/// ```
-#[cfg(feature = "tokio")]
-pub async fn try_checkpoint() -> Result<Option<YieldCause>, Error> {
-    if !crate::tokio::in_runtime() {
-        return Err(Error::OutsideRuntime);
-    }
-    crate::core::critical::debug_check_checkpoint();
-    if !crate::core::worker::signal_pending() {
-        return Ok(None);
-    }
-    match crate::core::worker::decide_slow() {
-        Some(due) => {
-            yield_at_checkpoint(due, true).await;
-            Ok(Some(due.cause))
-        }
-        None => Ok(None),
-    }
-}
-
-/// Causes that are about other processes, not only this worker's tasks.
-fn gives_cpu_away(cause: YieldCause) -> bool {
-    !matches!(cause, YieldCause::Budget | YieldCause::Voluntary)
-}
-
-fn sched_yield() {
-    // SAFETY: no arguments, no memory effects.
-    unsafe { libc::sched_yield() };
-}
-
-/// Yields to the worker's other tasks.
-///
-/// With Tokio: `yield_now` first (Tokio defers the wake-up until its I/O
-/// and timer drivers have been polled, so tasks they make ready run), then
-/// once more by waking ourselves. The second step matters on the
-/// multi-thread runtime: the deferred wake-up puts the yielding task in the
-/// worker's LIFO slot, ahead of the tasks the drivers just woke, so without
-/// it those tasks could wait another budget. A self-wake while running is
-/// queued at the back.
-#[cfg(feature = "tokio")]
-async fn yield_task() {
-    ::tokio::task::yield_now().await;
-    yield_back().await
-}
-
-/// Wakes ourselves and returns `Pending` once (the generic executor way).
-async fn yield_back() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }
 
 /// A checkpoint for synchronous code (and event loops other than Tokio).
@@ -328,13 +193,13 @@ pub fn checkpoint_sync() -> Option<YieldCause> {
 /// ```
 #[inline]
 pub fn yield_due() -> Option<DueYield> {
-    if !crate::core::worker::signal_pending() {
+    if !crate::worker::hot::signal_pending() {
         return None;
     }
-    let due = crate::core::worker::decide_slow()?;
+    let due = decide::decide_slow()?;
     Some(DueYield {
         due,
-        mark: crate::core::worker::yield_mark(),
+        mark: decide::yield_mark(),
         _not_send: std::marker::PhantomData,
     })
 }
@@ -344,8 +209,8 @@ pub fn yield_due() -> Option<DueYield> {
 #[must_use = "a due yield does nothing until acknowledged; dropping it leaves the signal pending"]
 #[derive(Debug)]
 pub struct DueYield {
-    due: crate::core::worker::Due,
-    mark: Option<crate::core::worker::YieldMark>,
+    due: decide::Due,
+    mark: Option<decide::YieldMark>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
@@ -368,14 +233,14 @@ impl DueYield {
     /// this one let the loop run first) and nothing is recorded. Returns
     /// the cause if it acknowledged; the caller gives up the CPU only then.
     pub fn acknowledge_if_unanswered(self) -> Option<YieldCause> {
-        crate::core::worker::commit_if_unchanged(self.due, self.mark).then_some(self.due.cause)
+        decide::commit_if_unchanged(self.due, self.mark).then_some(self.due.cause)
     }
 
     /// Records the yield in the ledger, acknowledges the kernel hint it
     /// answers (if any) and restarts the budget, without yielding: the
     /// caller gives up the CPU right after. Returns the cause.
     pub fn acknowledge(self) -> YieldCause {
-        crate::core::worker::commit(self.due);
+        decide::commit(self.due);
         self.due.cause
     }
 
@@ -392,7 +257,7 @@ impl DueYield {
 /// own `yield_now`): counted as `voluntary`, and it answers a pending
 /// kernel hint. [`yield_now`] does this for Tokio.
 pub fn record_voluntary_yield() {
-    if let Ok(w) = crate::core::worker::attach_lazily() {
+    if let Ok(w) = crate::worker::attach_lazily() {
         w.voluntary();
     }
 }
@@ -423,7 +288,7 @@ pub fn critical_section() -> CriticalSection {
 /// the same thread.
 #[inline]
 pub fn enter_critical() -> Result<(), Error> {
-    crate::core::critical::enter()
+    crate::critical::enter()
 }
 
 /// Closes the innermost section opened by [`enter_critical`].
@@ -438,7 +303,7 @@ pub fn enter_critical() -> Result<(), Error> {
 /// ```
 #[inline]
 pub fn exit_critical() -> Result<(), Error> {
-    crate::core::critical::exit()
+    crate::critical::exit()
 }
 
 /// [`exit_critical`] for bindings that yield their own way: if this closes
@@ -456,12 +321,12 @@ pub fn exit_critical() -> Result<(), Error> {
 /// assert_eq!(exit_critical_answering(), Ok(None));
 /// ```
 pub fn exit_critical_answering() -> Result<Option<YieldCause>, Error> {
-    crate::core::critical::exit_answering()
+    crate::critical::exit_answering()
 }
 
 /// The calling thread's critical-section depth (0 outside any section).
 pub fn critical_depth() -> u32 {
-    crate::core::critical::depth()
+    crate::critical::depth()
 }
 
 /// Whether the calling thread is a worker now (a thread-local read: no
@@ -478,7 +343,7 @@ pub fn critical_depth() -> u32 {
 /// ```
 #[inline]
 pub fn is_worker() -> bool {
-    crate::core::worker::is_worker()
+    crate::worker::is_worker()
 }
 
 /// Sets the options of threads that become workers on their own (at their
@@ -502,7 +367,7 @@ pub fn is_worker() -> bool {
 /// .unwrap();
 /// ```
 pub fn set_lazy_worker_options(options: WorkerOptions) {
-    crate::core::worker::set_lazy_defaults(options)
+    crate::worker::set_lazy_defaults(options)
 }
 
 /// Makes the calling thread a worker now, with these options: it gets a
@@ -511,23 +376,23 @@ pub fn set_lazy_worker_options(options: WorkerOptions) {
 /// default options; [`Builder`] attaches its workers with its options. A
 /// thread already attached keeps its options.
 pub fn attach_current_thread(options: WorkerOptions) -> Result<(), Error> {
-    crate::core::worker::attach(options).map(|_| ())
+    crate::worker::attach(options).map(|_| ())
 }
 
 /// Stops treating the calling thread as a worker: unregisters it from the
 /// kernel and folds its ledger into the process totals. Thread exit does
 /// this automatically.
 pub fn detach_current_thread() {
-    crate::core::worker::detach()
+    crate::worker::detach()
 }
 
 /// The calling thread's worker metrics, or [`Error::NotAWorker`].
 pub fn current_worker() -> Result<metrics::WorkerSnapshot, Error> {
-    let w = crate::core::worker::current().ok_or(Error::NotAWorker)?;
+    let w = crate::worker::current().ok_or(Error::NotAWorker)?;
     metrics::snapshot()
         .workers
         .into_iter()
-        .find(|s| s.id == w.id)
+        .find(|s| s.id == w.id())
         .ok_or(Error::NotAWorker)
 }
 
@@ -535,15 +400,3 @@ pub fn current_worker() -> Result<metrics::WorkerSnapshot, Error> {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctest;
-
-/// Identity of the running task for debug checks (0 outside a task).
-pub(crate) fn task_identity() -> u64 {
-    #[cfg(feature = "tokio")]
-    if let Some(id) = ::tokio::task::try_id() {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        id.hash(&mut h);
-        return h.finish() | 1;
-    }
-    0
-}

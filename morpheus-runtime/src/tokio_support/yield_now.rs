@@ -13,5 +13,5 @@
 /// ```
 pub async fn yield_now() {
     crate::record_voluntary_yield();
-    ::tokio::task::yield_now().await
+    tokio::task::yield_now().await
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Errors of the public API. Each message says what to do next.
 
-use super::config::ConfigError;
+use crate::config::ConfigError;
 
 /// Misuse of the Morpheus API, or a request it cannot satisfy.
 #[derive(Debug, Clone, PartialEq, Eq)]
