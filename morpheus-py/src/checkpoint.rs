@@ -35,7 +35,7 @@ static READY_FALSE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// to Python.
 #[cold]
 #[inline(never)]
-fn take_yield(py: Python<'_>, due: morpheus_runtime::DueYield) {
+fn take_yield(py: Python<'_>, due: morpheus_runtime::bindings::DueYield) {
     due.acknowledge();
     py.detach(|| {
         // SAFETY: no arguments, no memory effects.
@@ -57,7 +57,7 @@ fn take_yield(py: Python<'_>, due: morpheus_runtime::DueYield) {
 /// loop's other tasks run.
 #[pyfunction]
 pub(crate) fn checkpoint(py: Python<'_>) -> bool {
-    match morpheus_runtime::yield_due() {
+    match morpheus_runtime::bindings::yield_due() {
         None => false,
         Some(due) => {
             take_yield(py, due);
@@ -86,7 +86,7 @@ pub(crate) fn checkpoint(py: Python<'_>) -> bool {
 ///   taken twice. (As in `morpheus_runtime::checkpoint!()`.)
 #[pyfunction]
 pub(crate) fn async_checkpoint(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    let Some(due) = morpheus_runtime::yield_due() else {
+    let Some(due) = morpheus_runtime::bindings::yield_due() else {
         return ready_false(py);
     };
     if due.gives_cpu_away()
@@ -108,7 +108,7 @@ pub(crate) fn async_checkpoint(py: Python<'_>) -> PyResult<Py<PyAny>> {
 /// leaves the signal pending for the next checkpoint.
 #[pyclass(unsendable, module = "morpheus._morpheus", name = "_PendingYield")]
 pub(crate) struct PendingYield {
-    due: Option<morpheus_runtime::DueYield>,
+    due: Option<morpheus_runtime::bindings::DueYield>,
 }
 
 #[pymethods]
@@ -214,7 +214,7 @@ impl Ready {
 /// until the matching `exit_critical()`. Prefer `with morpheus.critical():`.
 #[pyfunction]
 pub(crate) fn enter_critical() -> PyResult<()> {
-    morpheus_runtime::enter_critical().map_err(runtime_error)
+    morpheus_runtime::bindings::enter_critical().map_err(runtime_error)
 }
 
 /// Closes the innermost critical section opened on the calling thread;
@@ -233,7 +233,7 @@ pub(crate) fn exit_critical(py: Python<'_>) -> PyResult<()> {
 /// window in which the scheduler sees an expired hint and no section, and
 /// may escalate an escapable worker.
 fn leave_section(py: Python<'_>) -> PyResult<()> {
-    let answered = morpheus_runtime::exit_critical_answering().map_err(runtime_error)?;
+    let answered = morpheus_runtime::bindings::exit_critical_answering().map_err(runtime_error)?;
     if answered.is_some() {
         py.detach(|| {
             // SAFETY: no arguments, no memory effects.
@@ -285,7 +285,7 @@ pub(crate) struct Critical {
 
 impl Critical {
     fn enter(&self) -> PyResult<()> {
-        morpheus_runtime::enter_critical().map_err(runtime_error)?;
+        morpheus_runtime::bindings::enter_critical().map_err(runtime_error)?;
         self.open.fetch_add(1, Relaxed);
         Ok(())
     }

@@ -33,7 +33,7 @@ pub(crate) fn runtime_error(e: morpheus_runtime::Error) -> PyErr {
         Error::NotAWorker => "this thread is not a Morpheus worker: call morpheus.init_worker(), \
             pass a morpheus.checkpoint() on it, or run its event loop under morpheus.install()"
             .to_string(),
-        Error::AlreadyInitialized => "morpheus.configure() must be called before the first \
+        Error::AlreadyConfigured => "morpheus.configure() must be called before the first \
             checkpoint, critical section or worker registration; Morpheus is already running \
             with its configuration"
             .to_string(),

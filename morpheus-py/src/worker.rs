@@ -69,7 +69,7 @@ pub(crate) fn init_worker(
         }
         return Ok(());
     }
-    let r = morpheus_runtime::attach_current_thread(WorkerOptions {
+    let r = morpheus_runtime::attach_worker(WorkerOptions {
         kind: RuntimeKind::Asyncio,
         escapable: Some(escapable),
         mode,
@@ -87,7 +87,7 @@ pub(crate) fn _attach_loop_thread(py: Python<'_>) -> PyResult<bool> {
     if morpheus_runtime::is_worker() {
         return Ok(false);
     }
-    let r = morpheus_runtime::attach_current_thread(WorkerOptions {
+    let r = morpheus_runtime::attach_worker(WorkerOptions {
         kind: RuntimeKind::Asyncio,
         escapable: Some(false),
         mode: None,
@@ -102,7 +102,7 @@ pub(crate) fn _attach_loop_thread(py: Python<'_>) -> PyResult<bool> {
 /// does this automatically). Its next checkpoint attaches it again.
 #[pyfunction]
 pub(crate) fn detach_worker(py: Python<'_>) {
-    morpheus_runtime::detach_current_thread();
+    morpheus_runtime::detach_worker();
     logs::flush(py);
 }
 
@@ -111,7 +111,7 @@ pub(crate) fn detach_worker(py: Python<'_>) {
 /// a pending kernel hint.
 #[pyfunction]
 pub(crate) fn record_voluntary_yield(py: Python<'_>) {
-    morpheus_runtime::record_voluntary_yield();
+    morpheus_runtime::bindings::record_voluntary_yield();
     logs::flush(py);
 }
 
@@ -168,7 +168,7 @@ pub(crate) fn configure(
         };
         c.sources = Sources::parse(&text).map_err(MorpheusError::new_err)?;
     }
-    let r = morpheus_runtime::init(c);
+    let r = morpheus_runtime::configure(c);
     logs::flush(py);
     r.map_err(runtime_error)
 }
@@ -280,7 +280,7 @@ pub(crate) fn openmetrics(py: Python<'_>) -> String {
 /// may hold the GIL must never be force-preempted. Only
 /// `init_worker(escapable=True)` makes a Python thread escapable.
 pub(crate) fn set_lazy_defaults() {
-    morpheus_runtime::set_lazy_worker_options(WorkerOptions {
+    morpheus_runtime::bindings::set_lazy_worker_options(WorkerOptions {
         kind: RuntimeKind::Generic,
         escapable: Some(false),
         mode: None,

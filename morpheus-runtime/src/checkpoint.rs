@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! The async checkpoint: [`checkpoint()`](crate::checkpoint()) (and the
+//! The async checkpoint ([`checkpoint()`], and the
 //! [`checkpoint!`](crate::checkpoint!) macro) and its slow path.
 
 use morpheus_common::YieldCause;
@@ -8,11 +8,32 @@ use crate::critical;
 use crate::worker::decide::{self, Due};
 use crate::worker::hot;
 
-/// The future behind [`checkpoint!`](crate::checkpoint!); use the macro.
-#[doc(hidden)]
+/// A safe point to yield at, in async code: `checkpoint().await`.
+///
+/// When no hint is pending it completes at once: one relaxed load and a
+/// branch. When one is, it yields to the worker's other tasks and records
+/// the cause; if the hint came from the kernel or from defensive or
+/// pressure mode it then acknowledges it, gives the CPU to other processes
+/// (`sched_yield`) and lets the tasks that became ready meanwhile run.
+/// Inside a [`critical_section`](crate::critical_section) it never yields.
+///
+/// The first checkpoint on a thread makes it a worker (once; see
+/// [`attach_worker`](crate::attach_worker)). [`checkpoint!()`](crate::checkpoint!)
+/// is the same. Outside async code use
+/// [`bindings::checkpoint`](crate::bindings::checkpoint).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// for i in 0..10_000u32 {
+///     if i % 100 == 0 {
+///         morpheus_runtime::checkpoint().await;
+///     }
+/// }
+/// # }
+/// ```
 #[inline(always)]
 #[allow(clippy::manual_async_fn)] // the Send + Sync + 'static bound is the contract
-pub fn __checkpoint() -> impl Future<Output = ()> + Send + Sync + 'static {
+pub fn checkpoint() -> impl Future<Output = ()> + Send + Sync + 'static {
     async {
         critical::debug_check_checkpoint();
         if hot::signal_pending() {
@@ -36,7 +57,7 @@ async fn checkpoint_yield() {
     }
 }
 
-/// [`checkpoint!`](crate::checkpoint!) that reports misuse as a value:
+/// [`checkpoint()`] that reports misuse as a value:
 /// `Err(Error::OutsideRuntime)` when polled outside a Tokio runtime (then
 /// it does nothing), else what the checkpoint did: `Ok(None)` (nothing to
 /// do) or `Ok(Some(cause))` (it yielded, for that cause).

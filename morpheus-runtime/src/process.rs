@@ -95,13 +95,13 @@ impl Process {
 
     /// Installs an explicit configuration; fails once the process state
     /// exists.
-    pub(crate) fn init(config: Config) -> Result<(), Error> {
+    pub(crate) fn configure(config: Config) -> Result<(), Error> {
         if Process::try_get().is_some() {
-            return Err(Error::AlreadyInitialized);
+            return Err(Error::AlreadyConfigured);
         }
         Process::install(Some(config))
             .map(|_| ())
-            .map_err(|_| Error::AlreadyInitialized)
+            .map_err(|_| Error::AlreadyConfigured)
     }
 
     /// A state as first use would build it, not installed and silent (for

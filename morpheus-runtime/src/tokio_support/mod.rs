@@ -1,13 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Tokio integration (feature `tokio`, on by default): [`Builder`] and
-//! [`yield_now`]. The [`checkpoint!`](crate::checkpoint) macro works in any
-//! Tokio task with or without the builder.
+//! [`yield_now()`]. The [`checkpoint!`](crate::checkpoint!) macro works in
+//! any Tokio task with or without the builder.
 
 mod builder;
-mod yield_now;
 
 pub use builder::Builder;
-pub use yield_now::yield_now;
+
+/// `tokio::task::yield_now`, recorded in the ledger as a `voluntary` yield
+/// (and answering a pending kernel hint).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// morpheus_runtime::yield_now().await;
+/// let me = morpheus_runtime::current_worker().unwrap();
+/// assert_eq!(me.ledger.yields_by(morpheus_runtime::YieldCause::Voluntary), 1);
+/// # }
+/// ```
+pub async fn yield_now() {
+    crate::bindings::record_voluntary_yield();
+    tokio::task::yield_now().await
+}
 
 /// Whether the calling thread is inside a Tokio runtime's context.
 pub(crate) fn in_runtime() -> bool {

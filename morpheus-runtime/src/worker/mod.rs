@@ -45,7 +45,9 @@ use crate::process::Process;
 use crate::scb::{LocalScb, ScbRef, clock_ns, monotonic_ns};
 
 pub use self::options::WorkerOptions;
-pub(crate) use self::options::{set_lazy_defaults, set_thread_defaults};
+pub(crate) use self::options::set_lazy_defaults;
+#[cfg(feature = "tokio")]
+pub(crate) use self::options::set_thread_defaults;
 pub(crate) use self::state::Reg;
 
 /// One worker thread's state.

@@ -49,7 +49,7 @@ pub(crate) fn set_thread_defaults(opts: WorkerOptions) {
 static LAZY_DEFAULTS: AtomicPtr<WorkerOptions> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Sets the options of threads that attach lazily (see
-/// `crate::set_lazy_worker_options`).
+/// `crate::bindings::set_lazy_worker_options`).
 pub(crate) fn set_lazy_defaults(opts: WorkerOptions) {
     let new = Box::into_raw(Box::new(opts));
     // The old box is leaked: a reader may still copy from it. Setting this
