@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use morpheus_runtime::{WorkerOptions, attach_current_thread, checkpoint_sync, critical_section};
+use morpheus_runtime::{WorkerOptions, attach_worker, bindings, critical_section};
 
 /// One microbenchmark.
 #[derive(Debug, Clone, Copy)]
@@ -77,7 +77,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "checkpoint_sync",
-        what: "checkpoint_sync() fast path (worker, no hint pending)",
+        what: "bindings::checkpoint() fast path (worker, no hint pending)",
         counted: "mb_checkpoint_sync",
         env: &[],
         run: run_checkpoint_sync,
@@ -91,7 +91,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "checkpoint_pending",
-        what: "checkpoint_sync() with a signal pending: the slow path (inside a critical section, so the yield itself is deferred)",
+        what: "bindings::checkpoint() with a signal pending: the slow path (inside a critical section, so the yield itself is deferred)",
         counted: "mb_checkpoint_pending",
         env: &[],
         run: run_checkpoint_pending,
@@ -125,7 +125,7 @@ fn worker(budget: Duration) {
         budget: Some(budget),
         ..Default::default()
     };
-    attach_current_thread(opts).expect("attach the benchmark thread");
+    attach_worker(opts).expect("attach the benchmark thread");
     let slot = morpheus_runtime::current_worker().ok().and_then(|w| w.slot);
     REGISTERED.store(slot.is_some(), Ordering::Relaxed);
 }
@@ -260,12 +260,12 @@ fn run_checkpoint_async(n: u64) -> Duration {
     })
 }
 
-/// Counted: checkpoint_sync().
+/// Counted: bindings::checkpoint().
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn mb_checkpoint_sync(n: u64) {
     for _ in 0..n {
-        black_box(checkpoint_sync());
+        black_box(bindings::checkpoint());
     }
 }
 fn run_checkpoint_sync(n: u64) -> Duration {
@@ -275,13 +275,13 @@ fn run_checkpoint_sync(n: u64) -> Duration {
     })
 }
 
-/// Counted: checkpoint_sync() while a signal stays pending.
+/// Counted: bindings::checkpoint() while a signal stays pending.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn mb_checkpoint_pending(n: u64) {
     let mut yields = 0u64;
     for _ in 0..n {
-        yields += u64::from(checkpoint_sync().is_some());
+        yields += u64::from(bindings::checkpoint().is_some());
     }
     black_box(yields);
 }
@@ -293,7 +293,7 @@ fn run_checkpoint_pending(n: u64) -> Duration {
         // moves): from then on every checkpoint takes the slow path.
         let deadline = Instant::now() + Duration::from_secs(30);
         while deferred() == 0 && Instant::now() < deadline {
-            black_box(checkpoint_sync());
+            black_box(bindings::checkpoint());
         }
         assert!(deferred() > 0, "no budget signal within 30 s");
         timed(|| mb_checkpoint_pending(n))
@@ -323,8 +323,8 @@ fn run_critical(n: u64) -> Duration {
 #[inline(never)]
 pub fn mb_enter_exit_critical(n: u64) {
     for _ in 0..n {
-        let _ = black_box(morpheus_runtime::enter_critical());
-        let _ = black_box(morpheus_runtime::exit_critical());
+        let _ = black_box(morpheus_runtime::bindings::enter_critical());
+        let _ = black_box(morpheus_runtime::bindings::exit_critical());
     }
 }
 fn run_enter_exit(n: u64) -> Duration {

@@ -36,7 +36,7 @@ def inner(variant: str, n: int) -> None:
     """Runs ``n`` operations of ``variant`` (in the measured child)."""
     import morpheus
 
-    morpheus.init_worker()
+    morpheus.attach_worker()
     if variant in ("int", "checkpoint"):
         f = int if variant == "int" else morpheus.checkpoint
         for _ in range(n):

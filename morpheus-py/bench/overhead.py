@@ -44,11 +44,11 @@ def per_call_ns(stmt: str, number: int, repeat: int, **names) -> float:
 def api_costs(number: int, repeat: int) -> Dict[str, float]:
     """Fast-path costs of the API calls, net of an empty loop."""
     if _not_worker():
-        morpheus.init_worker()
+        morpheus.attach_worker()
     empty = per_call_ns("pass", number, repeat)
     noop = per_call_ns("f()", number, repeat, f=int)  # a trivial builtin call
     cp = per_call_ns("c()", number, repeat, c=morpheus.checkpoint)
-    crit = per_call_ns("with C(): pass", number, repeat, C=morpheus.critical)
+    crit = per_call_ns("with C(): pass", number, repeat, C=morpheus.critical_section)
 
     async def awaits(n: int) -> None:
         ac = morpheus.async_checkpoint
@@ -56,7 +56,7 @@ def api_costs(number: int, repeat: int) -> Dict[str, float]:
             await ac()
 
     async def async_crit(n: int) -> None:
-        C = morpheus.critical
+        C = morpheus.critical_section
         for _ in range(n):
             async with C():
                 pass
@@ -194,8 +194,8 @@ def main() -> None:
     print(f"  builtin call (reference)     {r['builtin_call_ns']:8.1f} ns")
     print(f"  checkpoint()                 {r['checkpoint_ns']:8.1f} ns")
     print(f"  await async_checkpoint()     {r['async_checkpoint_ns']:8.1f} ns")
-    print(f"  with critical()              {r['with_critical_ns']:8.1f} ns")
-    print(f"  async with critical()        {r['async_with_critical_ns']:8.1f} ns")
+    print(f"  with critical_section()      {r['with_critical_ns']:8.1f} ns")
+    print(f"  async with critical_section() {r['async_with_critical_ns']:7.1f} ns")
     for name in ("callback", "task_step", "echo_round_trip"):
         print(
             f"  {name:<16} plain {r[name + '_plain_ns']:9.1f} ns  morpheus {r[name + '_morpheus_ns']:9.1f} ns"

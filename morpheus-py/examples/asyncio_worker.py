@@ -6,7 +6,7 @@ share one event loop.
 
 Each job crunches numbers and passes ``await morpheus.async_checkpoint()``
 every 1000 steps; results are merged into shared totals inside
-``async with morpheus.critical():``. A heartbeat task wants to run every 5 ms
+``async with morpheus.critical_section():``. A heartbeat task wants to run every 5 ms
 and records how late it is. With checkpoints the heartbeat is late by a few
 budgets (10 ms by default, ``MORPHEUS_BUDGET_MS``): each job ahead of it in
 the loop's queue runs for one budget before it yields. With
@@ -35,7 +35,7 @@ async def job(n: int, checkpoints: bool) -> None:
         acc = (acc + i * i) % 1_000_003
         if checkpoints and i % 1000 == 0:
             await morpheus.async_checkpoint()
-    async with morpheus.critical():  # both totals move together
+    async with morpheus.critical_section():  # both totals move together
         totals["jobs"] += 1
         totals["sum"] = (totals["sum"] + acc) % 1_000_003
 

@@ -58,7 +58,7 @@ async def heavy(n: int = 2_000_000) -> dict:
         if i % 1000 == 0 and await morpheus.async_checkpoint():
             yielded += 1
     # Update both counters together: no forced preemption in between.
-    with morpheus.critical():
+    with morpheus.critical_section():
         _stats["heavy_requests"] += 1
         _stats["heavy_iterations"] += n
     return {"result": acc, "yields": yielded, "seconds": time.perf_counter() - t0}
@@ -92,7 +92,7 @@ async def stats() -> dict:
     """The counters the heavy endpoint keeps, whether this event loop is
     Morpheus's (a checkpoint before every callback, its thread a worker of
     kind ``asyncio`` from the start), and the loop thread's ledger."""
-    async with morpheus.critical():
+    async with morpheus.critical_section():
         counters = dict(_stats)
     snap = morpheus.snapshot()
     try:

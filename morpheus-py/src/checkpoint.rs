@@ -7,13 +7,14 @@
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
+use morpheus_runtime::bindings;
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use crate::{MorpheusError, logs, runtime_error};
 
-/// What `async with morpheus.critical()` binds with `as`: an awaitable
+/// What `async with morpheus.critical_section()` binds with `as`: an awaitable
 /// already completed with `None` (like `asyncio.Lock`'s `__aenter__`).
 static READY_NONE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// Called by the async slow path to let the event loop's other tasks run
@@ -35,7 +36,7 @@ static READY_FALSE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// to Python.
 #[cold]
 #[inline(never)]
-fn take_yield(py: Python<'_>, due: morpheus_runtime::DueYield) {
+fn take_yield(py: Python<'_>, due: bindings::DueYield) {
     due.acknowledge();
     py.detach(|| {
         // SAFETY: no arguments, no memory effects.
@@ -57,7 +58,7 @@ fn take_yield(py: Python<'_>, due: morpheus_runtime::DueYield) {
 /// loop's other tasks run.
 #[pyfunction]
 pub(crate) fn checkpoint(py: Python<'_>) -> bool {
-    match morpheus_runtime::yield_due() {
+    match bindings::yield_due() {
         None => false,
         Some(due) => {
             take_yield(py, due);
@@ -86,13 +87,13 @@ pub(crate) fn checkpoint(py: Python<'_>) -> bool {
 ///   taken twice. (As in `morpheus_runtime::checkpoint!()`.)
 #[pyfunction]
 pub(crate) fn async_checkpoint(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    let Some(due) = morpheus_runtime::yield_due() else {
+    let Some(due) = bindings::yield_due() else {
         return ready_false(py);
     };
     if due.gives_cpu_away()
         && let Some(answer) = ASYNC_ANSWER.get(py)
     {
-        let pending = Py::new(py, PendingYield { due: Some(due) })?;
+        let pending = Py::new(py, DueYield { due: Some(due) })?;
         return answer.call1(py, (pending,));
     }
     take_yield(py, due);
@@ -106,13 +107,13 @@ pub(crate) fn async_checkpoint(py: Python<'_>) -> PyResult<Py<PyAny>> {
 /// coroutine takes after letting the event loop run. It belongs to the
 /// loop's thread. Dropped without being taken (the task was cancelled), it
 /// leaves the signal pending for the next checkpoint.
-#[pyclass(unsendable, module = "morpheus._morpheus", name = "_PendingYield")]
-pub(crate) struct PendingYield {
-    due: Option<morpheus_runtime::DueYield>,
+#[pyclass(unsendable, module = "morpheus._morpheus", name = "_DueYield")]
+pub(crate) struct DueYield {
+    due: Option<bindings::DueYield>,
 }
 
 #[pymethods]
-impl PendingYield {
+impl DueYield {
     /// Acknowledges the yield and gives up the CPU once with the GIL
     /// released, unless it was answered on this thread meanwhile or already
     /// taken. Returns whether it yielded.
@@ -141,7 +142,7 @@ fn ready_false(py: Python<'_>) -> PyResult<Py<PyAny>> {
 /// Registers what `async_checkpoint()` returns: `slow`, the coroutine
 /// function called on its slow path after a budget yield (the package
 /// passes `morpheus._yield_to_loop`), `answer`, the one called with a
-/// [`PendingYield`] for a yield for other processes
+/// [`DueYield`] for a yield for other processes
 /// (`morpheus._answer_after_loop`), and `done_false`, an awaitable already
 /// completed with `False` for the fast path. A done `asyncio.Future` is the
 /// cheapest one: awaiting it returns its result through `am_send`, without
@@ -211,16 +212,16 @@ impl Ready {
 
 /// Opens a critical section on the calling thread (sections nest): the
 /// scheduler will not force-preempt the thread and checkpoints do not yield
-/// until the matching `exit_critical()`. Prefer `with morpheus.critical():`.
+/// until the matching `exit_critical()`. Prefer `with morpheus.critical_section():`.
 #[pyfunction]
 pub(crate) fn enter_critical() -> PyResult<()> {
-    morpheus_runtime::enter_critical().map_err(runtime_error)
+    bindings::enter_critical().map_err(runtime_error)
 }
 
 /// Closes the innermost critical section opened on the calling thread;
 /// raises `MorpheusError` if none is open. Leaving the outermost section
 /// passes a checkpoint: a yield deferred inside the section is taken right
-/// there (see `critical`).
+/// there (see `critical_section`).
 #[pyfunction]
 pub(crate) fn exit_critical(py: Python<'_>) -> PyResult<()> {
     leave_section(py)
@@ -228,12 +229,12 @@ pub(crate) fn exit_critical(py: Python<'_>) -> PyResult<()> {
 
 /// Closes a level; leaving the outermost answers what the section
 /// deferred: acknowledged while the section is still open (the runtime's
-/// `exit_critical_answering`), then the CPU given up with the GIL released.
+/// `bindings::exit_critical_answering`), then the CPU given up with the GIL released.
 /// A Python-level `checkpoint()` after the `with` block would leave a
 /// window in which the scheduler sees an expired hint and no section, and
 /// may escalate an escapable worker.
 fn leave_section(py: Python<'_>) -> PyResult<()> {
-    let answered = morpheus_runtime::exit_critical_answering().map_err(runtime_error)?;
+    let answered = bindings::exit_critical_answering().map_err(runtime_error)?;
     if answered.is_some() {
         py.detach(|| {
             // SAFETY: no arguments, no memory effects.
@@ -257,8 +258,8 @@ pub(crate) fn is_worker() -> bool {
     morpheus_runtime::is_worker()
 }
 
-/// A critical section: `with morpheus.critical():` or
-/// `async with morpheus.critical():`.
+/// A critical section: `with morpheus.critical_section():` or
+/// `async with morpheus.critical_section():`.
 ///
 /// While the section is open the scheduler will not force-preempt the
 /// thread and checkpoints do not yield (they defer to the first checkpoint
@@ -276,16 +277,16 @@ pub(crate) fn is_worker() -> bool {
     frozen,
     freelist = 64,
     module = "morpheus._morpheus",
-    name = "critical"
+    name = "critical_section"
 )]
-pub(crate) struct Critical {
+pub(crate) struct CriticalSection {
     /// Levels opened through this object and not closed yet.
     open: AtomicU32,
 }
 
-impl Critical {
+impl CriticalSection {
     fn enter(&self) -> PyResult<()> {
-        morpheus_runtime::enter_critical().map_err(runtime_error)?;
+        bindings::enter_critical().map_err(runtime_error)?;
         self.open.fetch_add(1, Relaxed);
         Ok(())
     }
@@ -297,8 +298,8 @@ impl Critical {
             .is_ok();
         if !opened {
             return Err(MorpheusError::new_err(
-                "this morpheus.critical() section is not open: leave a section only after \
-                 entering it (use `with morpheus.critical():`)",
+                "this morpheus.critical_section() section is not open: leave a section only after \
+                 entering it (use `with morpheus.critical_section():`)",
             ));
         }
         leave_section(py)
@@ -306,10 +307,10 @@ impl Critical {
 }
 
 #[pymethods]
-impl Critical {
+impl CriticalSection {
     #[new]
-    fn new() -> Critical {
-        Critical {
+    fn new() -> CriticalSection {
+        CriticalSection {
             open: AtomicU32::new(0),
         }
     }
@@ -353,6 +354,9 @@ impl Critical {
     }
 
     fn __repr__(&self) -> String {
-        format!("<morpheus.critical open={}>", self.open.load(Relaxed))
+        format!(
+            "<morpheus.critical_section open={}>",
+            self.open.load(Relaxed)
+        )
     }
 }

@@ -28,12 +28,14 @@ pub(crate) fn runtime_error(e: morpheus_runtime::Error) -> PyErr {
     let msg = match e {
         Error::UnbalancedCriticalSection => "morpheus.exit_critical() called with no critical \
             section open on this thread: pair every morpheus.enter_critical() with one \
-            morpheus.exit_critical() on the same thread, or use `with morpheus.critical():`"
+            morpheus.exit_critical() on the same thread, or use `with morpheus.critical_section():`"
             .to_string(),
-        Error::NotAWorker => "this thread is not a Morpheus worker: call morpheus.init_worker(), \
+        Error::NotAWorker => {
+            "this thread is not a Morpheus worker: call morpheus.attach_worker(), \
             pass a morpheus.checkpoint() on it, or run its event loop under morpheus.install()"
-            .to_string(),
-        Error::AlreadyInitialized => "morpheus.configure() must be called before the first \
+                .to_string()
+        }
+        Error::AlreadyConfigured => "morpheus.configure() must be called before the first \
             checkpoint, critical section or worker registration; Morpheus is already running \
             with its configuration"
             .to_string(),
@@ -72,11 +74,11 @@ fn _morpheus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::exit_critical, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::critical_depth, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::is_worker, m)?)?;
-    m.add_class::<checkpoint::Critical>()?;
+    m.add_class::<checkpoint::CriticalSection>()?;
     m.add_class::<checkpoint::Ready>()?;
-    m.add_class::<checkpoint::PendingYield>()?;
+    m.add_class::<checkpoint::DueYield>()?;
     m.add("ReadyQueue", ready::ready_queue_type(py)?)?;
-    m.add_function(wrap_pyfunction!(worker::init_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::attach_worker, m)?)?;
     m.add_function(wrap_pyfunction!(worker::_attach_loop_thread, m)?)?;
     m.add_function(wrap_pyfunction!(worker::detach_worker, m)?)?;
     m.add_function(wrap_pyfunction!(worker::record_voluntary_yield, m)?)?;

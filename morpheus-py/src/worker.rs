@@ -2,7 +2,7 @@
 //! Workers, configuration, and the mode/ledger/metrics accessors.
 //!
 //! Snapshots cross to Python as plain dicts; the package wraps them in
-//! frozen dataclasses (`morpheus.Snapshot`, `WorkerInfo`, `Ledger`).
+//! frozen dataclasses (`morpheus.Snapshot`, `WorkerSnapshot`, `LedgerSnapshot`).
 
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ fn budget(ms: f64) -> PyResult<Duration> {
 /// first).
 #[pyfunction]
 #[pyo3(signature = (escapable = false, budget_ms = None, mode = None))]
-pub(crate) fn init_worker(
+pub(crate) fn attach_worker(
     py: Python<'_>,
     escapable: bool,
     budget_ms: Option<f64>,
@@ -61,7 +61,7 @@ pub(crate) fn init_worker(
             return Err(MorpheusError::new_err(format!(
                 "this thread is already a Morpheus worker (escapable={}, budget {:.1} ms, mode {}) \
                  and keeps its options: call morpheus.detach_worker() first, or call \
-                 morpheus.init_worker() before the thread's first checkpoint or critical section",
+                 morpheus.attach_worker() before the thread's first checkpoint or critical section",
                 if w.escapable { "True" } else { "False" },
                 w.budget.as_secs_f64() * 1000.0,
                 w.pinned_mode.map_or("auto", |m| m.as_str()),
@@ -69,7 +69,7 @@ pub(crate) fn init_worker(
         }
         return Ok(());
     }
-    let r = morpheus_runtime::attach_current_thread(WorkerOptions {
+    let r = morpheus_runtime::attach_worker(WorkerOptions {
         kind: RuntimeKind::Asyncio,
         escapable: Some(escapable),
         mode,
@@ -87,7 +87,7 @@ pub(crate) fn _attach_loop_thread(py: Python<'_>) -> PyResult<bool> {
     if morpheus_runtime::is_worker() {
         return Ok(false);
     }
-    let r = morpheus_runtime::attach_current_thread(WorkerOptions {
+    let r = morpheus_runtime::attach_worker(WorkerOptions {
         kind: RuntimeKind::Asyncio,
         escapable: Some(false),
         mode: None,
@@ -102,7 +102,7 @@ pub(crate) fn _attach_loop_thread(py: Python<'_>) -> PyResult<bool> {
 /// does this automatically). Its next checkpoint attaches it again.
 #[pyfunction]
 pub(crate) fn detach_worker(py: Python<'_>) {
-    morpheus_runtime::detach_current_thread();
+    morpheus_runtime::detach_worker();
     logs::flush(py);
 }
 
@@ -111,7 +111,7 @@ pub(crate) fn detach_worker(py: Python<'_>) {
 /// a pending kernel hint.
 #[pyfunction]
 pub(crate) fn record_voluntary_yield(py: Python<'_>) {
-    morpheus_runtime::record_voluntary_yield();
+    morpheus_runtime::bindings::record_voluntary_yield();
     logs::flush(py);
 }
 
@@ -122,14 +122,14 @@ pub(crate) fn record_voluntary_yield(py: Python<'_>) {
 ///
 /// `sources` is a comma-separated list or an iterable of `kernel`, `budget`,
 /// `pressure` (or `all`, `none`); `mode` is `auto` or a mode name. There is
-/// no process-wide `escapable`: in Python only `init_worker(escapable=True)`
+/// no process-wide `escapable`: in Python only `attach_worker(escapable=True)`
 /// makes a thread escapable.
 #[pyfunction]
-#[pyo3(signature = (*, enabled = None, socket = None, budget_ms = None, mode = None, sources = None))]
+#[pyo3(signature = (*, enabled = None, socket_path = None, budget_ms = None, mode = None, sources = None))]
 pub(crate) fn configure(
     py: Python<'_>,
     enabled: Option<bool>,
-    socket: Option<std::path::PathBuf>,
+    socket_path: Option<std::path::PathBuf>,
     budget_ms: Option<f64>,
     mode: Option<&str>,
     sources: Option<&Bound<'_, PyAny>>,
@@ -138,7 +138,7 @@ pub(crate) fn configure(
     if let Some(v) = enabled {
         c.enabled = v;
     }
-    if let Some(v) = socket {
+    if let Some(v) = socket_path {
         c.socket_path = v;
     }
     if let Some(v) = budget_ms {
@@ -168,7 +168,7 @@ pub(crate) fn configure(
         };
         c.sources = Sources::parse(&text).map_err(MorpheusError::new_err)?;
     }
-    let r = morpheus_runtime::init(c);
+    let r = morpheus_runtime::configure(c);
     logs::flush(py);
     r.map_err(runtime_error)
 }
@@ -278,9 +278,9 @@ pub(crate) fn openmetrics(py: Python<'_>) -> String {
 /// first checkpoint or critical section, e.g. thread-pool threads): never
 /// escapable, whatever the process configuration says, since a thread that
 /// may hold the GIL must never be force-preempted. Only
-/// `init_worker(escapable=True)` makes a Python thread escapable.
+/// `attach_worker(escapable=True)` makes a Python thread escapable.
 pub(crate) fn set_lazy_defaults() {
-    morpheus_runtime::set_lazy_worker_options(WorkerOptions {
+    morpheus_runtime::bindings::set_lazy_worker_options(WorkerOptions {
         kind: RuntimeKind::Generic,
         escapable: Some(false),
         mode: None,
@@ -289,7 +289,7 @@ pub(crate) fn set_lazy_defaults() {
     if Config::from_env().is_ok_and(|c| c.escapable) {
         log::warn!(
             "morpheus: MORPHEUS_ESCAPABLE has no effect on Python threads: a thread that may \
-             hold the GIL is escapable only if it calls morpheus.init_worker(escapable=True)"
+             hold the GIL is escapable only if it calls morpheus.attach_worker(escapable=True)"
         );
     }
 }

@@ -56,26 +56,26 @@ def test_first_checkpoint_makes_the_thread_a_worker():
     assert w.critical_depth == 0 and w.ledger.yields_total == 0
 
 
-def test_init_worker_registers_an_asyncio_worker_that_is_not_escapable():
+def test_attach_worker_registers_an_asyncio_worker_that_is_not_escapable():
     def body():
-        w = morpheus.init_worker()
+        w = morpheus.attach_worker()
         assert (w.kind, w.escapable, w.slot, w.registered) == ("asyncio", False, None, False)
         # Same options again: harmless. Other options: refused, with advice.
-        assert morpheus.init_worker().id == w.id
+        assert morpheus.attach_worker().id == w.id
         with pytest.raises(morpheus.MorpheusError, match="detach_worker"):
-            morpheus.init_worker(escapable=True)
+            morpheus.attach_worker(escapable=True)
         with pytest.raises(morpheus.MorpheusError, match="already a Morpheus worker"):
-            morpheus.init_worker(budget_ms=3)
+            morpheus.attach_worker(budget_ms=3)
         morpheus.detach_worker()
         with pytest.raises(morpheus.MorpheusError):
             morpheus.current_worker()
-        w2 = morpheus.init_worker(escapable=True, budget_ms=3, mode="pressured")
+        w2 = morpheus.attach_worker(escapable=True, budget_ms=3, mode="pressured")
         assert w2.id != w.id
         assert (w2.escapable, w2.budget_ms, w2.pinned_mode, w2.mode) == (True, 3.0, "pressured", "pressured")
         with pytest.raises(morpheus.MorpheusError, match="budget_ms"):
-            morpheus.init_worker(budget_ms=0)
+            morpheus.attach_worker(budget_ms=0)
         with pytest.raises(morpheus.MorpheusError, match="expected one of"):
-            morpheus.init_worker(mode="turbo")
+            morpheus.attach_worker(mode="turbo")
 
     in_thread(body)
 
@@ -95,7 +95,7 @@ def test_seed_usage_works_as_written():
         return yielded, time.perf_counter() - t0
 
     def body():
-        morpheus.init_worker(budget_ms=2)
+        morpheus.attach_worker(budget_ms=2)
         total, elapsed = 0, 0.0
         for _ in range(10):  # more rounds only if a busy machine starved us
             yielded, seconds = asyncio.run(handler())
@@ -129,7 +129,7 @@ def test_a_yield_releases_the_gil_to_other_threads():
 
     def checkpointing(with_checkpoints: bool) -> int:
         os.sched_setaffinity(0, {cpu})
-        morpheus.init_worker(budget_ms=1)
+        morpheus.attach_worker(budget_ms=1)
         before = progress[0]
         end = time.perf_counter() + 0.4
         n = 0
@@ -180,7 +180,7 @@ def test_async_checkpoint_completes_at_once_when_nothing_is_pending():
         return results
 
     def body():
-        morpheus.init_worker(budget_ms=10_000)
+        morpheus.attach_worker(budget_ms=10_000)
         return asyncio.run(main())
 
     assert in_thread(body) == [False] * 1000
@@ -210,7 +210,7 @@ def test_async_checkpoint_lets_other_tasks_run_when_the_budget_is_spent():
         return yielded, len(ticks) - before
 
     def body():
-        morpheus.init_worker(budget_ms=2)
+        morpheus.attach_worker(budget_ms=2)
         return asyncio.run(main())
 
     yielded, ticks = in_thread(body)
@@ -252,7 +252,7 @@ def test_at_a_yield_for_other_processes_the_loop_runs_first_and_it_is_taken_once
     def body():
         # Defensive mode: a quarter-budget yield that gives the CPU away, as
         # a kernel hint does, without a scheduler.
-        morpheus.init_worker(budget_ms=4, mode="defensive")
+        morpheus.attach_worker(budget_ms=4, mode="defensive")
         return asyncio.run(main())
 
     yielded, before, seen_by_short, other, after = in_thread(body)
@@ -267,7 +267,7 @@ def test_at_a_yield_for_other_processes_the_loop_runs_first_and_it_is_taken_once
 
 def test_accessors_mirror_the_runtime():
     def body():
-        morpheus.init_worker(budget_ms=1)
+        morpheus.attach_worker(budget_ms=1)
         spin(0.02)
         for _ in range(3):
             morpheus.checkpoint()
@@ -293,7 +293,7 @@ def test_accessors_mirror_the_runtime():
     assert snap.retired_workers >= 1
     assert morpheus.ledger().yields_total >= w.ledger.yields_total
     assert snap.process.yields["budget"] >= w.ledger.yields["budget"]
-    assert all(isinstance(x, morpheus.WorkerInfo) for x in snap.workers)
+    assert all(isinstance(x, morpheus.WorkerSnapshot) for x in snap.workers)
 
     text = morpheus.openmetrics()
     assert text.endswith("# EOF\n")
@@ -318,8 +318,8 @@ def test_configure_before_first_use_and_errors_after():
     out = run_python(
         """
         import json, morpheus
-        morpheus.configure(budget_ms=3, mode="defensive", sources=["budget"], socket="/nonexistent/x.sock")
-        w = morpheus.init_worker()
+        morpheus.configure(budget_ms=3, mode="defensive", sources=["budget"], socket_path="/nonexistent/x.sock")
+        w = morpheus.attach_worker()
         s = morpheus.snapshot()
         try:
             morpheus.configure(budget_ms=4)
@@ -356,7 +356,7 @@ def test_configure_rejects_bad_values():
 
 def test_record_voluntary_yield_is_counted():
     def body():
-        morpheus.init_worker()
+        morpheus.attach_worker()
         morpheus.record_voluntary_yield()
         return morpheus.current_worker().ledger.yields["voluntary"]
 

@@ -18,18 +18,18 @@ class Boom(Exception):
 def test_sections_nest_and_always_close():
     def body():
         assert morpheus.critical_depth() == 0
-        with morpheus.critical() as c:
-            assert isinstance(c, morpheus.critical) and c.open == 1
+        with morpheus.critical_section() as c:
+            assert isinstance(c, morpheus.critical_section) and c.open == 1
             assert morpheus.critical_depth() == 1
-            with morpheus.critical():
+            with morpheus.critical_section():
                 assert morpheus.critical_depth() == 2
                 with c:  # the same object may nest with itself
                     assert morpheus.critical_depth() == 3 and c.open == 2
             assert morpheus.critical_depth() == 1
         assert morpheus.critical_depth() == 0
         with pytest.raises(Boom):
-            with morpheus.critical():
-                with morpheus.critical():
+            with morpheus.critical_section():
+                with morpheus.critical_section():
                     raise Boom()
         assert morpheus.critical_depth() == 0
         assert morpheus.current_worker().critical_depth == 0
@@ -41,7 +41,7 @@ def test_exceptions_propagate_unchanged():
     def body():
         err = Boom("x")
         try:
-            with morpheus.critical():
+            with morpheus.critical_section():
                 raise err
         except Boom as e:
             assert e is err and e.__context__ is None
@@ -60,12 +60,12 @@ def test_manual_api_and_misuse_raise_clear_errors():
         morpheus.exit_critical()
         morpheus.exit_critical()
         assert morpheus.critical_depth() == 0
-        c = morpheus.critical()
+        c = morpheus.critical_section()
         with pytest.raises(morpheus.MorpheusError, match="not open"):
             c.__exit__(None, None, None)
         # Closing a `with` level by hand leaves the `with` nothing to close.
         with pytest.raises(morpheus.MorpheusError, match="no critical section open"):
-            with morpheus.critical():
+            with morpheus.critical_section():
                 morpheus.exit_critical()
         assert morpheus.critical_depth() == 0
 
@@ -74,9 +74,9 @@ def test_manual_api_and_misuse_raise_clear_errors():
 
 def test_checkpoints_never_yield_inside_and_answer_right_after():
     def body():
-        morpheus.init_worker(budget_ms=1)
+        morpheus.attach_worker(budget_ms=1)
         inside = []
-        with morpheus.critical():
+        with morpheus.critical_section():
             spin(0.01)  # the budget runs out inside
             for _ in range(20):
                 inside.append(morpheus.checkpoint())
@@ -96,18 +96,18 @@ def test_checkpoints_never_yield_inside_and_answer_right_after():
 
 def test_async_sections_nest_propagate_and_interleave():
     async def main():
-        async with morpheus.critical() as bound:
+        async with morpheus.critical_section() as bound:
             assert bound is None  # like asyncio.Lock
             assert morpheus.critical_depth() == 1
-            async with morpheus.critical():
+            async with morpheus.critical_section():
                 assert morpheus.critical_depth() == 2
-                with morpheus.critical():
+                with morpheus.critical_section():
                     assert morpheus.critical_depth() == 3
             assert await morpheus.async_checkpoint() is False  # never yields inside
         assert morpheus.critical_depth() == 0
 
         with pytest.raises(Boom):
-            async with morpheus.critical():
+            async with morpheus.critical_section():
                 await asyncio.sleep(0)
                 raise Boom()
         assert morpheus.critical_depth() == 0
@@ -115,13 +115,13 @@ def test_async_sections_nest_propagate_and_interleave():
         # Sections are per thread: two tasks holding one across an await
         # count twice, and each leaves its own level.
         async def holder(delay):
-            async with morpheus.critical():
+            async with morpheus.critical_section():
                 await asyncio.sleep(delay)
 
         await asyncio.gather(holder(0.01), holder(0.02))
         assert morpheus.critical_depth() == 0
 
-        c = morpheus.critical()
+        c = morpheus.critical_section()
         with pytest.raises(morpheus.MorpheusError, match="not open"):
             await c.__aexit__(None, None, None)
         return True
@@ -134,7 +134,7 @@ def test_cancellation_inside_an_async_section_leaves_it():
         started = asyncio.Event()
 
         async def victim():
-            async with morpheus.critical():
+            async with morpheus.critical_section():
                 started.set()
                 await asyncio.sleep(10)
 

@@ -49,7 +49,7 @@ async def spinning_callbacks(n: int, each: float) -> dict:
 
 def test_install_makes_asyncio_run_loops_checkpoint_between_callbacks(installed):
     def body():
-        morpheus.init_worker(budget_ms=1)  # the loop keeps these options
+        morpheus.attach_worker(budget_ms=1)  # the loop keeps these options
         return asyncio.run(spinning_callbacks(40, 0.002))
 
     r = in_thread(body)
@@ -61,7 +61,7 @@ def test_install_makes_asyncio_run_loops_checkpoint_between_callbacks(installed)
 
 def test_without_install_nothing_checkpoints():
     def body():
-        morpheus.init_worker(budget_ms=1)
+        morpheus.attach_worker(budget_ms=1)
         return asyncio.run(spinning_callbacks(40, 0.002))
 
     r = in_thread(body)
@@ -85,7 +85,7 @@ def test_install_registers_each_loop_thread(installed):
 def test_loop_factory_with_asyncio_runner():
     def body():
         with asyncio.Runner(loop_factory=morpheus.new_event_loop) as runner:
-            morpheus.init_worker(budget_ms=1)
+            morpheus.attach_worker(budget_ms=1)
             return runner.run(spinning_callbacks(40, 0.002))
 
     r = in_thread(body)

@@ -12,7 +12,7 @@ import json, logging, threading, time, morpheus
 logging.basicConfig(level=logging.INFO, format="LOG %(levelname)s %(name)s %(message)s")
 
 def work():
-    morpheus.init_worker(budget_ms=2)
+    morpheus.attach_worker(budget_ms=2)
     end = time.perf_counter() + 0.1
     while time.perf_counter() < end:
         morpheus.checkpoint()
@@ -46,7 +46,7 @@ def test_import_never_raises_and_bad_settings_are_reported_once():
         """
         import json, logging, morpheus
         logging.basicConfig(level=logging.INFO, format="LOG %(message)s")
-        morpheus.init_worker()
+        morpheus.attach_worker()
         assert morpheus.checkpoint() is False
         w = morpheus.current_worker()
         morpheus.snapshot(); morpheus.snapshot()
@@ -99,7 +99,7 @@ def test_queued_log_records_reach_logging_without_api_calls():
         logging.basicConfig(level=logging.INFO, format="LOG %(message)s")
         t = threading.Thread(target=morpheus.checkpoint)
         t.start(); t.join()
-        morpheus._start_log_pump()  # what init_worker() and loop start do
+        morpheus._start_log_pump()  # what attach_worker() and loop start do
         time.sleep(2.5)
         """,
     )

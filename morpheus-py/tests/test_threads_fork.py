@@ -39,7 +39,7 @@ def test_thread_pool_threads_are_never_escapable_unless_asked():
             return [w.kind, w.escapable]
 
         def asked():
-            return morpheus.init_worker(escapable=True).escapable
+            return morpheus.attach_worker(escapable=True).escapable
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             lazies = [f.result() for f in [pool.submit(lazy) for _ in range(8)]]
@@ -54,7 +54,7 @@ def test_thread_pool_threads_are_never_escapable_unless_asked():
     assert r["lazy"] == [["generic", False]] * 8, r
     assert r["explicit"] is True
     said = [line for line in p.stderr.splitlines() if "MORPHEUS_ESCAPABLE" in line]
-    assert len(said) == 1 and "init_worker(escapable=True)" in said[0], p.stderr
+    assert len(said) == 1 and "attach_worker(escapable=True)" in said[0], p.stderr
 
 
 def test_configuration_warnings_are_said_once_not_per_thread():
@@ -83,7 +83,7 @@ def test_a_forked_child_starts_over():
     p = run_python(
         """
         import json, os, morpheus
-        parent = morpheus.init_worker()
+        parent = morpheus.attach_worker()
         morpheus.enter_critical()
         pid = os.fork()
         if pid == 0:
@@ -134,7 +134,7 @@ def test_one_sched_yield_per_yield():
     code = (
         "import sys, time, morpheus\n"
         "morpheus.configure(budget_ms=1, sources='budget')\n"
-        "morpheus.init_worker()\n"
+        "morpheus.attach_worker()\n"
         "n = 0\n"
         "end = time.perf_counter() + 0.3\n"
         "while time.perf_counter() < end:\n"

@@ -1,34 +1,65 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Kernel-guided cooperative yielding for async runtimes.
 //!
-//! An async worker thread runs many tasks; a task that computes for long
-//! without awaiting starves the others on its worker (in-process), and the
-//! worker holds its CPU while other processes wait (system-wide). Morpheus
-//! gives such code safe points to yield at, and tells it when to use them:
+//! # Cooperative yielding
+//!
+//! An async worker thread runs many tasks, and a task keeps its thread
+//! until it awaits. A task that computes for long without awaiting starves
+//! the other tasks of its worker, and the worker holds its CPU while other
+//! processes wait for one. Tokio's own cooperative budget does not catch
+//! this: it counts resource operations, and a computation performs none.
+//!
+//! This crate gives such code safe points to yield at, and tells it when
+//! to use them: when scx_morpheus (a sched_ext scheduler) hints that others
+//! wait for the CPU, when the worker ran past its local time budget, or
+//! when the machine is overloaded.
 //!
 //! ```
-//! use morpheus_runtime::{checkpoint, critical_section, Builder};
+//! use morpheus_runtime::{checkpoint, critical_section};
+//!
 //! #[tokio::main]
 //! async fn main() {
 //!     for i in 0..1_000_000 {
 //!         // ... work ...
-//!         if i % 1000 == 0 { checkpoint!(); }   // yields only when it should
+//!         if i % 1000 == 0 {
+//!             checkpoint().await; // yields only when it should (or: checkpoint!())
+//!         }
 //!     }
-//!     let _guard = critical_section();          // the kernel will not force-preempt here
+//!     let _guard = critical_section(); // the kernel will not force-preempt here
 //! }
 //! ```
 //!
-//! - [`checkpoint!()`] costs one relaxed load and a branch when there is
-//!   nothing to do. When a hint is pending it lets the worker's other tasks
-//!   run (`tokio::task::yield_now` semantics) and records the cause in the
-//!   yield ledger; for kernel hints it then acknowledges the hint and gives
-//!   the CPU to other processes (`sched_yield`), so the short requests
-//!   waiting in the worker are answered first.
-//! - [`critical_section()`] returns a guard; while it lives the scheduler
-//!   will not force-preempt the thread and checkpoints do not yield.
-//! - [`Builder`] wraps `tokio::runtime::Builder` and registers its workers;
-//!   a plain `#[tokio::main]` works too (threads attach at their first
-//!   checkpoint), and so does a machine without the scheduler.
+//! # The contract
+//!
+//! - A checkpoint ([`checkpoint()`]`.await`, or the [`checkpoint!()`]
+//!   macro) is a point where the task may be suspended. It yields only when
+//!   a hint source asks: then it lets the worker's other tasks run (Tokio's
+//!   `yield_now`), records the cause in the yield ledger ([`metrics`]) and,
+//!   when the yield is for other processes (a kernel hint), acknowledges
+//!   the hint and gives up the CPU once (`sched_yield`) after the worker's
+//!   ready tasks ran.
+//! - Inside a [`critical_section()`] checkpoints never yield: the request
+//!   waits for the first checkpoint after the section. The scheduler will
+//!   not force-preempt the thread there either, up to its cap (50 ms by
+//!   default). Keep sections short and never hold the guard across an
+//!   `.await` (it is `!Send`; debug builds check the rest).
+//! - A thread becomes a *worker* at its first checkpoint or critical
+//!   section, or when [`Builder`] starts it, or at [`attach_worker`]; a
+//!   plain `#[tokio::main]` works. Nothing more is needed: without the
+//!   scheduler the runtime keeps working on its budget, logs why once, and
+//!   reconnects when the scheduler comes back.
+//!
+//! # The fast path
+//!
+//! When nothing is pending a checkpoint is one relaxed load and a branch:
+//! it loads `hint_seq` from the worker's shared control block (SCB, memory
+//! the kernel writes) and compares it with a thread-local word. Nothing
+//! writes memory, reads a clock or calls the kernel. Every source signals
+//! through that one compare: the kernel bumps `hint_seq`; the crate's
+//! monitor thread, which watches the budgets, changes the thread-local
+//! word. Only then does the checkpoint take its slow path. Entering and
+//! leaving a critical section is a thread-local increment and decrement and
+//! one store the kernel reads.
 //!
 //! # Where hints come from
 //!
@@ -39,10 +70,8 @@
 //! | pressure | PSI `some avg10` is high: the budget is halved (no kernel source) | `pressure`  |
 //! | defensive| escalations seen: the budget is quartered                     | `defensive`    |
 //!
-//! The kernel source needs scx_morpheus running (socket [`Config::socket_path`]);
-//! without it, or when it stops, the runtime keeps working on the budget
-//! source, logs why once, and reconnects in the background when the
-//! scheduler comes back. [`metrics::snapshot`] shows which sources are
+//! The kernel source needs scx_morpheus running (socket
+//! [`Config::socket_path`]). [`metrics::snapshot`] shows which sources are
 //! active; [`Config::sources`] (`MORPHEUS_SOURCES`) chooses them.
 //!
 //! # Modes
@@ -51,25 +80,24 @@
 //! [`RuntimeMode::Pressured`]: kernel hints (or PSI overload) honoured, the
 //! budget as a floor. [`RuntimeMode::Defensive`]: escalations against this
 //! process were seen; yield four times as eagerly until they stop and
-//! pressure subsides. The mode moves automatically with hysteresis (see
-//! [`mode`]) unless pinned ([`Config::mode`], [`Builder::mode`]).
+//! pressure subsides. The mode moves automatically with hysteresis unless
+//! pinned ([`Config::mode`], [`Builder::mode`]).
 //!
-//! # Without Tokio
+//! # Without Tokio, and language bindings
 //!
 //! The core has no async runtime dependency (disable the default `tokio`
-//! feature): [`checkpoint_sync`] serves synchronous loops and other event
-//! loops, [`yield_due`] splits it into the decision and the yield (the
-//! Python bindings yield with the GIL released), [`attach_current_thread`]
-//! makes a thread a worker explicitly and [`set_lazy_worker_options`] sets
-//! the options of threads that become workers on their own.
+//! feature). [`bindings`] holds the synchronous, guardless calls that
+//! language bindings (the Python package) and other event loops use: a
+//! checkpoint for synchronous code, one split into the decision and the
+//! yield, critical sections without a guard.
 //!
 //! # Misuse
 //!
 //! Errors say what to do next ([`Error`]). `checkpoint!()` outside a Tokio
 //! runtime logs once and still yields (the generic way); [`try_checkpoint`]
-//! returns the error. `exit_critical()` without a matching
-//! `enter_critical()` returns an error; a thread that ends inside an
-//! `enter_critical()` section is logged once.
+//! returns the error. [`bindings::exit_critical`] without a matching
+//! [`bindings::enter_critical`] returns an error; a thread that ends inside
+//! an `enter_critical()` section is logged once.
 //!
 //! # fork
 //!
@@ -80,20 +108,56 @@
 
 #![warn(missing_docs)]
 
-mod core;
+pub mod bindings;
+mod checkpoint;
+mod config;
+mod critical;
+mod error;
+mod ledger;
+pub mod metrics;
+mod monitor;
+mod process;
+mod scb;
+mod session;
 #[cfg(feature = "tokio")]
-pub mod tokio;
+mod tokio_support;
+mod worker;
 
-pub use crate::core::RegistrationState;
-pub use crate::core::config::{Config, ConfigError, DEFAULT_BUDGET, Sources};
-pub use crate::core::critical::CriticalSection;
-pub use crate::core::error::Error;
-pub use crate::core::ledger::{LedgerSnapshot, RESPONSE_BUCKETS_NS};
-pub use crate::core::worker::WorkerOptions;
-pub use crate::core::{metrics, mode, pressure};
+pub use crate::checkpoint::checkpoint;
 #[cfg(feature = "tokio")]
-pub use crate::tokio::{Builder, yield_now};
+pub use crate::checkpoint::try_checkpoint;
+pub use crate::config::{Config, ConfigError, DEFAULT_BUDGET, Sources};
+pub use crate::critical::CriticalSection;
+pub use crate::error::Error;
+pub use crate::ledger::{LedgerSnapshot, RESPONSE_BUCKETS_NS};
+pub use crate::session::RegistrationState;
+#[cfg(feature = "tokio")]
+pub use crate::tokio_support::{Builder, yield_now};
+pub use crate::worker::WorkerOptions;
 pub use morpheus_common::{RuntimeKind, RuntimeMode, YieldCause};
+
+/// A safe point to yield at, in async code: `checkpoint!();` is
+/// [`checkpoint()`]`.await`.
+///
+/// When no hint is pending it completes at once (one relaxed load and a
+/// branch); see [`checkpoint()`] for what it does when one is. Outside
+/// async code use [`bindings::checkpoint`]: `.await` is only allowed inside
+/// `async` functions and blocks.
+///
+/// ```
+/// use morpheus_runtime::checkpoint;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// for i in 0..10_000u32 {
+///     if i % 100 == 0 { checkpoint!(); }
+/// }
+/// # }
+/// ```
+#[macro_export]
+macro_rules! checkpoint {
+    () => {
+        $crate::checkpoint().await
+    };
+}
 
 /// Configures Morpheus for this process. Call it before the first
 /// checkpoint, critical section or runtime build; otherwise the
@@ -102,299 +166,11 @@ pub use morpheus_common::{RuntimeKind, RuntimeMode, YieldCause};
 /// ```
 /// use std::time::Duration;
 /// let config = morpheus_runtime::Config { budget: Duration::from_millis(5), ..Default::default() };
-/// morpheus_runtime::init(config).expect("first use");
-/// assert!(morpheus_runtime::init(Default::default()).is_err()); // too late now
+/// morpheus_runtime::configure(config).expect("first use");
+/// assert!(morpheus_runtime::configure(Default::default()).is_err()); // too late now
 /// ```
-pub fn init(config: Config) -> Result<(), Error> {
-    crate::core::Process::init(config)
-}
-
-/// A safe point to yield at, in async code: `checkpoint!();`
-///
-/// Expands to `morpheus_runtime::__checkpoint().await`. When no hint is
-/// pending it completes immediately (one relaxed load and a branch). When
-/// one is, it yields to the worker's other tasks and records the cause; if
-/// the hint came from the kernel or from defensive/pressure modes it then
-/// acknowledges it, gives the CPU to other processes (`sched_yield`) and
-/// lets the tasks that became ready meanwhile run. Inside a
-/// [`critical_section`] it never yields.
-///
-/// The first checkpoint on a thread makes it a worker (once; see
-/// [`attach_current_thread`]). Outside async code use [`checkpoint_sync`]:
-/// `.await` is only allowed inside `async` functions and blocks.
-#[macro_export]
-macro_rules! checkpoint {
-    () => {
-        $crate::__checkpoint().await
-    };
-}
-
-/// The future behind [`checkpoint!`]; use the macro.
-#[doc(hidden)]
-#[inline(always)]
-#[allow(clippy::manual_async_fn)] // the Send + Sync + 'static bound is the contract
-pub fn __checkpoint() -> impl Future<Output = ()> + Send + Sync + 'static {
-    async {
-        crate::core::critical::debug_check_checkpoint();
-        if crate::core::worker::signal_pending() {
-            checkpoint_yield().await;
-        }
-    }
-}
-
-/// The slow path of the async checkpoint.
-async fn checkpoint_yield() {
-    #[cfg(feature = "tokio")]
-    let in_runtime = crate::tokio::in_runtime();
-    #[cfg(not(feature = "tokio"))]
-    let in_runtime = false;
-    #[cfg(feature = "tokio")]
-    if !in_runtime {
-        crate::tokio::report_outside_runtime();
-    }
-    if let Some(due) = crate::core::worker::decide_slow() {
-        yield_at_checkpoint(due, in_runtime).await;
-    }
-}
-
-/// Takes a yield decided at an async checkpoint.
-///
-/// A yield that only lets the worker's other tasks run (budget, voluntary)
-/// is recorded and taken. One that gives the CPU to other processes (a
-/// kernel hint, defensive or pressure mode) first lets the worker's ready
-/// tasks run, including those its I/O driver makes ready then; only when
-/// this task is polled again does it acknowledge and `sched_yield`, and
-/// once back it lets the tasks that became ready meanwhile run too. Short
-/// requests that arrived while a long task ran are answered before the
-/// worker gives its CPU away, not after another process's turn. This gains
-/// the worker no CPU: the scheduler charges it for the time those tasks
-/// take, and its yield window and caps bound how long it keeps the CPU
-/// before it answers. If another task on this worker answered the hint
-/// meanwhile, or this task now runs on another worker thread, there is
-/// nothing left to answer here.
-async fn yield_at_checkpoint(due: crate::core::worker::Due, in_runtime: bool) {
-    use crate::core::worker;
-    if !gives_cpu_away(due.cause) {
-        worker::commit(due);
-        return yield_to_tasks(in_runtime).await;
-    }
-    let mark = worker::yield_mark();
-    yield_to_tasks(in_runtime).await;
-    if worker::commit_if_unchanged(due, mark) {
-        sched_yield();
-        yield_to_tasks(in_runtime).await;
-    }
-}
-
-/// Lets the worker's other ready tasks run: [`yield_task`] on a Tokio
-/// worker, else the generic executor way.
-async fn yield_to_tasks(in_runtime: bool) {
-    #[cfg(feature = "tokio")]
-    if in_runtime {
-        return yield_task().await;
-    }
-    let _ = in_runtime;
-    yield_back().await
-}
-
-/// [`checkpoint!`] that reports misuse as a value: `Err(Error::OutsideRuntime)`
-/// when polled outside a Tokio runtime (then it does nothing), else what
-/// the checkpoint did: `Ok(None)` (nothing to do) or `Ok(Some(cause))`
-/// (it yielded, for that cause).
-///
-/// `checkpoint!()` checks the runtime only on its slow path (the first
-/// checkpoint of a thread, and every one that yields), so that its fast
-/// path stays one load and a branch; when it finds none it logs the error
-/// once and yields the generic way (waking itself). `try_checkpoint()`
-/// checks on every call, which costs a look-up of Tokio's context (tens
-/// of nanoseconds): use it where you want the error, not in hot loops.
-///
-/// ```
-/// use morpheus_runtime::{Error, try_checkpoint};
-///
-/// // Inside a runtime: Ok.
-/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// assert!(rt.block_on(try_checkpoint()).is_ok());
-///
-/// // Polled by something else (here a no-op waker): the error, as a value.
-/// let mut fut = std::pin::pin!(try_checkpoint());
-/// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-/// let std::task::Poll::Ready(result) = fut.as_mut().poll(&mut cx) else { unreachable!() };
-/// assert_eq!(result, Err(Error::OutsideRuntime));
-/// ```
-#[cfg(feature = "tokio")]
-pub async fn try_checkpoint() -> Result<Option<YieldCause>, Error> {
-    if !crate::tokio::in_runtime() {
-        return Err(Error::OutsideRuntime);
-    }
-    crate::core::critical::debug_check_checkpoint();
-    if !crate::core::worker::signal_pending() {
-        return Ok(None);
-    }
-    match crate::core::worker::decide_slow() {
-        Some(due) => {
-            yield_at_checkpoint(due, true).await;
-            Ok(Some(due.cause))
-        }
-        None => Ok(None),
-    }
-}
-
-/// Causes that are about other processes, not only this worker's tasks.
-fn gives_cpu_away(cause: YieldCause) -> bool {
-    !matches!(cause, YieldCause::Budget | YieldCause::Voluntary)
-}
-
-fn sched_yield() {
-    // SAFETY: no arguments, no memory effects.
-    unsafe { libc::sched_yield() };
-}
-
-/// Yields to the worker's other tasks.
-///
-/// With Tokio: `yield_now` first (Tokio defers the wake-up until its I/O
-/// and timer drivers have been polled, so tasks they make ready run), then
-/// once more by waking ourselves. The second step matters on the
-/// multi-thread runtime: the deferred wake-up puts the yielding task in the
-/// worker's LIFO slot, ahead of the tasks the drivers just woke, so without
-/// it those tasks could wait another budget. A self-wake while running is
-/// queued at the back.
-#[cfg(feature = "tokio")]
-async fn yield_task() {
-    ::tokio::task::yield_now().await;
-    yield_back().await
-}
-
-/// Wakes ourselves and returns `Pending` once (the generic executor way).
-async fn yield_back() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
-}
-
-/// A checkpoint for synchronous code (and event loops other than Tokio).
-///
-/// Returns `None` when there is nothing to do (the fast path), or the cause
-/// when the thread should yield now: the hint is already acknowledged and
-/// the ledger updated, and the thread has given up the CPU once
-/// (`sched_yield`). The caller should also let its own other work run (e.g.
-/// return to its event loop). The first call on a thread makes it a worker.
-/// It is [`yield_due`] followed by [`DueYield::yield_now`].
-///
-/// ```
-/// // Works on any thread, inside a runtime or not.
-/// for _ in 0..1000 {
-///     if let Some(cause) = morpheus_runtime::checkpoint_sync() {
-///         println!("yielded: {cause}");
-///     }
-/// }
-/// ```
-#[inline]
-pub fn checkpoint_sync() -> Option<YieldCause> {
-    yield_due().map(DueYield::yield_now)
-}
-
-/// The decision half of a synchronous checkpoint: is a yield due now, and
-/// why? No system call and nothing acknowledged; act on the answer with
-/// [`DueYield::yield_now`] (acknowledge and `sched_yield`) or
-/// [`DueYield::acknowledge`] (acknowledge only, then give the CPU away
-/// yourself, e.g. after releasing a lock such as Python's GIL).
-///
-/// When nothing is pending this is the checkpoint fast path (one relaxed
-/// load and a branch). Inside a critical section it returns `None` and the
-/// signal stays pending for the first checkpoint after the section. A
-/// `DueYield` dropped without acting leaves the signal pending too: the
-/// next checkpoint decides again. The first call on a thread makes it a
-/// worker (then it returns `None`: the budget starts counting).
-///
-/// ```
-/// use morpheus_runtime::yield_due;
-/// for _ in 0..1000 {
-///     if let Some(due) = yield_due() {
-///         let cause = due.acknowledge();   // counted in the ledger
-///         // ... release what must not be held while yielding ...
-///         std::thread::yield_now();        // the yield itself
-///         println!("yielded: {cause}");
-///     }
-/// }
-/// ```
-#[inline]
-pub fn yield_due() -> Option<DueYield> {
-    if !crate::core::worker::signal_pending() {
-        return None;
-    }
-    let due = crate::core::worker::decide_slow()?;
-    Some(DueYield {
-        due,
-        mark: crate::core::worker::yield_mark(),
-        _not_send: std::marker::PhantomData,
-    })
-}
-
-/// A yield that is due on this thread ([`yield_due`]). It belongs to the
-/// thread that decided it (neither `Send` nor `Sync`).
-#[must_use = "a due yield does nothing until acknowledged; dropping it leaves the signal pending"]
-#[derive(Debug)]
-pub struct DueYield {
-    due: crate::core::worker::Due,
-    mark: Option<crate::core::worker::YieldMark>,
-    _not_send: std::marker::PhantomData<*const ()>,
-}
-
-impl DueYield {
-    /// Why the yield is due.
-    pub fn cause(&self) -> YieldCause {
-        self.due.cause
-    }
-
-    /// Whether the yield is for other processes (a kernel hint, defensive
-    /// or pressure mode), so the thread should give up its CPU; otherwise
-    /// (budget, voluntary) letting its own other work run is the yield.
-    pub fn gives_cpu_away(&self) -> bool {
-        gives_cpu_away(self.due.cause)
-    }
-
-    /// [`DueYield::acknowledge`], unless a yield was taken on this thread
-    /// since this one was decided: then it was already answered (say, by
-    /// another task of the same event loop that reached a checkpoint while
-    /// this one let the loop run first) and nothing is recorded. Returns
-    /// the cause if it acknowledged; the caller gives up the CPU only then.
-    pub fn acknowledge_if_unanswered(self) -> Option<YieldCause> {
-        crate::core::worker::commit_if_unchanged(self.due, self.mark).then_some(self.due.cause)
-    }
-
-    /// Records the yield in the ledger, acknowledges the kernel hint it
-    /// answers (if any) and restarts the budget, without yielding: the
-    /// caller gives up the CPU right after. Returns the cause.
-    pub fn acknowledge(self) -> YieldCause {
-        crate::core::worker::commit(self.due);
-        self.due.cause
-    }
-
-    /// [`DueYield::acknowledge`], then gives up the CPU once
-    /// (`sched_yield`). Returns the cause.
-    pub fn yield_now(self) -> YieldCause {
-        let cause = self.acknowledge();
-        sched_yield();
-        cause
-    }
-}
-
-/// Records a voluntary yield the application is about to take (e.g. its
-/// own `yield_now`): counted as `voluntary`, and it answers a pending
-/// kernel hint. [`yield_now`] does this for Tokio.
-pub fn record_voluntary_yield() {
-    if let Ok(w) = crate::core::worker::attach_lazily() {
-        w.voluntary();
-    }
+pub fn configure(config: Config) -> Result<(), Error> {
+    crate::process::Process::configure(config)
 }
 
 /// Opens a critical section until the guard is dropped: the scheduler will
@@ -418,50 +194,9 @@ pub fn critical_section() -> CriticalSection {
     CriticalSection::new()
 }
 
-/// Opens a critical section without a guard (for bindings that cannot hold
-/// one, such as Python context managers). Pair it with [`exit_critical`] on
-/// the same thread.
-#[inline]
-pub fn enter_critical() -> Result<(), Error> {
-    crate::core::critical::enter()
-}
-
-/// Closes the innermost section opened by [`enter_critical`].
-///
-/// ```
-/// use morpheus_runtime::{Error, enter_critical, exit_critical};
-/// enter_critical().unwrap();
-/// exit_critical().unwrap();
-/// let err = exit_critical().unwrap_err();
-/// assert_eq!(err, Error::UnbalancedCriticalSection);
-/// assert!(err.to_string().contains("pair every enter_critical()"));
-/// ```
-#[inline]
-pub fn exit_critical() -> Result<(), Error> {
-    crate::core::critical::exit()
-}
-
-/// [`exit_critical`] for bindings that yield their own way: if this closes
-/// the outermost section and a yield was deferred inside it, the yield is
-/// acknowledged (ledger, kernel hint) *before* the section ends, and its
-/// cause returned: give up the CPU right away (e.g. `sched_yield` after
-/// releasing a lock such as Python's GIL). Acknowledging after the section
-/// ends would leave a moment in which the scheduler sees an expired hint
-/// and no section, and may escalate an escapable worker.
-///
-/// ```
-/// use morpheus_runtime::{enter_critical, exit_critical_answering};
-/// enter_critical().unwrap();
-/// // ... nothing was deferred here ...
-/// assert_eq!(exit_critical_answering(), Ok(None));
-/// ```
-pub fn exit_critical_answering() -> Result<Option<YieldCause>, Error> {
-    crate::core::critical::exit_answering()
-}
-
 /// The calling thread's critical-section depth (0 outside any section).
 pub fn critical_depth() -> u32 {
-    crate::core::critical::depth()
+    crate::critical::depth()
 }
 
 /// Whether the calling thread is a worker now (a thread-local read: no
@@ -470,7 +205,7 @@ pub fn critical_depth() -> u32 {
 /// ```
 /// std::thread::spawn(|| {
 ///     assert!(!morpheus_runtime::is_worker());
-///     morpheus_runtime::checkpoint_sync(); // the first checkpoint attaches
+///     morpheus_runtime::bindings::checkpoint(); // the first checkpoint attaches
 ///     assert!(morpheus_runtime::is_worker());
 /// })
 /// .join()
@@ -478,56 +213,33 @@ pub fn critical_depth() -> u32 {
 /// ```
 #[inline]
 pub fn is_worker() -> bool {
-    crate::core::worker::is_worker()
-}
-
-/// Sets the options of threads that become workers on their own (at their
-/// first checkpoint or critical section) and that no runtime builder
-/// configured, such as thread-pool threads. Threads that attach afterwards
-/// use them; attached threads keep theirs. Default: [`WorkerOptions::default`]
-/// (the process configuration's budget and escapability).
-///
-/// Bindings use it to keep such threads safe: the Python bindings make them
-/// non-escapable, since a thread holding the GIL must never be
-/// force-preempted.
-///
-/// ```
-/// use morpheus_runtime::{WorkerOptions, current_worker, set_lazy_worker_options};
-/// set_lazy_worker_options(WorkerOptions { escapable: Some(false), ..Default::default() });
-/// std::thread::spawn(|| {
-///     morpheus_runtime::checkpoint_sync();
-///     assert!(!current_worker().unwrap().escapable);
-/// })
-/// .join()
-/// .unwrap();
-/// ```
-pub fn set_lazy_worker_options(options: WorkerOptions) {
-    crate::core::worker::set_lazy_defaults(options)
+    crate::worker::is_worker()
 }
 
 /// Makes the calling thread a worker now, with these options: it gets a
 /// budget and, if scx_morpheus runs, a kernel registration. Threads also
 /// attach on their own at their first checkpoint or critical section, with
-/// default options; [`Builder`] attaches its workers with its options. A
-/// thread already attached keeps its options.
-pub fn attach_current_thread(options: WorkerOptions) -> Result<(), Error> {
-    crate::core::worker::attach(options).map(|_| ())
+/// default options (see [`bindings::set_lazy_worker_options`]); [`Builder`]
+/// attaches its workers with its options. A thread already attached keeps
+/// its options.
+pub fn attach_worker(options: WorkerOptions) -> Result<(), Error> {
+    crate::worker::attach(options).map(|_| ())
 }
 
 /// Stops treating the calling thread as a worker: unregisters it from the
 /// kernel and folds its ledger into the process totals. Thread exit does
-/// this automatically.
-pub fn detach_current_thread() {
-    crate::core::worker::detach()
+/// this automatically; the thread's next checkpoint attaches it again.
+pub fn detach_worker() {
+    crate::worker::detach()
 }
 
 /// The calling thread's worker metrics, or [`Error::NotAWorker`].
 pub fn current_worker() -> Result<metrics::WorkerSnapshot, Error> {
-    let w = crate::core::worker::current().ok_or(Error::NotAWorker)?;
+    let w = crate::worker::current().ok_or(Error::NotAWorker)?;
     metrics::snapshot()
         .workers
         .into_iter()
-        .find(|s| s.id == w.id)
+        .find(|s| s.id == w.id())
         .ok_or(Error::NotAWorker)
 }
 
@@ -535,15 +247,3 @@ pub fn current_worker() -> Result<metrics::WorkerSnapshot, Error> {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctest;
-
-/// Identity of the running task for debug checks (0 outside a task).
-pub(crate) fn task_identity() -> u64 {
-    #[cfg(feature = "tokio")]
-    if let Some(id) = ::tokio::task::try_id() {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        id.hash(&mut h);
-        return h.finish() | 1;
-    }
-    0
-}

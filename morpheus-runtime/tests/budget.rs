@@ -25,7 +25,7 @@ static INIT: Once = Once::new();
 
 fn init() {
     INIT.call_once(|| {
-        morpheus_runtime::init(Config {
+        morpheus_runtime::configure(Config {
             socket_path: common::socket_path("budget-absent"),
             budget: BUDGET,
             ..Config::default()

@@ -24,7 +24,7 @@ fn configuration_warnings_are_said_once() {
     let threads: Vec<_> = (0..8)
         .map(|_| {
             std::thread::spawn(|| {
-                morpheus_runtime::checkpoint_sync();
+                morpheus_runtime::bindings::checkpoint();
                 assert!(morpheus_runtime::is_worker());
                 snapshot()
             })

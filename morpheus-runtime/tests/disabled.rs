@@ -6,20 +6,18 @@ mod common;
 use std::time::Duration;
 
 use morpheus_runtime::metrics::snapshot;
-use morpheus_runtime::{
-    Config, RegistrationState, checkpoint_sync, critical_depth, critical_section,
-};
+use morpheus_runtime::{Config, RegistrationState, bindings, critical_depth, critical_section};
 
 #[test]
 fn disabled_runtime_is_inert() {
     let mut config = Config::from_env().unwrap();
     config.enabled = false;
     config.budget = Duration::from_millis(1);
-    morpheus_runtime::init(config).unwrap();
+    morpheus_runtime::configure(config).unwrap();
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_millis(30) {
         common::spin(Duration::from_micros(50));
-        assert_eq!(checkpoint_sync(), None);
+        assert_eq!(bindings::checkpoint(), None);
     }
     {
         let _a = critical_section();

@@ -10,8 +10,7 @@ use std::time::Duration;
 use common::{Behaviour, Seen, Server};
 use morpheus_runtime::metrics::snapshot;
 use morpheus_runtime::{
-    Config, WorkerOptions, checkpoint_sync, critical_depth, critical_section, current_worker,
-    is_worker,
+    Config, WorkerOptions, bindings, critical_depth, critical_section, current_worker, is_worker,
 };
 
 /// The child's checks; returns 0 or the number of the first that failed
@@ -31,7 +30,7 @@ fn child(guard: morpheus_runtime::CriticalSection, server: &Server) -> i32 {
         return 3;
     }
     // The first checkpoint attaches afresh: its own session and slot.
-    if checkpoint_sync().is_some() || !is_worker() {
+    if bindings::checkpoint().is_some() || !is_worker() {
         return 4;
     }
     let w = match current_worker() {
@@ -66,7 +65,7 @@ fn child(guard: morpheus_runtime::CriticalSection, server: &Server) -> i32 {
 fn a_forked_child_starts_over_and_leaves_the_parent_alone() {
     let path = common::socket_path("fork");
     let server = Server::start(&path, Behaviour::Ok);
-    morpheus_runtime::init(Config {
+    morpheus_runtime::configure(Config {
         socket_path: path.clone(),
         budget: Duration::from_secs(5),
         sources: morpheus_runtime::Sources {
@@ -76,7 +75,7 @@ fn a_forked_child_starts_over_and_leaves_the_parent_alone() {
         ..Default::default()
     })
     .unwrap();
-    morpheus_runtime::attach_current_thread(WorkerOptions::default()).unwrap();
+    morpheus_runtime::attach_worker(WorkerOptions::default()).unwrap();
     assert_eq!(current_worker().unwrap().slot, Some(0));
     let guard = critical_section();
     assert_eq!(server.critical_depth(0), 1);

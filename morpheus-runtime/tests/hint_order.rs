@@ -22,14 +22,14 @@ const WAIT: Duration = Duration::from_secs(5);
 fn ready_tasks_run_before_the_hint_is_answered_and_it_is_answered_once() {
     let path = common::socket_path("hint-order");
     let server = Arc::new(Server::start(&path, Behaviour::Ok));
-    morpheus_runtime::init(Config {
+    morpheus_runtime::configure(Config {
         socket_path: path.clone(),
         // No budget yield may interfere with the hint.
         budget: Duration::from_secs(5),
         ..Config::default()
     })
     .unwrap();
-    morpheus_runtime::attach_current_thread(WorkerOptions {
+    morpheus_runtime::attach_worker(WorkerOptions {
         kind: RuntimeKind::Tokio,
         ..WorkerOptions::default()
     })

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{Behaviour, Server, wait_until};
 use morpheus_runtime::metrics::snapshot;
-use morpheus_runtime::{Config, RegistrationState, checkpoint_sync, current_worker};
+use morpheus_runtime::{Config, RegistrationState, bindings, current_worker};
 
 const WAIT: Duration = Duration::from_secs(5);
 const NOBODY: u32 = 65534;
@@ -63,14 +63,14 @@ fn a_server_of_another_user_is_not_trusted() {
         "the impostor did not bind"
     );
 
-    morpheus_runtime::init(Config {
+    morpheus_runtime::configure(Config {
         socket_path: path.clone(),
         reconnect_interval: Duration::from_millis(100),
         budget: Duration::from_secs(5),
         ..Config::default()
     })
     .unwrap();
-    assert_eq!(checkpoint_sync(), None); // attaches this thread
+    assert_eq!(bindings::checkpoint(), None); // attaches this thread
     let s = snapshot();
     assert_eq!(s.registration, RegistrationState::Unavailable);
     let reason = s.registration_reason.unwrap_or_default();
@@ -94,7 +94,7 @@ fn a_server_of_another_user_is_not_trusted() {
     let server = Server::start(&path, Behaviour::Ok);
     assert!(
         wait_until(WAIT, || {
-            checkpoint_sync();
+            bindings::checkpoint();
             snapshot().registration == RegistrationState::Connected
         }),
         "a root loader at the same path is used: {:?}",

@@ -8,13 +8,11 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use morpheus_runtime::metrics::snapshot;
-use morpheus_runtime::{
-    Config, LedgerSnapshot, YieldCause, checkpoint_sync, record_voluntary_yield,
-};
+use morpheus_runtime::{Config, LedgerSnapshot, YieldCause, bindings};
 
 #[test]
 fn ledger_adds_up() {
-    morpheus_runtime::init(Config {
+    morpheus_runtime::configure(Config {
         socket_path: common::socket_path("ledger-absent"),
         budget: Duration::from_millis(2),
         sources: morpheus_runtime::Sources {
@@ -35,10 +33,10 @@ fn ledger_adds_up() {
             // the host is.
             common::for_cpu(Duration::from_millis(60), Duration::from_secs(60), || {
                 common::spin(Duration::from_micros(50));
-                checkpoint_sync();
+                bindings::checkpoint();
             });
             for _ in 0..=i {
-                record_voluntary_yield();
+                bindings::record_voluntary_yield();
             }
             if i < live {
                 barrier.wait(); // stay alive for the snapshot

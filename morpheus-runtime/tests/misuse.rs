@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 
 use common::{logs, spin};
 use morpheus_runtime::{
-    Config, Error, checkpoint, critical_depth, critical_section, current_worker,
-    detach_current_thread, enter_critical, exit_critical, try_checkpoint,
+    Config, Error, bindings, checkpoint, critical_depth, critical_section, current_worker,
+    detach_worker, try_checkpoint,
 };
 
 fn setup() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         logs::install();
-        morpheus_runtime::init(Config {
+        morpheus_runtime::configure(Config {
             socket_path: common::socket_path("misuse"),
             budget: Duration::from_millis(2),
             sources: morpheus_runtime::Sources {
@@ -86,7 +86,7 @@ fn checkpoint_outside_a_runtime_says_so_once_and_keeps_working() {
         .find(|l| l.contains(OUTSIDE))
         .unwrap();
     assert!(line.starts_with("ERROR"), "{line}");
-    assert!(line.contains("#[tokio::main]") && line.contains("checkpoint_sync()"));
+    assert!(line.contains("#[tokio::main]") && line.contains("bindings::checkpoint()"));
 
     // The fallible form reports it as a value, on every call.
     let r = std::thread::spawn(|| block_on(try_checkpoint()))
@@ -125,27 +125,30 @@ fn unbalanced_manual_sections_are_clear_errors() {
     setup();
     std::thread::spawn(|| {
         // Leaving a section that is not open.
-        let e = exit_critical().unwrap_err();
+        let e = bindings::exit_critical().unwrap_err();
         assert_eq!(e, Error::UnbalancedCriticalSection);
         assert!(e.to_string().contains("pair every enter_critical()"), "{e}");
 
-        // exit_critical() cannot close a guard's section.
+        // bindings::exit_critical() cannot close a guard's section.
         let guard = critical_section();
-        let e = exit_critical().unwrap_err();
+        let e = bindings::exit_critical().unwrap_err();
         assert_eq!(e, Error::CriticalSectionNotManual);
         assert!(e.to_string().contains("closes its own section"), "{e}");
         assert_eq!(critical_depth(), 1);
-        enter_critical().unwrap();
+        bindings::enter_critical().unwrap();
         assert_eq!(critical_depth(), 2);
-        exit_critical().unwrap();
+        bindings::exit_critical().unwrap();
         drop(guard);
         assert_eq!(critical_depth(), 0);
-        assert_eq!(exit_critical(), Err(Error::UnbalancedCriticalSection));
+        assert_eq!(
+            bindings::exit_critical(),
+            Err(Error::UnbalancedCriticalSection)
+        );
 
         // Detaching inside a guard's section is legitimate: the guard
         // still closes it, nothing is reported.
         let guard = critical_section();
-        detach_current_thread();
+        detach_worker();
         assert_eq!(critical_depth(), 1);
         drop(guard);
         assert_eq!(critical_depth(), 0);
@@ -154,9 +157,9 @@ fn unbalanced_manual_sections_are_clear_errors() {
     .unwrap();
     assert_eq!(logs::count(LEFT_OPEN), 0, "{:#?}", logs::all());
 
-    // Threads that end inside an enter_critical() section: said once.
+    // Threads that end inside a bindings::enter_critical() section: said once.
     for _ in 0..3 {
-        std::thread::spawn(|| enter_critical().unwrap())
+        std::thread::spawn(|| bindings::enter_critical().unwrap())
             .join()
             .unwrap();
     }

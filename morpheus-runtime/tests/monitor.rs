@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use morpheus_runtime::{Config, Sources, YieldCause, checkpoint_sync, current_worker};
+use morpheus_runtime::{Config, Sources, YieldCause, bindings, current_worker};
 
 const BUDGET: Duration = Duration::from_millis(10);
 const WINDOW: Duration = Duration::from_millis(600);
@@ -35,7 +35,7 @@ fn switches_of(name: &str) -> u64 {
 
 #[test]
 fn the_monitor_wakes_about_once_per_budget_while_a_worker_yields_often() {
-    morpheus_runtime::init(Config {
+    morpheus_runtime::configure(Config {
         socket_path: common::socket_path("monitor-absent"),
         budget: BUDGET,
         // Host CPU pressure would halve the budget (and double the wake-ups).
@@ -47,7 +47,7 @@ fn the_monitor_wakes_about_once_per_budget_while_a_worker_yields_often() {
     })
     .unwrap();
     // The first checkpoint attaches this thread (and starts the monitor).
-    assert_eq!(checkpoint_sync(), None);
+    assert_eq!(bindings::checkpoint(), None);
     assert!(current_worker().is_ok());
     // Let the monitor settle into its loop.
     std::thread::sleep(Duration::from_millis(50));
@@ -58,10 +58,10 @@ fn the_monitor_wakes_about_once_per_budget_while_a_worker_yields_often() {
     while start.elapsed() < WINDOW {
         // Busy for 1 ms, then a yield: the budget never runs out.
         common::spin(Duration::from_millis(1));
-        morpheus_runtime::record_voluntary_yield();
+        morpheus_runtime::bindings::record_voluntary_yield();
         yields += 1;
         assert_eq!(
-            checkpoint_sync(),
+            bindings::checkpoint(),
             None,
             "no budget yield while yielding every 1 ms"
         );

@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::{Behaviour, Seen, Server, wait_until};
 use morpheus_runtime::metrics::snapshot;
 use morpheus_runtime::{
-    Config, RegistrationState, RuntimeKind, RuntimeMode, WorkerOptions, YieldCause,
-    checkpoint_sync, critical_section, current_worker,
+    Config, RegistrationState, RuntimeKind, RuntimeMode, WorkerOptions, YieldCause, bindings,
+    critical_section, current_worker,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -21,7 +21,7 @@ const WAIT: Duration = Duration::from_secs(5);
 fn register_hint_fallback_and_reconnect() {
     let path = common::socket_path("registration");
     let server = Server::start(&path, Behaviour::Ok);
-    morpheus_runtime::init(Config {
+    morpheus_runtime::configure(Config {
         socket_path: path.clone(),
         reconnect_interval: Duration::from_millis(100),
         // Long enough that no budget yield interferes with the hint checks.
@@ -31,7 +31,7 @@ fn register_hint_fallback_and_reconnect() {
     .unwrap();
 
     // Happy path: hello + register, on the worker's own thread.
-    morpheus_runtime::attach_current_thread(WorkerOptions {
+    morpheus_runtime::attach_worker(WorkerOptions {
         kind: RuntimeKind::Tokio,
         escapable: Some(true),
         ..WorkerOptions::default()
@@ -58,13 +58,13 @@ fn register_hint_fallback_and_reconnect() {
     assert!(wait_until(WAIT, || snapshot().mode == RuntimeMode::Pressured));
 
     // No hint pending: the fast path says nothing.
-    assert_eq!(checkpoint_sync(), None);
+    assert_eq!(bindings::checkpoint(), None);
 
     // Hint path: the "scheduler" writes the deadline, then bumps hint_seq.
     let seq = server.hint(0);
-    assert_eq!(checkpoint_sync(), Some(YieldCause::Hint));
+    assert_eq!(bindings::checkpoint(), Some(YieldCause::Hint));
     assert_eq!(server.ack_seq(0), seq);
-    assert_eq!(checkpoint_sync(), None, "answered once");
+    assert_eq!(bindings::checkpoint(), None, "answered once");
     let me = current_worker().unwrap();
     assert_eq!(me.ledger.yields_by(YieldCause::Hint), 1);
     assert_eq!(me.ledger.hints_seen, 1);
@@ -77,12 +77,12 @@ fn register_hint_fallback_and_reconnect() {
         let _g = critical_section();
         assert_eq!(server.critical_depth(0), 1, "the kernel sees the section");
         let seq = server.hint(0);
-        assert_eq!(checkpoint_sync(), None);
-        assert_eq!(checkpoint_sync(), None);
+        assert_eq!(bindings::checkpoint(), None);
+        assert_eq!(bindings::checkpoint(), None);
         assert_eq!(server.ack_seq(0), seq - 1, "not acknowledged inside");
     }
     assert_eq!(server.critical_depth(0), 0);
-    assert_eq!(checkpoint_sync(), Some(YieldCause::Hint));
+    assert_eq!(bindings::checkpoint(), Some(YieldCause::Hint));
     let me = current_worker().unwrap();
     assert_eq!(me.ledger.deferred, 2);
     assert_eq!(me.ledger.hints_answered, 2);
@@ -108,7 +108,7 @@ fn register_hint_fallback_and_reconnect() {
     );
     assert_eq!(current_worker().unwrap().slot, None);
     assert!(!s.sources.active.kernel);
-    assert_eq!(checkpoint_sync(), None);
+    assert_eq!(bindings::checkpoint(), None);
 
     // It comes back: the monitor reconnects and re-registers live workers.
     let server = Server::start(&path, Behaviour::Ok);
@@ -126,15 +126,15 @@ fn register_hint_fallback_and_reconnect() {
         "{seen:?}"
     );
     // The worker adopts its new slot at its next checkpoint (no yield)...
-    assert_eq!(checkpoint_sync(), None);
+    assert_eq!(bindings::checkpoint(), None);
     // ...and answers hints there.
     let slot = current_worker().unwrap().slot.unwrap();
     let seq = server.hint(slot);
-    assert_eq!(checkpoint_sync(), Some(YieldCause::Hint));
+    assert_eq!(bindings::checkpoint(), Some(YieldCause::Hint));
     assert_eq!(server.ack_seq(slot), seq);
 
     // Unregister on detach.
-    morpheus_runtime::detach_current_thread();
+    morpheus_runtime::detach_worker();
     assert!(matches!(
         server.seen().last(),
         Some(Seen::Unregister {

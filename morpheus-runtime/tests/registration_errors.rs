@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{Behaviour, Server, spin, wait_until};
 use morpheus_runtime::metrics::snapshot;
-use morpheus_runtime::{Config, RegistrationState, YieldCause, checkpoint_sync, current_worker};
+use morpheus_runtime::{Config, RegistrationState, YieldCause, bindings, current_worker};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -20,7 +20,7 @@ fn run_until_yield() -> YieldCause {
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         spin(Duration::from_micros(50));
-        if let Some(c) = checkpoint_sync() {
+        if let Some(c) = bindings::checkpoint() {
             return c;
         }
     }
@@ -34,7 +34,7 @@ fn reason() -> String {
 #[test]
 fn incompatible_or_full_scheduler_falls_back_to_the_budget() {
     let path = common::socket_path("errors");
-    morpheus_runtime::init(Config {
+    morpheus_runtime::configure(Config {
         socket_path: path.clone(),
         reconnect_interval: Duration::from_millis(100),
         budget: Duration::from_millis(10),
@@ -49,7 +49,7 @@ fn incompatible_or_full_scheduler_falls_back_to_the_budget() {
 
     // A loader whose messages carry another ABI version.
     let server = Server::start(&path, Behaviour::WrongHeaderVersion);
-    assert_eq!(checkpoint_sync(), None); // attaches this thread
+    assert_eq!(bindings::checkpoint(), None); // attaches this thread
     let s = snapshot();
     assert_eq!(s.registration, RegistrationState::Unavailable);
     assert!(reason().contains("another ABI version"), "{}", reason());

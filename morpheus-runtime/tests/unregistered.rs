@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::spin;
 use morpheus_runtime::metrics::snapshot;
 use morpheus_runtime::{
-    Error, RegistrationState, YieldCause, checkpoint_sync, critical_depth, critical_section,
-    current_worker, enter_critical, exit_critical,
+    Error, RegistrationState, YieldCause, bindings, critical_depth, critical_section,
+    current_worker,
 };
 
 fn setup() {
@@ -18,7 +18,7 @@ fn setup() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let path = common::socket_path("absent");
-        let _ = morpheus_runtime::init(morpheus_runtime::Config {
+        let _ = morpheus_runtime::configure(morpheus_runtime::Config {
             socket_path: path,
             budget: Duration::from_millis(10),
             // The host's real PSI would turn some budget yields into
@@ -38,7 +38,7 @@ fn sync_checkpoint_on_a_plain_thread_attaches_and_budgets() {
     std::thread::spawn(|| {
         assert_eq!(current_worker().unwrap_err(), Error::NotAWorker);
         // First checkpoint: attaches, never yields.
-        assert_eq!(checkpoint_sync(), None);
+        assert_eq!(bindings::checkpoint(), None);
         let me = current_worker().unwrap();
         assert_eq!(me.slot, None, "no scheduler: not registered");
         let s = snapshot();
@@ -53,7 +53,7 @@ fn sync_checkpoint_on_a_plain_thread_attaches_and_budgets() {
         let start = std::time::Instant::now();
         let cause = loop {
             spin(Duration::from_micros(50));
-            if let Some(c) = checkpoint_sync() {
+            if let Some(c) = bindings::checkpoint() {
                 break c;
             }
             // Generous: a loaded host may give this thread little CPU.
@@ -76,7 +76,7 @@ fn sync_checkpoint_on_a_plain_thread_attaches_and_budgets() {
 fn misuse_gives_clear_errors() {
     setup();
     std::thread::spawn(|| {
-        let err = exit_critical().unwrap_err();
+        let err = bindings::exit_critical().unwrap_err();
         assert_eq!(err, Error::UnbalancedCriticalSection);
         assert!(
             err.to_string().contains("pair every enter_critical()"),
@@ -87,16 +87,19 @@ fn misuse_gives_clear_errors() {
                 .to_string()
                 .contains("morpheus_runtime::Builder")
         );
-        enter_critical().unwrap();
-        enter_critical().unwrap();
+        bindings::enter_critical().unwrap();
+        bindings::enter_critical().unwrap();
         assert_eq!(critical_depth(), 2);
-        exit_critical().unwrap();
-        exit_critical().unwrap();
-        assert_eq!(exit_critical(), Err(Error::UnbalancedCriticalSection));
+        bindings::exit_critical().unwrap();
+        bindings::exit_critical().unwrap();
+        assert_eq!(
+            bindings::exit_critical(),
+            Err(Error::UnbalancedCriticalSection)
+        );
         assert_eq!(critical_depth(), 0);
         assert_eq!(
-            morpheus_runtime::init(Default::default()),
-            Err(Error::AlreadyInitialized)
+            morpheus_runtime::configure(Default::default()),
+            Err(Error::AlreadyConfigured)
         );
     })
     .join()
@@ -127,19 +130,19 @@ fn nested_and_panicking_critical_sections_restore_the_depth() {
 fn checkpoints_inside_a_critical_section_defer() {
     setup();
     std::thread::spawn(|| {
-        assert_eq!(checkpoint_sync(), None); // attach
+        assert_eq!(bindings::checkpoint(), None); // attach
         {
             let _g = critical_section();
             // Run well past the budget (in CPU time: what the budget
             // counts): no yield inside the section.
             common::for_cpu(Duration::from_millis(60), Duration::from_secs(60), || {
                 spin(Duration::from_micros(50));
-                assert_eq!(checkpoint_sync(), None);
+                assert_eq!(bindings::checkpoint(), None);
             });
         }
         assert!(current_worker().unwrap().ledger.deferred > 0);
         // The first checkpoint after the section answers the deferred signal.
-        assert_eq!(checkpoint_sync(), Some(YieldCause::Budget));
+        assert_eq!(bindings::checkpoint(), Some(YieldCause::Budget));
     })
     .join()
     .unwrap();
@@ -187,27 +190,30 @@ fn holding_a_guard_across_await_on_a_current_thread_runtime_is_caught() {
 fn leaving_a_section_can_answer_its_deferred_yield_before_it_ends() {
     setup();
     std::thread::spawn(|| {
-        assert_eq!(checkpoint_sync(), None); // attach
-        enter_critical().unwrap();
-        enter_critical().unwrap();
+        assert_eq!(bindings::checkpoint(), None); // attach
+        bindings::enter_critical().unwrap();
+        bindings::enter_critical().unwrap();
         common::for_cpu(Duration::from_millis(60), Duration::from_secs(60), || {
             spin(Duration::from_micros(50));
-            assert_eq!(checkpoint_sync(), None);
+            assert_eq!(bindings::checkpoint(), None);
         });
         assert!(current_worker().unwrap().ledger.deferred > 0);
         // An inner level: nothing answered yet.
-        assert_eq!(morpheus_runtime::exit_critical_answering(), Ok(None));
+        assert_eq!(
+            morpheus_runtime::bindings::exit_critical_answering(),
+            Ok(None)
+        );
         // The outermost: acknowledged while still inside, then closed.
         let before = current_worker().unwrap().ledger.yields_total;
         assert_eq!(
-            morpheus_runtime::exit_critical_answering(),
+            morpheus_runtime::bindings::exit_critical_answering(),
             Ok(Some(YieldCause::Budget))
         );
         assert_eq!(critical_depth(), 0);
         assert_eq!(current_worker().unwrap().ledger.yields_total, before + 1);
-        assert_eq!(checkpoint_sync(), None, "answered already");
+        assert_eq!(bindings::checkpoint(), None, "answered already");
         assert_eq!(
-            morpheus_runtime::exit_critical_answering(),
+            morpheus_runtime::bindings::exit_critical_answering(),
             Err(Error::UnbalancedCriticalSection)
         );
     })

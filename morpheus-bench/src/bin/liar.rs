@@ -15,7 +15,7 @@ use morpheus_bench::hogs::{cpus, pin_to};
 use morpheus_bench::report::Table;
 use morpheus_bench::rtmetrics::RuntimeFigures;
 use morpheus_bench::stats::{Summary, fmt_ms};
-use morpheus_runtime::{WorkerOptions, attach_current_thread, critical_section};
+use morpheus_runtime::{WorkerOptions, attach_worker, critical_section};
 use serde::{Deserialize, Serialize};
 
 /// How long can a lying critical section delay a competing task?
@@ -99,7 +99,7 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
         .name("liar".into())
         .spawn(move || -> Result<u64> {
             pin_to(cpu)?;
-            attach_current_thread(WorkerOptions {
+            attach_worker(WorkerOptions {
                 escapable: Some(true),
                 ..Default::default()
             })?;
@@ -111,11 +111,11 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
                     spin_until(Instant::now() + section);
                 }
                 sections += 1;
-                morpheus_runtime::checkpoint_sync();
+                morpheus_runtime::bindings::checkpoint();
                 // A little honest work between sections.
                 for _ in 0..10 {
                     spin_until(Instant::now() + Duration::from_millis(1));
-                    morpheus_runtime::checkpoint_sync();
+                    morpheus_runtime::bindings::checkpoint();
                 }
             }
             Ok(sections)

@@ -15,7 +15,7 @@ needed), or when PSI shows the machine is overloaded::
             ...                                   # work
             if i % 1000 == 0:
                 await morpheus.async_checkpoint() # yields only when it should
-        async with morpheus.critical():           # never force-preempted here
+        async with morpheus.critical_section():   # never force-preempted here
             ...
 
 ``morpheus.install()`` (or ``python -m morpheus.run ...``) also registers
@@ -61,7 +61,7 @@ __version__: str = _native.__version__
 MorpheusError = _native.MorpheusError
 checkpoint = _native.checkpoint
 async_checkpoint = _native.async_checkpoint
-critical = _native.critical
+critical_section = _native.critical_section
 enter_critical = _native.enter_critical
 exit_critical = _native.exit_critical
 critical_depth = _native.critical_depth
@@ -82,7 +82,7 @@ async def _yield_to_loop() -> bool:
     return True
 
 
-async def _answer_after_loop(pending: "_native._PendingYield") -> bool:
+async def _answer_after_loop(pending: "_native._DueYield") -> bool:
     """The slow path of ``async_checkpoint()`` for a yield that is for other
     processes (a kernel hint, defensive or pressure mode): the event loop's
     other tasks run first, including those its I/O makes ready then (the
@@ -116,12 +116,12 @@ _native._set_async_yield(_yield_to_loop, _answer_after_loop, _done(False), _done
 def configure(
     *,
     enabled: _t.Optional[bool] = None,
-    socket: _t.Optional[str] = None,
+    socket_path: _t.Optional[str] = None,
     budget_ms: _t.Optional[float] = None,
     mode: _t.Optional[str] = None,
     sources: _t.Union[str, _t.Iterable[str], None] = None,
 ) -> None:
-    """Configures Morpheus for this process (the Rust ``init(Config)``).
+    """Configures Morpheus for this process (the Rust ``configure(Config)``).
 
     Starts from the environment (``MORPHEUS_DISABLE``, ``MORPHEUS_SOCKET``,
     ``MORPHEUS_BUDGET_MS``, ``MORPHEUS_MODE``, ``MORPHEUS_SOURCES``);
@@ -129,24 +129,24 @@ def configure(
     checkpoint, critical section or worker registration: raises
     :class:`MorpheusError` afterwards, or for an invalid value. There is no
     process-wide ``escapable``: a Python thread is escapable only if it
-    calls ``init_worker(escapable=True)`` (``MORPHEUS_ESCAPABLE`` is ignored,
+    calls ``attach_worker(escapable=True)`` (``MORPHEUS_ESCAPABLE`` is ignored,
     with a warning).
     """
     _native.configure(
         enabled=enabled,
-        socket=socket,
+        socket_path=socket_path,
         budget_ms=budget_ms,
         mode=mode,
         sources=sources,
     )
 
 
-def init_worker(
+def attach_worker(
     escapable: bool = False,
     *,
     budget_ms: _t.Optional[float] = None,
     mode: _t.Optional[str] = None,
-) -> "WorkerInfo":
+) -> "WorkerSnapshot":
     """Registers the calling thread as a Morpheus worker and returns it.
 
     The thread gets a local time budget and, when scx_morpheus runs, a kernel
@@ -162,7 +162,7 @@ def init_worker(
     critical section (e.g. thread-pool threads), with the process's budget
     and mode, kind ``generic``, and never escapable.
     """
-    _native.init_worker(escapable=escapable, budget_ms=budget_ms, mode=mode)
+    _native.attach_worker(escapable=escapable, budget_ms=budget_ms, mode=mode)
     _start_log_pump()
     return current_worker()
 
@@ -196,7 +196,7 @@ class ResponseHistogram:
 
 
 @_dataclass(frozen=True)
-class Ledger:
+class LedgerSnapshot:
     """The yield ledger of a worker or of the whole process."""
 
     yields: _t.Dict[str, int]
@@ -219,7 +219,7 @@ class Ledger:
     """Hint response times."""
 
     @classmethod
-    def _from(cls, d: dict) -> "Ledger":
+    def _from(cls, d: dict) -> "LedgerSnapshot":
         h = d["hint_response"]
         return cls(
             yields=dict(d["yields"]),
@@ -235,7 +235,7 @@ class Ledger:
 
 
 @_dataclass(frozen=True)
-class WorkerInfo:
+class WorkerSnapshot:
     """One worker thread at one instant."""
 
     id: int
@@ -256,7 +256,7 @@ class WorkerInfo:
     """Its local time budget."""
     critical_depth: int
     """Its current critical-section depth."""
-    ledger: Ledger
+    ledger: LedgerSnapshot
     """Its yield ledger."""
 
     @property
@@ -265,8 +265,8 @@ class WorkerInfo:
         return self.slot is not None
 
     @classmethod
-    def _from(cls, d: dict) -> "WorkerInfo":
-        return cls(**{**d, "ledger": Ledger._from(d["ledger"])})
+    def _from(cls, d: dict) -> "WorkerSnapshot":
+        return cls(**{**d, "ledger": LedgerSnapshot._from(d["ledger"])})
 
 
 @_dataclass(frozen=True)
@@ -304,9 +304,9 @@ class Snapshot:
     """PSI says the machine is overloaded."""
     escalations: int
     """Escalations observed against this process's workers."""
-    process: Ledger
+    process: LedgerSnapshot
     """Sum over live and exited workers."""
-    workers: _t.Tuple[WorkerInfo, ...]
+    workers: _t.Tuple[WorkerSnapshot, ...]
     """Live workers."""
     retired_workers: int
     """Workers whose threads have exited."""
@@ -318,8 +318,8 @@ class Snapshot:
                 **d,
                 "sources_configured": Sources(**d["sources_configured"]),
                 "sources_active": Sources(**d["sources_active"]),
-                "process": Ledger._from(d["process"]),
-                "workers": tuple(WorkerInfo._from(w) for w in d["workers"]),
+                "process": LedgerSnapshot._from(d["process"]),
+                "workers": tuple(WorkerSnapshot._from(w) for w in d["workers"]),
             }
         )
 
@@ -331,13 +331,13 @@ def snapshot() -> Snapshot:
     return Snapshot._from(_native.snapshot())
 
 
-def current_worker() -> WorkerInfo:
+def current_worker() -> WorkerSnapshot:
     """The calling thread's worker; raises :class:`MorpheusError` if the
     thread is not a worker."""
-    return WorkerInfo._from(_native.current_worker())
+    return WorkerSnapshot._from(_native.current_worker())
 
 
-def ledger() -> Ledger:
+def ledger() -> LedgerSnapshot:
     """The process's yield ledger (live and exited workers)."""
     return snapshot().process
 
@@ -402,14 +402,14 @@ __all__ = [
     "MorpheusError",
     "checkpoint",
     "async_checkpoint",
-    "critical",
+    "critical_section",
     "enter_critical",
     "exit_critical",
     "critical_depth",
     "is_worker",
     "record_voluntary_yield",
     "configure",
-    "init_worker",
+    "attach_worker",
     "detach_worker",
     "current_worker",
     "mode",
@@ -417,8 +417,8 @@ __all__ = [
     "snapshot",
     "openmetrics",
     "ResponseHistogram",
-    "Ledger",
-    "WorkerInfo",
+    "LedgerSnapshot",
+    "WorkerSnapshot",
     "Sources",
     "Snapshot",
     "EventLoop",

@@ -6,7 +6,7 @@ import asyncio
 from typing import Awaitable, Dict, Iterable, Optional, Tuple, Union
 
 from ._morpheus import MorpheusError as MorpheusError
-from ._morpheus import critical as critical
+from ._morpheus import critical_section as critical_section
 
 ABI_VERSION: int
 SCB_SIZE: int
@@ -31,7 +31,7 @@ def async_checkpoint() -> Awaitable[bool]:
     other tasks run when it yields; evaluates to whether it yielded."""
 
 def enter_critical() -> None:
-    """Opens a critical section (prefer ``with morpheus.critical():``)."""
+    """Opens a critical section (prefer ``with morpheus.critical_section():``)."""
 
 def exit_critical() -> None:
     """Closes the innermost critical section; raises MorpheusError if none."""
@@ -48,26 +48,26 @@ def record_voluntary_yield() -> None:
 def configure(
     *,
     enabled: Optional[bool] = None,
-    socket: Optional[str] = None,
+    socket_path: Optional[str] = None,
     budget_ms: Optional[float] = None,
     mode: Optional[str] = None,
     sources: Union[str, Iterable[str], None] = None,
 ) -> None:
     """Configures Morpheus for this process, before its first use."""
 
-def init_worker(escapable: bool = False, *, budget_ms: Optional[float] = None, mode: Optional[str] = None) -> WorkerInfo:
+def attach_worker(escapable: bool = False, *, budget_ms: Optional[float] = None, mode: Optional[str] = None) -> WorkerSnapshot:
     """Registers the calling thread as a worker (not escapable by default)."""
 
 def detach_worker() -> None:
     """Stops treating the calling thread as a worker."""
 
-def current_worker() -> WorkerInfo:
+def current_worker() -> WorkerSnapshot:
     """The calling thread's worker; MorpheusError if it is not one."""
 
 def mode() -> str:
     """The process's mode: deterministic, pressured or defensive."""
 
-def ledger() -> Ledger:
+def ledger() -> LedgerSnapshot:
     """The process's yield ledger."""
 
 def snapshot() -> Snapshot:
@@ -83,7 +83,7 @@ class ResponseHistogram:
     @property
     def count(self) -> int: ...
 
-class Ledger:
+class LedgerSnapshot:
     yields: Dict[str, int]
     yields_total: int
     hints_seen: int
@@ -106,7 +106,7 @@ class Ledger:
         hint_response: ResponseHistogram,
     ) -> None: ...
 
-class WorkerInfo:
+class WorkerSnapshot:
     id: int
     tid: int
     kind: str
@@ -116,7 +116,7 @@ class WorkerInfo:
     escapable: bool
     budget_ms: float
     critical_depth: int
-    ledger: Ledger
+    ledger: LedgerSnapshot
     def __init__(
         self,
         id: int,
@@ -128,7 +128,7 @@ class WorkerInfo:
         escapable: bool,
         budget_ms: float,
         critical_depth: int,
-        ledger: Ledger,
+        ledger: LedgerSnapshot,
     ) -> None: ...
     @property
     def registered(self) -> bool: ...
@@ -151,8 +151,8 @@ class Snapshot:
     cpu_pressure: Optional[float]
     overloaded: bool
     escalations: int
-    process: Ledger
-    workers: Tuple[WorkerInfo, ...]
+    process: LedgerSnapshot
+    workers: Tuple[WorkerSnapshot, ...]
     retired_workers: int
     def __init__(
         self,
@@ -167,8 +167,8 @@ class Snapshot:
         cpu_pressure: Optional[float],
         overloaded: bool,
         escalations: int,
-        process: Ledger,
-        workers: Tuple[WorkerInfo, ...],
+        process: LedgerSnapshot,
+        workers: Tuple[WorkerSnapshot, ...],
         retired_workers: int,
     ) -> None: ...
 

@@ -41,7 +41,7 @@ def _instrument(loop: asyncio.AbstractEventLoop) -> None:
             f"cannot checkpoint between the callbacks of {type(loop).__module__}."
             f"{type(loop).__qualname__}: morpheus integrates with the standard asyncio "
             "event loop only (e.g. uvicorn --loop asyncio, not uvloop); in other loops "
-            "call morpheus.init_worker() on the loop thread and use "
+            "call morpheus.attach_worker() on the loop thread and use "
             "await morpheus.async_checkpoint() in long computations"
         )
     loop._ready = _CheckpointingReady(ready)  # type: ignore[attr-defined]
@@ -112,7 +112,7 @@ def install(loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
       ``asyncio.BaseEventLoop.run_forever``; :func:`uninstall` restores it.
 
     Registration uses the Python defaults (not escapable); call
-    :func:`morpheus.init_worker` on the thread first for other options.
+    :func:`morpheus.attach_worker` on the thread first for other options.
     Raises :class:`MorpheusError` for a loop that is not the standard one.
     """
     global _original_run_forever

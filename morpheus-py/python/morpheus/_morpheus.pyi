@@ -57,14 +57,14 @@ def critical_depth() -> int:
 def is_worker() -> bool:
     """Whether the calling thread is a worker now (a thread-local read)."""
 
-class critical:
-    """A critical section: ``with morpheus.critical():`` or ``async with``."""
+class critical_section:
+    """A critical section: ``with morpheus.critical_section():`` or ``async with``."""
 
     def __init__(self) -> None: ...
     @property
     def open(self) -> int:
         """Levels this object has opened and not yet closed."""
-    def __enter__(self) -> "critical": ...
+    def __enter__(self) -> "critical_section": ...
     def __exit__(self, *exc_info: Any) -> bool: ...
     def __aenter__(self) -> Awaitable[None]: ...
     def __aexit__(self, *exc_info: Any) -> Awaitable[bool]: ...
@@ -83,12 +83,12 @@ class _Ready:
     def __next__(self) -> Any: ...
     def send(self, value: Any) -> Any: ...
 
-class _PendingYield:
+class _DueYield:
     """A yield for other processes that an async checkpoint takes after letting the loop run."""
 
     def take(self) -> bool: ...
 
-def init_worker(escapable: bool = False, budget_ms: Optional[float] = None, mode: Optional[str] = None) -> None:
+def attach_worker(escapable: bool = False, budget_ms: Optional[float] = None, mode: Optional[str] = None) -> None:
     """Registers the calling thread as an asyncio worker."""
 
 def detach_worker() -> None:
@@ -100,7 +100,7 @@ def record_voluntary_yield() -> None:
 def configure(
     *,
     enabled: Optional[bool] = None,
-    socket: Optional[str] = None,
+    socket_path: Optional[str] = None,
     budget_ms: Optional[float] = None,
     mode: Optional[str] = None,
     sources: Union[str, Iterable[str], None] = None,
@@ -123,7 +123,7 @@ def _attach_loop_thread() -> bool: ...
 def _flush_logs() -> None: ...
 def _set_async_yield(
     slow: Callable[[], Awaitable[bool]],
-    answer: Callable[[_PendingYield], Awaitable[bool]],
+    answer: Callable[[_DueYield], Awaitable[bool]],
     done_false: Awaitable[bool],
     done_none: Awaitable[None],
 ) -> None: ...

@@ -38,7 +38,7 @@ def main() -> None:
     a = p.parse_args()
 
     os.sched_setaffinity(0, {a.cpu})
-    w = morpheus.init_worker(escapable=a.escapable)
+    w = morpheus.attach_worker(escapable=a.escapable)
     started = {"slot": w.slot, "mode": morpheus.snapshot().mode}
     yielded = 0
     acc = 0
@@ -54,7 +54,7 @@ def main() -> None:
             if not a.never and morpheus.checkpoint():
                 yielded += 1
 
-    section = morpheus.critical()
+    section = morpheus.critical_section()
     print("ready", flush=True)
     sys.stdin.readline()
     # The section covers the computation only, not the wait for the go

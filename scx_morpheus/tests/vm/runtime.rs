@@ -170,7 +170,7 @@ fn critical_sections_are_never_escalated_but_ignored_hints_are() {
         while Instant::now() < end {
             spin_us(50);
             assert_eq!(
-                morpheus_runtime::checkpoint_sync(),
+                morpheus_runtime::bindings::checkpoint(),
                 None,
                 "yielded inside a critical section"
             );

@@ -18,38 +18,38 @@
 
 use morpheus_common::{PRESSURE_ONE, RuntimeMode};
 
-/// Thresholds of the machine (see [`crate::Config`]).
+/// Thresholds of the machine (see `crate::Config`).
 #[derive(Debug, Clone, Copy)]
-pub struct ModeConfig {
+pub(crate) struct ModeConfig {
     /// Mode to hold forever, if any.
-    pub pinned: Option<RuntimeMode>,
+    pub(crate) pinned: Option<RuntimeMode>,
     /// PSI `some avg10` percent that starts an overload.
-    pub pressure_high: f64,
+    pub(crate) pressure_high: f64,
     /// PSI `some avg10` percent below which an overload may end.
-    pub pressure_low: f64,
+    pub(crate) pressure_low: f64,
     /// Nanoseconds pressure must stay below `pressure_low` to end an overload.
-    pub pressure_hold_ns: u64,
+    pub(crate) pressure_hold_ns: u64,
     /// Nanoseconds without escalations before DEFENSIVE is left.
-    pub defensive_hold_ns: u64,
+    pub(crate) defensive_hold_ns: u64,
 }
 
 /// What the monitor observed since the previous update.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ModeInputs {
+pub(crate) struct ModeInputs {
     /// Some worker of the process is registered with the kernel.
-    pub registered: bool,
+    pub(crate) registered: bool,
     /// Escalations applied to this process's workers since the last update.
-    pub new_escalations: u64,
+    pub(crate) new_escalations: u64,
     /// PSI `some avg10` percent, if readable.
-    pub psi_avg10: Option<f64>,
+    pub(crate) psi_avg10: Option<f64>,
     /// Highest kernel-reported pressure over registered workers
     /// (`PRESSURE_ONE` = one runnable task per CPU).
-    pub kernel_pressure: Option<u32>,
+    pub(crate) kernel_pressure: Option<u32>,
 }
 
 /// The mode state machine with hysteresis.
 #[derive(Debug, Clone)]
-pub struct ModeMachine {
+pub(crate) struct ModeMachine {
     cfg: ModeConfig,
     mode: RuntimeMode,
     overloaded: bool,
@@ -60,7 +60,7 @@ pub struct ModeMachine {
 
 impl ModeMachine {
     /// A machine in its initial mode (the pin, or DETERMINISTIC).
-    pub fn new(cfg: ModeConfig) -> Self {
+    pub(crate) fn new(cfg: ModeConfig) -> Self {
         ModeMachine {
             cfg,
             mode: cfg.pinned.unwrap_or(RuntimeMode::Deterministic),
@@ -72,22 +72,22 @@ impl ModeMachine {
     }
 
     /// The current mode.
-    pub fn mode(&self) -> RuntimeMode {
+    pub(crate) fn mode(&self) -> RuntimeMode {
         self.mode
     }
 
     /// Whether PSI currently counts as an overload.
-    pub fn overloaded(&self) -> bool {
+    pub(crate) fn overloaded(&self) -> bool {
         self.overloaded
     }
 
     /// Mode changes so far.
-    pub fn transitions(&self) -> u64 {
+    pub(crate) fn transitions(&self) -> u64 {
         self.transitions
     }
 
     /// Feeds one observation at monotonic time `now_ns`; returns the mode.
-    pub fn update(&mut self, now_ns: u64, inputs: ModeInputs) -> RuntimeMode {
+    pub(crate) fn update(&mut self, now_ns: u64, inputs: ModeInputs) -> RuntimeMode {
         // PSI overload with hysteresis: enter at `high`, leave after
         // `pressure_hold` below `low`.
         let psi = inputs.psi_avg10.unwrap_or(0.0);

@@ -17,27 +17,28 @@
 //! never reads a clock on its fast path: it stamps both clocks only when it
 //! yields.
 
+pub(crate) mod mode;
+pub(crate) mod pressure;
+
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use morpheus_common::{RuntimeMode, YieldCause};
 
-use super::mode::ModeInputs;
-use super::scb::{ScbRef, monotonic_ns};
-use super::worker::{POISON, Worker};
-use super::{Process, lock, pressure};
+use self::mode::ModeInputs;
+use crate::process::Process;
+use crate::scb::{ScbRef, monotonic_ns};
+use crate::worker::Worker;
 
 /// The budget a worker has in its current mode, and the cause to record
 /// when it runs out.
-pub(crate) fn effective_budget(p: &Process, w: &Worker) -> (u64, YieldCause) {
-    let b = w.budget_ns;
+fn effective_budget(p: &Process, w: &Worker) -> (u64, YieldCause) {
+    let b = w.budget_ns();
     match w.mode() {
         RuntimeMode::Defensive => ((b / 4).max(1), YieldCause::Defensive),
         RuntimeMode::Pressured
-            if p.config.sources.pressure
-                && w.registration().is_none()
-                && lock(&p.machine).overloaded() =>
+            if p.config().sources.pressure && w.registration().is_none() && p.overloaded() =>
         {
             ((b / 2).max(1), YieldCause::Pressure)
         }
@@ -50,21 +51,21 @@ pub(crate) fn effective_budget(p: &Process, w: &Worker) -> (u64, YieldCause) {
 /// until the earliest such time over all workers instead of polling.
 fn check_budget(p: &Process, w: &Worker) -> u64 {
     let (budget, cause) = effective_budget(p, w);
-    if w.hot().expected.load(Relaxed) & POISON != 0 {
+    if w.poisoned() {
         // Nothing to do until it yields; its next budget ends a budget
         // after that at the earliest.
         return budget;
     }
     // Epoch first: if the worker yields after this, the poison is stale and
     // the worker ignores it.
-    let epoch = w.epoch.load(Acquire);
-    let wall = monotonic_ns().saturating_sub(w.wall_at_yield_ns.load(Relaxed));
+    let epoch = w.yield_epoch();
+    let wall = w.wall_since_yield();
     if wall < budget {
         // Its CPU time is not read: the wall-time bound alone is a lower
         // bound on when the budget can run out.
         return budget - wall;
     }
-    let cpu = w.cpu_now().saturating_sub(w.cpu_at_yield_ns.load(Relaxed));
+    let cpu = w.cpu_since_yield();
     match until_budget_out(budget, wall, cpu) {
         Some(left) => left,
         None => {
@@ -94,19 +95,16 @@ const MAX_TICK: Duration = Duration::from_millis(100);
 
 /// The monitor loop (never returns).
 pub(crate) fn run(p: &'static Process) {
-    let housekeeping_every = p.config.reconnect_interval.min(Duration::from_secs(1));
+    let housekeeping_every = p.config().reconnect_interval.min(Duration::from_secs(1));
     let psi_files = pressure::psi_files();
     let mut next_housekeeping = Instant::now();
-    let mut workers = lock(&p.workers);
+    let mut workers = p.workers();
     loop {
         while workers.is_empty() {
-            workers = p
-                .monitor_cv
-                .wait(workers)
-                .unwrap_or_else(|e| e.into_inner());
+            workers = p.wait_for_workers(workers, None);
         }
         let mut next_check = u64::MAX;
-        if p.config.sources.budget {
+        if p.config().sources.budget {
             for w in workers.iter() {
                 next_check = next_check.min(check_budget(p, w));
             }
@@ -116,23 +114,22 @@ pub(crate) fn run(p: &'static Process) {
             drop(workers);
             housekeeping(p, &list, &psi_files);
             next_housekeeping = Instant::now() + housekeeping_every;
-            workers = lock(&p.workers);
+            workers = p.workers();
         }
         let tick = Duration::from_nanos(next_check)
             .clamp(MIN_TICK, MAX_TICK)
             .min(housekeeping_every);
-        workers = p
-            .monitor_cv
-            .wait_timeout(workers, tick)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        workers = p.wait_for_workers(workers, Some(tick));
     }
 }
 
+/// Once per reconnect interval (at most a second): the pressure source,
+/// the session, escalations and the mode.
 fn housekeeping(p: &Process, workers: &[Arc<Worker>], psi_files: &[std::path::PathBuf]) {
+    let config = p.config();
     // Pressure source.
     let mut psi = None;
-    if p.config.sources.pressure {
+    if config.sources.pressure {
         match pressure::read_pressure(psi_files) {
             Ok(v) => psi = Some(v),
             Err(e) => p.say_once(
@@ -141,39 +138,11 @@ fn housekeeping(p: &Process, workers: &[Arc<Worker>], psi_files: &[std::path::Pa
             ),
         }
     }
-    p.psi_avg10
-        .store(psi.unwrap_or(f64::NAN).to_bits(), Relaxed);
+    p.set_psi(psi);
 
     // Kernel source: watch the session, reconnect, (re-)register.
-    if p.config.sources.kernel {
-        let mut c = lock(&p.client);
-        if let Some(conn) = &c.conn
-            && !conn.is_alive()
-        {
-            let why =
-                super::client::ClientError::Lost("the scheduler closed the connection".into());
-            p.disconnect(&mut c, &why);
-        }
-        let wanting: Vec<&Arc<Worker>> = workers
-            .iter()
-            .filter(|w| w.want_kernel.load(Relaxed) && w.registration().is_none())
-            .collect();
-        if !wanting.is_empty() {
-            let due = c
-                .last_attempt
-                .is_none_or(|t| t.elapsed() >= p.config.reconnect_interval);
-            if c.conn.is_none() && due {
-                p.connect(&mut c, wanting[0].kind);
-            }
-            if c.conn.is_some() {
-                for w in wanting {
-                    p.register(&mut c, w, false);
-                    if c.conn.is_none() {
-                        break;
-                    }
-                }
-            }
-        }
+    if config.sources.kernel {
+        p.session().maintain(p, workers, config.reconnect_interval);
     }
 
     // Escalations and kernel pressure of registered workers.
@@ -188,24 +157,23 @@ fn housekeeping(p: &Process, workers: &[Arc<Worker>], psi_files: &[std::path::Pa
         // SAFETY: registered SCBs are in never-unmapped mappings.
         let scb = unsafe { ScbRef::new(reg.scb) };
         let esc = scb.escalations().load(Relaxed);
-        let seen = w.esc_seen.swap(esc, Relaxed);
+        let seen = w.swap_escalations_seen(esc);
         let delta = u64::from(esc.wrapping_sub(seen));
         if delta > 0 && delta < u64::from(u32::MAX / 2) {
-            w.ledger.yielded(YieldCause::Escalated, delta);
+            w.ledger().yielded(YieldCause::Escalated, delta);
             new_escalations += delta;
         }
         let pr = scb.pressure().load(Relaxed);
         kernel_pressure = Some(kernel_pressure.map_or(pr, |k| k.max(pr)));
     }
-    p.escalations.fetch_add(new_escalations, Relaxed);
+    p.add_escalations(new_escalations);
     let inputs = ModeInputs {
         registered,
         new_escalations,
         psi_avg10: psi,
         kernel_pressure,
     };
-    let mode = lock(&p.machine).update(monotonic_ns(), inputs);
-    p.set_mode(mode);
+    p.update_mode(monotonic_ns(), inputs);
 }
 
 #[cfg(test)]

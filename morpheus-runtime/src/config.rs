@@ -71,7 +71,7 @@ impl Sources {
 /// Process-wide settings of the Morpheus runtime.
 ///
 /// Read from the environment on first use (see [`Config::from_env`]) unless
-/// the program calls [`crate::init`] first. [`crate::Builder`] can override
+/// the program calls [`crate::configure`] first. [`crate::Builder`] can override
 /// the per-worker settings (budget, mode, escapable) for its own workers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

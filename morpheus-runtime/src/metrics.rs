@@ -9,17 +9,17 @@
 //! assert_eq!(snap.process.yields.iter().sum::<u64>(), snap.process.yields_total);
 //! ```
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use morpheus_common::openmetrics::{Exposition, Kind};
 use morpheus_common::{RuntimeKind, RuntimeMode, YieldCause};
 
-use super::config::Sources;
-use super::ledger::{LedgerSnapshot, RESPONSE_BUCKETS_NS};
-use super::{Process, RegistrationState, lock};
+use crate::config::Sources;
+use crate::ledger::{LedgerSnapshot, RESPONSE_BUCKETS_NS};
+use crate::process::Process;
+use crate::session::RegistrationState;
 
-pub use super::ledger::ResponseHistogram;
+pub use crate::ledger::ResponseHistogram;
 
 /// One worker thread.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,31 +99,29 @@ pub fn snapshot() -> Snapshot {
 }
 
 fn snapshot_of(p: &Process) -> Snapshot {
-    let workers: Vec<WorkerSnapshot> = lock(&p.workers)
+    let workers: Vec<WorkerSnapshot> = p
+        .workers()
         .iter()
         .map(|w| WorkerSnapshot {
-            id: w.id,
-            tid: w.tid,
-            kind: w.kind,
+            id: w.id(),
+            tid: w.tid(),
+            kind: w.kind(),
             mode: w.mode(),
-            pinned_mode: w.pinned,
+            pinned_mode: w.pinned_mode(),
             slot: w.registration().map(|r| r.slot),
-            escapable: w.escapable,
-            budget: Duration::from_nanos(w.budget_ns),
-            critical_depth: w.hot().depth.load(Relaxed),
-            ledger: w.ledger.snapshot(),
+            escapable: w.escapable(),
+            budget: Duration::from_nanos(w.budget_ns()),
+            critical_depth: w.critical_depth(),
+            ledger: w.ledger().snapshot(),
         })
         .collect();
-    let mut process = p.retired.snapshot();
+    let (mut process, retired_workers) = p.retired();
     for w in &workers {
         process.add(&w.ledger);
     }
-    let (registration, registration_reason, connects) = {
-        let c = lock(&p.client);
-        (c.state, c.reason.clone(), c.connects)
-    };
-    let machine = lock(&p.machine).clone();
-    let cfg = &p.config;
+    let session = p.session().status();
+    let machine = p.mode_machine();
+    let cfg = p.config();
     let registered = workers.iter().any(|w| w.slot.is_some());
     let running = cfg.enabled && !workers.is_empty();
     let psi = p.psi();
@@ -131,9 +129,9 @@ fn snapshot_of(p: &Process) -> Snapshot {
         enabled: cfg.enabled,
         mode: p.mode(),
         mode_transitions: machine.transitions(),
-        registration,
-        registration_reason,
-        connects,
+        registration: session.state,
+        registration_reason: session.reason,
+        connects: session.connects,
         sources: SourceStatus {
             configured: cfg.sources,
             active: Sources {
@@ -144,10 +142,10 @@ fn snapshot_of(p: &Process) -> Snapshot {
         },
         cpu_pressure: psi,
         overloaded: machine.overloaded(),
-        escalations: p.escalations.load(Relaxed),
+        escalations: p.escalations(),
         process,
         workers,
-        retired_workers: p.retired_workers.load(Relaxed),
+        retired_workers,
     }
 }
 
@@ -233,12 +231,7 @@ pub fn render(s: &Snapshot) -> String {
         Kind::Gauge,
         "1 for the current connection state with scx_morpheus.",
     );
-    for r in [
-        RegistrationState::Disabled,
-        RegistrationState::Idle,
-        RegistrationState::Unavailable,
-        RegistrationState::Connected,
-    ] {
+    for r in RegistrationState::ALL {
         registration.sample(&[("state", r.as_str())], u8::from(r == s.registration));
     }
     // Which hint sources produce hints now, and which are configured.
@@ -283,7 +276,7 @@ mod tests {
 
     #[test]
     fn openmetrics_text_is_well_formed() {
-        let mut s = snapshot_of(&Process::new(super::super::config::Config::default()));
+        let mut s = snapshot_of(&Process::new(crate::config::Config::default()));
         s.process.yields[YieldCause::Hint.as_u32() as usize] = 3;
         s.process.hint_response.counts[2] = 3;
         s.process.hint_response.sum_ns = 900_000;

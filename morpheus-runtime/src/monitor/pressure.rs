@@ -4,23 +4,23 @@
 //!
 //! Used when the kernel source is not: without scx_morpheus there are no
 //! kernel hints, but an overloaded machine still shows in PSI, and the budget
-//! is halved while `some avg10` stays high (see [`crate::Config`]).
+//! is halved while `some avg10` stays high (see `crate::Config`).
 
 use std::path::{Path, PathBuf};
 
 /// One parsed PSI file.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Psi {
+pub(crate) struct Psi {
     /// `some avg10`: percent of the last 10 s in which at least one task
     /// waited for a CPU.
-    pub some_avg10: f64,
+    pub(crate) some_avg10: f64,
     /// `full avg10`, when the kernel reports it.
-    pub full_avg10: Option<f64>,
+    pub(crate) full_avg10: Option<f64>,
 }
 
 /// Why a PSI text could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PsiParseError(pub String);
+pub(crate) struct PsiParseError(String);
 
 impl std::fmt::Display for PsiParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,7 +51,7 @@ fn parse_avg10(line: &str) -> Result<f64, PsiParseError> {
 /// some avg10=1.23 avg60=0.50 avg300=0.10 total=123456
 /// full avg10=0.00 avg60=0.00 avg300=0.00 total=0
 /// ```
-pub fn parse_psi(text: &str) -> Result<Psi, PsiParseError> {
+pub(crate) fn parse_psi(text: &str) -> Result<Psi, PsiParseError> {
     let mut some = None;
     let mut full = None;
     for line in text.lines() {
@@ -71,7 +71,7 @@ pub fn parse_psi(text: &str) -> Result<Psi, PsiParseError> {
 
 /// The cgroup v2 path of this process from `/proc/self/cgroup` text
 /// (the `0::/path` line), if any.
-pub fn parse_cgroup_v2_path(text: &str) -> Option<&str> {
+pub(crate) fn parse_cgroup_v2_path(text: &str) -> Option<&str> {
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::trim)

@@ -1,20 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Errors of the public API. Each message says what to do next.
 
-use super::config::ConfigError;
+use crate::config::ConfigError;
 
 /// Misuse of the Morpheus API, or a request it cannot satisfy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// [`crate::exit_critical`] without a matching [`crate::enter_critical`]
-    /// on this thread.
+    /// [`crate::bindings::exit_critical`] without a matching
+    /// [`crate::bindings::enter_critical`] on this thread.
     UnbalancedCriticalSection,
-    /// [`crate::exit_critical`] while the only open sections are guards
-    /// ([`crate::critical_section`]): each guard closes its own level.
+    /// [`crate::bindings::exit_critical`] while the only open sections are
+    /// guards ([`crate::critical_section`]): each guard closes its own level.
     CriticalSectionNotManual,
-    /// A thread ended with a section opened by [`crate::enter_critical`]
-    /// still open (reported in the log when the thread exits).
+    /// A thread ended with a section opened by
+    /// [`crate::bindings::enter_critical`] still open (reported in the log
+    /// when the thread exits).
     CriticalSectionLeftOpen,
     /// A checkpoint was polled outside a Tokio runtime while the `tokio`
     /// feature is on (see [`crate::try_checkpoint`]).
@@ -24,8 +25,8 @@ pub enum Error {
     /// The calling thread is exiting (its thread-locals are being
     /// destroyed), so it cannot become a worker.
     ThreadExiting,
-    /// [`crate::init`] called after Morpheus was already in use.
-    AlreadyInitialized,
+    /// [`crate::configure`] called after Morpheus was already in use.
+    AlreadyConfigured,
     /// A configuration value is invalid.
     Config(ConfigError),
 }
@@ -53,18 +54,19 @@ impl std::fmt::Display for Error {
                  runtime's other tasks run: await it in a task of a Tokio runtime \
                  (#[tokio::main], Runtime::block_on, tokio::spawn); with another executor, \
                  build morpheus-runtime without its `tokio` feature (then checkpoint!() \
-                 yields by waking itself); in synchronous code call checkpoint_sync()",
+                 yields by waking itself); in synchronous code call \
+                 morpheus_runtime::bindings::checkpoint()",
             ),
             Error::NotAWorker => f.write_str(
-                "this thread is not a Morpheus worker: pass a checkpoint!() or \
-                 checkpoint_sync() on it, call attach_current_thread(), or build the \
-                 runtime with morpheus_runtime::Builder",
+                "this thread is not a Morpheus worker: pass a checkpoint on it \
+                 (checkpoint!() or bindings::checkpoint()), call attach_worker(), or build \
+                 the runtime with morpheus_runtime::Builder",
             ),
             Error::ThreadExiting => {
                 f.write_str("this thread is exiting and can no longer become a Morpheus worker")
             }
-            Error::AlreadyInitialized => f.write_str(
-                "morpheus_runtime::init() must be called before the first checkpoint, \
+            Error::AlreadyConfigured => f.write_str(
+                "morpheus_runtime::configure() must be called before the first checkpoint, \
                  critical section or runtime build; Morpheus is already running with \
                  its configuration",
             ),

@@ -6,7 +6,7 @@
 //! compiler fence, as the ABI's ordering contract says: the scheduler reads
 //! it on the CPU the thread runs on, which observes the thread's own
 //! program order. Entering and leaving is a TLS increment or decrement, one
-//! store and a predictable branch (see `worker::critical_enter`); a thread
+//! store and a predictable branch (see `worker::hot::critical_enter`); a thread
 //! that is not a worker yet attaches at its first section.
 //!
 //! A checkpoint inside a critical section never yields: the signal is
@@ -23,8 +23,8 @@
 use std::cell::Cell;
 use std::marker::PhantomData;
 
-use super::error::Error;
-use super::worker;
+use crate::error::Error;
+use crate::worker::{self, decide, hot};
 
 thread_local! {
     /// Debug builds: identity of the task that opened the outermost
@@ -34,12 +34,20 @@ thread_local! {
     static MANUAL: Cell<u32> = const { Cell::new(0) };
 }
 
+/// Identity of the running task for debug checks (0 outside a task).
+fn task_identity() -> u64 {
+    #[cfg(feature = "tokio")]
+    return crate::tokio_support::task_identity();
+    #[cfg(not(feature = "tokio"))]
+    0
+}
+
 /// Debug builds: panics if a critical section opened by another task is
 /// still open on this thread (its guard was held across an `.await`).
 #[inline]
 pub(crate) fn debug_check_owner(depth: u32) {
     if cfg!(debug_assertions) && depth > 0 && !std::thread::panicking() {
-        let me = crate::task_identity();
+        let me = task_identity();
         let owner = OWNER.with(Cell::get);
         assert!(
             owner == me,
@@ -55,7 +63,7 @@ pub(crate) fn debug_check_owner(depth: u32) {
 #[inline]
 pub(crate) fn debug_check_checkpoint() {
     if cfg!(debug_assertions) {
-        debug_check_owner(worker::critical_depth());
+        debug_check_owner(hot::critical_depth());
     }
 }
 
@@ -63,13 +71,13 @@ pub(crate) fn debug_check_checkpoint() {
 #[inline(always)]
 fn enter_level() {
     if cfg!(debug_assertions) {
-        let d = worker::critical_depth();
+        let d = hot::critical_depth();
         debug_check_owner(d);
         if d == 0 {
-            OWNER.with(|o| o.set(crate::task_identity()));
+            OWNER.with(|o| o.set(task_identity()));
         }
     }
-    worker::critical_enter();
+    hot::critical_enter();
 }
 
 /// Opens a critical section on the calling thread (nests): the manual API.
@@ -85,13 +93,13 @@ pub(crate) fn enter() -> Result<(), Error> {
 pub(crate) fn exit() -> Result<(), Error> {
     let manual = MANUAL.with(Cell::get);
     if manual == 0 {
-        return Err(if worker::critical_depth() > 0 {
+        return Err(if hot::critical_depth() > 0 {
             Error::CriticalSectionNotManual
         } else {
             Error::UnbalancedCriticalSection
         });
     }
-    if !worker::critical_exit() {
+    if !hot::critical_exit() {
         return Err(Error::UnbalancedCriticalSection);
     }
     MANUAL.with(|m| m.set(manual - 1));
@@ -106,12 +114,12 @@ pub(crate) fn exit() -> Result<(), Error> {
 pub(crate) fn exit_answering() -> Result<Option<morpheus_common::YieldCause>, Error> {
     let mut answered = None;
     if MANUAL.with(Cell::get) > 0
-        && worker::critical_depth() == 1
-        && worker::signal_pending()
+        && hot::critical_depth() == 1
+        && hot::signal_pending()
         && let Some(w) = worker::current()
-        && let Some(due) = w.decide_in(true)
+        && let Some(due) = w.decide(true)
     {
-        worker::commit(due);
+        decide::commit(due);
         answered = Some(due.cause);
     }
     exit()?;
@@ -120,7 +128,7 @@ pub(crate) fn exit_answering() -> Result<Option<morpheus_common::YieldCause>, Er
 
 /// Current nesting depth on the calling thread.
 pub(crate) fn depth() -> u32 {
-    worker::critical_depth()
+    hot::critical_depth()
 }
 
 /// Guard of a critical section: while it lives, the scheduler will not
@@ -170,7 +178,7 @@ impl CriticalSection {
 impl Drop for CriticalSection {
     #[inline(always)]
     fn drop(&mut self) {
-        if !worker::critical_exit() {
+        if !hot::critical_exit() {
             guard_unbalanced();
         }
     }

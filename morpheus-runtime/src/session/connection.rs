@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! The registration client: one `SOCK_SEQPACKET` connection per process to
-//! scx_morpheus's loader, speaking `morpheus_common::protocol`.
+//! The connection to scx_morpheus's loader: one `SOCK_SEQPACKET` socket,
+//! speaking `morpheus_common::protocol`.
 //!
 //! `Hello` maps the process's SCB array (fd received with `SCM_RIGHTS`);
 //! `Register` passes a pidfd of the worker thread and returns its slot;
 //! `Unregister` releases it. Requests are serialized by the caller (the
-//! process holds the connection under a mutex). Mappings are never unmapped:
+//! [`Session`](super::Session) holds the connection under a mutex). Mappings are never unmapped:
 //! a worker may still point into one after the scheduler went away, and a
 //! handful of 32 KiB arrays over many scheduler restarts is cheaper than
 //! tracking every reader.
@@ -21,7 +21,7 @@ use morpheus_common::{
     ABI_MAGIC, ABI_VERSION, MAX_WORKERS_PER_PROCESS, RuntimeKind, SCB_SIZE, Scb, Status,
 };
 
-use super::scb::ScbRef;
+use crate::scb::ScbRef;
 
 /// `PIDFD_THREAD` (Linux >= 6.9): a pidfd for one thread, not its process.
 const PIDFD_THREAD: libc::c_int = libc::O_EXCL;

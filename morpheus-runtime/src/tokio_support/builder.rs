@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use morpheus_common::{RuntimeKind, RuntimeMode};
 
-use crate::core::Process;
-use crate::core::worker::{self, WorkerOptions};
+use crate::process::Process;
+use crate::worker::{self, WorkerOptions};
 
 type Hook = Arc<dyn Fn() + Send + Sync + 'static>;
 
@@ -48,7 +48,7 @@ type Hook = Arc<dyn Fn() + Send + Sync + 'static>;
 /// Set thread hooks through this builder ([`Builder::on_thread_start`] and
 /// friends): hooks set on [`Builder::tokio_builder`] are replaced by `build`.
 pub struct Builder {
-    inner: ::tokio::runtime::Builder,
+    inner: tokio::runtime::Builder,
     current_thread: bool,
     opts: WorkerOptions,
     on_start: Option<Hook>,
@@ -68,7 +68,7 @@ impl std::fmt::Debug for Builder {
 }
 
 impl Builder {
-    fn with(inner: ::tokio::runtime::Builder, current_thread: bool) -> Builder {
+    fn with(inner: tokio::runtime::Builder, current_thread: bool) -> Builder {
         Builder {
             inner,
             current_thread,
@@ -85,12 +85,12 @@ impl Builder {
 
     /// A multi-thread runtime (`tokio::runtime::Builder::new_multi_thread`).
     pub fn new_multi_thread() -> Builder {
-        Builder::with(::tokio::runtime::Builder::new_multi_thread(), false)
+        Builder::with(tokio::runtime::Builder::new_multi_thread(), false)
     }
 
     /// A current-thread runtime (`tokio::runtime::Builder::new_current_thread`).
     pub fn new_current_thread() -> Builder {
-        Builder::with(::tokio::runtime::Builder::new_current_thread(), true)
+        Builder::with(tokio::runtime::Builder::new_current_thread(), true)
     }
 
     /// Registers the workers as escapable: with `--enforce`, the scheduler
@@ -158,12 +158,12 @@ impl Builder {
 
     /// The wrapped Tokio builder, for settings not mirrored here. Thread
     /// hooks set on it are replaced by [`Builder::build`].
-    pub fn tokio_builder(&mut self) -> &mut ::tokio::runtime::Builder {
+    pub fn tokio_builder(&mut self) -> &mut tokio::runtime::Builder {
         &mut self.inner
     }
 
     /// Builds the runtime.
-    pub fn build(&mut self) -> std::io::Result<::tokio::runtime::Runtime> {
+    pub fn build(&mut self) -> std::io::Result<tokio::runtime::Runtime> {
         let opts = self.opts;
         let (start, stop, park, unpark) = (
             self.on_start.clone(),
@@ -202,15 +202,10 @@ impl Builder {
 /// A worker parks: make sure it is attached (and registered), and check
 /// that no critical section is open across the park.
 fn on_park(opts: WorkerOptions) {
-    let w = match worker::current() {
-        Some(w) => w,
-        None => match worker::attach(opts) {
-            Ok(w) => w,
-            Err(_) => return,
-        },
-    };
-    let _ = w;
-    if worker::critical_depth() > 0 {
+    if worker::current().is_none() && worker::attach(opts).is_err() {
+        return;
+    }
+    if worker::hot::critical_depth() > 0 {
         Process::get().say_once(
             log::Level::Error,
             "morpheus: a worker parked inside a critical section: a critical_section() \
