@@ -100,6 +100,7 @@ static int cpu_timer_fn(void *map, int *key, struct cpu_ctx *cctx)
 	return 0;
 }
 
+/* Sets up @cpu's decision timer (at attach). */
 static s32 cpu_timer_init(u32 cpu)
 {
 	struct cpu_ctx *cctx = cpu_ctx(cpu);

@@ -38,6 +38,7 @@ static __always_inline u64 lease_word(const struct morpheus_worker_ctx *wc, u32 
 	return ((u64)wc->lease_gen << 32) | state;
 }
 
+/* @wc's lease word in the leases array. */
 static __always_inline u64 *lease_of(const struct morpheus_worker_ctx *wc)
 {
 	u32 key = wc->lease;
@@ -189,6 +190,10 @@ static void throttle_key(struct task_struct *p, struct morpheus_throttle_key *ke
 		key->group = (1ull << 63) | (u32)p->tgid;
 }
 
+/*
+ * Whether @p's group serves a throttle now; an expired entry is removed
+ * (and throttles_active counted down) on the way.
+ */
 static bool is_throttled(struct task_struct *p, u64 now)
 {
 	struct morpheus_throttle_key key;
@@ -207,6 +212,7 @@ static bool is_throttled(struct task_struct *p, u64 now)
 	return false;
 }
 
+/* Throttles @p's group (throttle_key()) for throttle_ns from @now. */
 static void throttle(struct task_struct *p, u64 now)
 {
 	struct morpheus_throttle t = {.until_ns = now + throttle_ns};

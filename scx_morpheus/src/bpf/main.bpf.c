@@ -247,6 +247,7 @@ struct {
 	__uint(max_entries, MORPHEUS_EVENT_RING_SIZE);
 } events SEC(".maps");
 
+/* Counts one event in a BPF counter the loader reads (stats.rs). */
 static __always_inline void stat_inc(u64 *counter)
 {
 	__sync_fetch_and_add(counter, 1);
@@ -267,11 +268,13 @@ static void hist_add(u64 *hist, u64 ns)
 		__sync_fetch_and_add(&hist[b], 1);
 }
 
+/* The smaller of @a and @b. */
 static __always_inline u64 min_u64(u64 a, u64 b)
 {
 	return a < b ? a : b;
 }
 
+/* The larger of @a and @b. */
 static __always_inline u64 max_u64(u64 a, u64 b)
 {
 	return a > b ? a : b;
@@ -303,6 +306,7 @@ static u64 task_slice(const struct task_struct *p)
 	return min_u64(slice, slice_max_ns);
 }
 
+/* @p's scheduling state (created in ops.init_task), or NULL. */
 static __always_inline struct task_ctx *task_ctx(struct task_struct *p)
 {
 	return bpf_task_storage_get(&task_ctxs, p, 0, 0);
@@ -325,6 +329,11 @@ static u64 task_deadline(const struct task_struct *p, const struct task_ctx *tct
 #include "worker.bpf.c"
 #include "preempt.bpf.c"
 
+/*
+ * A task wakes: the kernel's default choice of CPU (its previous one if
+ * idle, else an idle one nearby). Found idle, the task is inserted on that
+ * CPU's local queue right away; else ops.enqueue queues it.
+ */
 s32 BPF_STRUCT_OPS(morpheus_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
 	bool is_idle = false;
@@ -612,6 +621,11 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 	tctx->vtime = vtime_before(ahead, vtime) ? ahead : vtime;
 }
 
+/*
+ * Scheduler tick on @p's CPU: counts it, recomputes the load (pressure and
+ * the adaptive slice) and publishes it to a worker's SCB. Decides nothing:
+ * the CPUs' timers bring every decision on time.
+ */
 void BPF_STRUCT_OPS(morpheus_tick, struct task_struct *p)
 {
 	struct morpheus_worker_ctx *wc;
@@ -630,6 +644,7 @@ void BPF_STRUCT_OPS(morpheus_tick, struct task_struct *p)
 			      inject_error);
 }
 
+/* @p comes under this scheduler: it starts at the queues' vtime. */
 void BPF_STRUCT_OPS(morpheus_enable, struct task_struct *p)
 {
 	struct task_ctx *tctx = task_ctx(p);
@@ -638,6 +653,7 @@ void BPF_STRUCT_OPS(morpheus_enable, struct task_struct *p)
 		tctx->vtime = vtime_now;
 }
 
+/* A new task (or one present at attach): its scheduling state. */
 s32 BPF_STRUCT_OPS(morpheus_init_task, struct task_struct *p, struct scx_init_task_args *args)
 {
 	if (!bpf_task_storage_get(&task_ctxs, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
@@ -645,6 +661,7 @@ s32 BPF_STRUCT_OPS(morpheus_init_task, struct task_struct *p, struct scx_init_ta
 	return 0;
 }
 
+/* @p leaves the scheduler (it exited, or the scheduler detaches). */
 void BPF_STRUCT_OPS(morpheus_exit_task, struct task_struct *p, struct scx_exit_task_args *args)
 {
 	struct morpheus_worker_ctx *wc = worker_of(p);
@@ -653,6 +670,7 @@ void BPF_STRUCT_OPS(morpheus_exit_task, struct task_struct *p, struct scx_exit_t
 		worker_exit(p, wc);
 }
 
+/* Attach: the shared queue, one queue and one decision timer per CPU. */
 s32 BPF_STRUCT_OPS_SLEEPABLE(morpheus_init)
 {
 	u32 nr = scx_bpf_nr_cpu_ids();
@@ -689,12 +707,14 @@ void BPF_STRUCT_OPS(morpheus_cpu_online, s32 cpu)
 		     "CPU %d came online, restarting", cpu);
 }
 
+/* CPU hotplug the other way: a restart too (see morpheus_cpu_online). */
 void BPF_STRUCT_OPS(morpheus_cpu_offline, s32 cpu)
 {
 	scx_bpf_exit(SCX_ECODE_ACT_RESTART | SCX_ECODE_RSN_HOTPLUG,
 		     "CPU %d went offline, restarting", cpu);
 }
 
+/* Detach: records why, for the loader to report (UEI). */
 void BPF_STRUCT_OPS(morpheus_exit, struct scx_exit_info *ei)
 {
 	UEI_RECORD(uei, ei);
