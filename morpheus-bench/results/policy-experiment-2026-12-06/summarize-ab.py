@@ -30,6 +30,9 @@ def rounds(path, figure):
 
 
 def fmt(xs):
+    xs = [x for x in xs if x is not None]  # a ratio to a zero default is null
+    if not xs:
+        return "-"
     return f"{statistics.median(xs):.3g} ({min(xs):.3g}..{max(xs):.3g})"
 
 
