@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use morpheus_common::WORKER_ESCAPABLE;
 
+use crate::support::process::Cgroup;
 use crate::support::worker::{self, Behaviour};
 use crate::support::*;
 
@@ -329,18 +330,23 @@ const NOBODY: libc::uid_t = 65534;
 
 /// CGROUP_THROTTLE reduces the offender's share of a CPU and only its: an
 /// escapable worker that ignores its hints, sharing a CPU with a spinning
-/// process of another user in the same cgroup, gets at most half of that
-/// control's CPU time while throttled (the control is not throttled with
-/// it), and once it answers its hints and the penalty ends, its share
-/// comes back.
+/// process of another user in the same (non-root) cgroup, gets at most
+/// half of that control's CPU time while throttled (the control is not
+/// throttled with it: a throttle is keyed by the offender's user within
+/// its cgroup), and once it answers its hints and the penalty ends, its
+/// share comes back.
 #[test]
 fn a_throttled_offender_gets_at_most_half_a_controls_cpu_and_recovers() {
     require_sched_ext();
     let _slot = exclusive();
     let h = throttling("throttle-share", 19207, "1000");
     let cpu = test_cpu();
-    // Another user's process in the offender's cgroup (or beside it in the
-    // root cgroup): a throttle covers the offender's user in its cgroup.
+    // The offender (this process) and the control, another user's process
+    // forked from it, in a cgroup of their own: in the root cgroup a
+    // throttle is keyed by process, which would spare the control whatever
+    // the key's user part said.
+    let group = Cgroup::new("throttle-share");
+    let membership = group.enter();
     let control = Spinner::start(cpu);
     let control_dir = format!("/proc/{}", control.0);
 
@@ -393,6 +399,8 @@ fn a_throttled_offender_gets_at_most_half_a_controls_cpu_and_recovers() {
     stop.store(true, Ordering::Relaxed);
     assert_eq!(offender.join().unwrap(), morpheus_common::Status::Ok);
     drop(control);
+    drop(membership);
+    drop(group);
     println!(
         "offender/control CPU: throttled {during:.2} (still throttled at the end: {still}), after {after:.2}; throttles {}",
         h.metric("escalations_throttle")

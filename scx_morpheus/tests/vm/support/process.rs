@@ -138,6 +138,29 @@ impl Cgroup {
         std::fs::write(self.0.join("cgroup.procs"), pid.to_string())
             .unwrap_or_else(|e| panic!("cannot move {pid} into {}: {e}", self.0.display()));
     }
+
+    /// Moves this whole process into the group until the guard drops
+    /// (also when a test fails), then back to where it was.
+    pub fn enter(&self) -> Membership {
+        let home = std::fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
+            })
+            .expect("this process's cgroup v2 path (/proc/self/cgroup)");
+        self.add(std::process::id() as i32);
+        Membership(std::path::PathBuf::from(format!("/sys/fs/cgroup{home}")))
+    }
+}
+
+/// This process's stay in a [`Cgroup`] (see [`Cgroup::enter`]).
+pub struct Membership(std::path::PathBuf);
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("cgroup.procs"), std::process::id().to_string());
+    }
 }
 
 impl Drop for Cgroup {
