@@ -22,6 +22,7 @@ mod enums;
 pub mod openmetrics;
 pub mod protocol;
 pub mod seqpacket;
+pub mod shm;
 
 pub use enums::*;
 

@@ -9,12 +9,13 @@
 //! HINTED, so no hint is counted twice or never, whichever CPU the dying
 //! thread's last callbacks run on.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result};
 use libbpf_rs::MapHandle;
+use morpheus_common::shm::SharedMapping;
 
 use crate::bpf_intf::{
     morpheus_lease_state_MORPHEUS_LEASE_ENDED as ENDED,
@@ -62,31 +63,23 @@ struct Pool {
 
 /// The memory of the words: the BPF array's mapping (or, in tests, ours).
 enum Words {
-    Mapped(Mapping),
+    Mapped {
+        _map: MapHandle,
+        mem: SharedMapping,
+        n: usize,
+    },
     #[cfg(test)]
     Owned(Box<[AtomicU64]>),
 }
 
-/// The `leases` array mapped into the loader.
-struct Mapping {
-    _map: MapHandle,
-    mem: *const AtomicU64,
-    len: usize,
-    n: usize,
-}
-
-// SAFETY: the mapping is shared memory accessed only through atomics.
-unsafe impl Send for Mapping {}
-// SAFETY: as above.
-unsafe impl Sync for Mapping {}
-
 impl Words {
     fn get(&self, index: u32) -> &AtomicU64 {
         match self {
-            Words::Mapped(m) => {
-                assert!((index as usize) < m.n, "lease {index} out of range");
-                // SAFETY: in bounds of the mapping, which lives as long as self.
-                unsafe { &*m.mem.add(index as usize) }
+            Words::Mapped { mem, n, .. } => {
+                assert!((index as usize) < *n, "lease {index} out of range");
+                // SAFETY: in bounds of the mapping (n words), which lives as
+                // long as self; the words are only accessed atomically.
+                unsafe { &*mem.as_ptr().cast::<AtomicU64>().add(index as usize) }
             }
             #[cfg(test)]
             Words::Owned(words) => &words[index as usize],
@@ -94,41 +87,17 @@ impl Words {
     }
 }
 
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what Leases::new mapped.
-        unsafe { libc::munmap(self.mem.cast_mut().cast(), self.len) };
-    }
-}
-
 impl Leases {
     /// Maps the scheduler's `leases` array (`n` words).
     pub fn new(map: MapHandle, n: u32) -> Result<Self> {
-        let len = (n as usize * size_of::<u64>()).next_multiple_of(page_size());
-        // SAFETY: mapping an mmapable array map of `n` u64 values.
-        let mem = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if mem == libc::MAP_FAILED {
-            return Err(anyhow!(
-                "cannot mmap the scheduler's lease array: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
+        let mem = SharedMapping::new(map.as_fd(), n as usize * size_of::<u64>())
+            .context("cannot mmap the scheduler's lease array")?;
         Ok(Self::with_words(
-            Words::Mapped(Mapping {
+            Words::Mapped {
                 _map: map,
-                mem: mem.cast(),
-                len,
+                mem,
                 n: n as usize,
-            }),
+            },
             n,
         ))
     }
@@ -174,11 +143,6 @@ impl Leases {
         self.pool.lock().unwrap().free.push(lease.index);
         old == lease.word(HINTED)
     }
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize
 }
 
 #[cfg(test)]

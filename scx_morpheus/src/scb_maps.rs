@@ -9,6 +9,7 @@ use std::ptr::{addr_of, addr_of_mut};
 
 use anyhow::{Context, Result, anyhow};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
+use morpheus_common::shm::SharedMapping;
 use morpheus_common::{
     ABI_MAGIC, ABI_VERSION, MAX_WORKERS_PER_PROCESS, SCB_SIZE, Scb, WorkerState,
 };
@@ -58,29 +59,9 @@ impl Kernel {
             &opts,
         )
         .context("cannot create an SCB array (BPF map)")?;
-        let len = page_round(MAX_WORKERS_PER_PROCESS as usize * SCB_SIZE);
-        // SAFETY: mapping a fresh mmapable array map of at least `len` bytes.
-        let mem = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if mem == libc::MAP_FAILED {
-            return Err(anyhow!(
-                "cannot mmap an SCB array: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        let array = ScbArray {
-            map,
-            mem: mem.cast(),
-            len,
-        };
+        let mem = SharedMapping::new(map.as_fd(), MAX_WORKERS_PER_PROCESS as usize * SCB_SIZE)
+            .context("cannot mmap an SCB array")?;
+        let array = ScbArray { map, mem };
         let fd = array.map.as_fd().as_raw_fd() as u32;
         self.scb_maps
             .update(&tgid.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
@@ -142,22 +123,12 @@ impl Kernel {
     }
 }
 
-fn page_round(n: usize) -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-    n.div_ceil(page) * page
-}
-
-/// One process's SCB array, mapped into the loader.
+/// One process's SCB array, mapped into the loader (every access goes
+/// through volatile reads and writes of individual fields).
 pub struct ScbArray {
     map: MapHandle,
-    mem: *mut Scb,
-    len: usize,
+    mem: SharedMapping,
 }
-
-// SAFETY: the mapping is plain shared memory; every access goes through
-// volatile reads/writes of individual fields.
-unsafe impl Send for ScbArray {}
 
 impl ScbArray {
     /// The map's fd, sent to the process with SCM_RIGHTS.
@@ -167,8 +138,9 @@ impl ScbArray {
 
     fn scb(&self, slot: u32) -> *mut Scb {
         assert!(slot < MAX_WORKERS_PER_PROCESS, "slot {slot} out of range");
-        // SAFETY: in bounds of the mapping (checked above).
-        unsafe { self.mem.add(slot as usize) }
+        // SAFETY: in bounds of the mapping (checked above; it holds
+        // MAX_WORKERS_PER_PROCESS SCBs).
+        unsafe { self.mem.as_ptr().cast::<Scb>().add(slot as usize) }
     }
 
     /// Prepares `slot` for a new worker: both cache lines reset, then the
@@ -200,12 +172,5 @@ impl ScbArray {
         // SAFETY: a valid SCB in our mapping.
         let raw = unsafe { std::ptr::read_volatile(addr_of!((*self.scb(slot)).k.state)) };
         WorkerState::try_from(u32::from(raw)).ok()
-    }
-}
-
-impl Drop for ScbArray {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what create_array mapped.
-        unsafe { libc::munmap(self.mem.cast(), self.len) };
     }
 }

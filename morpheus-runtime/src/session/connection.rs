@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use morpheus_common::protocol::{Message, ProtocolError};
 use morpheus_common::seqpacket::{self, Received};
+use morpheus_common::shm::SharedMapping;
 use morpheus_common::{
     ABI_MAGIC, ABI_VERSION, MAX_WORKERS_PER_PROCESS, RuntimeKind, SCB_SIZE, Scb, Status,
 };
@@ -110,12 +111,6 @@ pub(crate) struct Connection {
     /// `MORPHEUS_SCBK_*` flags for every worker.
     #[allow(dead_code)]
     pub(crate) flags: u32,
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no memory effects.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 { p as usize } else { 4096 }
 }
 
 fn send(fd: RawFd, msg: &Message, pass_fd: Option<RawFd>) -> Result<(), ClientError> {
@@ -241,28 +236,13 @@ impl Connection {
         }
         let map_fd = map_fd
             .ok_or_else(|| ClientError::BadReply("no SCB array fd with the hello reply".into()))?;
-        let page = page_size();
-        let len = (max_workers as usize * SCB_SIZE).div_ceil(page) * page;
-        // SAFETY: mapping a descriptor we own; the result is checked.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map_fd.as_raw_fd(),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(ClientError::System(errno_text("mmap of the SCB array")));
-        }
+        let mapping = SharedMapping::new(map_fd.as_fd(), max_workers as usize * SCB_SIZE)
+            .map_err(|e| ClientError::System(format!("mmap of the SCB array: {e}")))?;
+        // Kept for good (see the module docs).
+        let (base, len) = mapping.leak();
         Ok(Connection {
             fd,
-            map: Mapping {
-                base: base.cast(),
-                len,
-            },
+            map: Mapping { base, len },
             max_workers,
             grace_ns,
             flags,

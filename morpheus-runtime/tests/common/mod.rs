@@ -96,17 +96,9 @@ impl Server {
             unsafe { libc::ftruncate(memfd.as_raw_fd(), len as i64) } as i64,
             "ftruncate",
         );
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                memfd.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(base, libc::MAP_FAILED);
+        let (base, _) = morpheus_common::shm::SharedMapping::new(memfd.as_fd(), len)
+            .expect("mmap the fake SCB array")
+            .leak();
         let lfd = seqpacket::bind(path).expect("bind the fake loader's socket");
         seqpacket::listen(lfd.as_fd(), 8).expect("listen");
         let mut server = Server {

@@ -4,13 +4,14 @@
 //! (morpheus-runtime has the production client; these tests pin down the
 //! scheduler's side of the contract.)
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::ptr::{addr_of, addr_of_mut};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use morpheus_common::protocol::Message;
 use morpheus_common::seqpacket::{self, Received};
+use morpheus_common::shm::SharedMapping;
 use morpheus_common::{RuntimeKind, SCB_SIZE, Scb, Status};
 
 /// A session with the loader: the connection and the mapped SCB array.
@@ -18,16 +19,11 @@ pub struct Session {
     sock: OwnedFd,
     /// One request/reply exchange at a time (threads share the session).
     exchange: std::sync::Mutex<()>,
-    mem: *mut Scb,
-    len: usize,
+    mem: SharedMapping,
     pub max_workers: u32,
     pub grace_ns: u64,
     pub flags: u32,
 }
-
-// SAFETY: the mapping is shared memory accessed through atomics/volatile.
-unsafe impl Send for Session {}
-unsafe impl Sync for Session {}
 
 /// Connects a SOCK_SEQPACKET socket to `path`.
 pub fn connect(path: &Path) -> std::io::Result<OwnedFd> {
@@ -77,13 +73,11 @@ impl Session {
         };
         assert_eq!(scb_size as usize, SCB_SIZE);
         let fd = fd.expect("the SCB array fd comes with the reply");
-        let (mem, len) =
-            map_scb_array(&fd, max_workers).unwrap_or_else(|e| panic!("mmap SCB array: {e}"));
+        let mem = map_scb_array(&fd, max_workers).unwrap_or_else(|e| panic!("mmap SCB array: {e}"));
         Session {
             sock,
             exchange: Default::default(),
-            mem: mem.cast(),
-            len,
+            mem,
             max_workers,
             grace_ns,
             flags,
@@ -132,15 +126,8 @@ impl Session {
         assert!(slot < self.max_workers);
         // SAFETY: in bounds of our mapping.
         ScbRef {
-            scb: unsafe { &*self.mem.add(slot as usize) },
+            scb: unsafe { &*self.mem.as_ptr().cast::<Scb>().add(slot as usize) },
         }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        // SAFETY: unmapping what open() mapped.
-        unsafe { libc::munmap(self.mem.cast(), self.len) };
     }
 }
 
@@ -268,25 +255,7 @@ pub fn metric(addr: &str, name: &str) -> u64 {
 }
 
 /// Maps the SCB array `fd` the loader sent with HELLO_REPLY (`max_workers`
-/// slots) read-write; returns the mapping and its length.
-pub fn map_scb_array(
-    fd: &OwnedFd,
-    max_workers: u32,
-) -> std::io::Result<(*mut libc::c_void, usize)> {
-    let len = (max_workers as usize * SCB_SIZE).div_ceil(4096) * 4096;
-    // SAFETY: mapping the array the loader sent us.
-    let mem = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if mem == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((mem, len))
+/// slots) read-write.
+pub fn map_scb_array(fd: &OwnedFd, max_workers: u32) -> std::io::Result<SharedMapping> {
+    SharedMapping::new(fd.as_fd(), max_workers as usize * SCB_SIZE)
 }

@@ -36,13 +36,9 @@ pub struct Fragile {
     pub sock: OwnedFd,
     /// One exchange at a time when threads share the session.
     pub exchange: Mutex<()>,
-    pub mem: *mut Scb,
-    pub len: usize,
+    pub mem: morpheus_common::shm::SharedMapping,
     pub max_workers: u32,
 }
-
-// SAFETY: the mapping is shared memory accessed with volatile reads/writes.
-unsafe impl Send for Fragile {}
 unsafe impl Sync for Fragile {}
 
 impl Fragile {
@@ -62,12 +58,11 @@ impl Fragile {
             return None;
         };
         let fd = fd?;
-        let (mem, len) = crate::support::client::map_scb_array(&fd, max_workers).ok()?;
+        let mem = crate::support::client::map_scb_array(&fd, max_workers).ok()?;
         Some(Fragile {
             sock,
             exchange: Mutex::new(()),
-            mem: mem.cast(),
-            len,
+            mem,
             max_workers,
         })
     }
@@ -118,7 +113,7 @@ impl Fragile {
     pub fn scb(&self, slot: u32) -> *mut Scb {
         assert!(slot < self.max_workers);
         // SAFETY: in bounds of the mapping.
-        unsafe { self.mem.add(slot as usize) }
+        unsafe { self.mem.as_ptr().cast::<Scb>().add(slot as usize) }
     }
 
     pub fn hint_seq(&self, slot: u32) -> u64 {
@@ -148,13 +143,6 @@ impl Fragile {
             std::ptr::write_volatile(addr_of_mut!((*self.scb(slot)).u.critical_depth), depth)
         };
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
-    }
-}
-
-impl Drop for Fragile {
-    fn drop(&mut self) {
-        // SAFETY: unmapping what open() mapped.
-        unsafe { libc::munmap(self.mem.cast(), self.len) };
     }
 }
 
