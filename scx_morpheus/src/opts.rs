@@ -216,8 +216,12 @@ fn slice_ms_parser() -> clap::builder::RangedU64ValueParser {
     clap::value_parser!(u64).range(1..=SLICE_LIMIT_MS)
 }
 
+/// The shortest slice the policy gives any task (MORPHEUS_SLICE_FLOOR_NS),
+/// in microseconds: the lowest value of the `--slice*-us` flags.
+const SLICE_FLOOR_US: u64 = bpf_intf::morpheus_sched_consts_MORPHEUS_SLICE_FLOOR_NS as u64 / 1_000;
+
 fn slice_us_parser() -> clap::builder::RangedU64ValueParser {
-    clap::value_parser!(u64).range(USEC_PER_MSEC..=SLICE_LIMIT_MS * USEC_PER_MSEC)
+    clap::value_parser!(u64).range(SLICE_FLOOR_US..=SLICE_LIMIT_MS * USEC_PER_MSEC)
 }
 
 /// One slice setting, given as `--NAME-us` (or by default) or as its alias
@@ -543,13 +547,29 @@ mod tests {
     #[test]
     fn slice_ranges_are_checked_in_both_units() {
         for bad in [
-            &["--slice-us", "999"][..],
+            &["--slice-us", "249"][..],
+            &["--slice-min-us", "249"],
             &["--slice-us", "100001"],
             &["--slice-max-us", "0"],
             &["--slice-min-ms", "101"],
         ] {
             assert!(err(bad).contains("invalid value"), "{bad:?}");
         }
+        // Down to the policy's floor (EEVDF's base slice on small machines
+        // is 750 us).
+        let c = parse(&[
+            "--slice-us",
+            "1500",
+            "--slice-min-us",
+            "250",
+            "--slice-max-us",
+            "3000",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.slice_ns, c.slice_min_ns, c.slice_max_ns),
+            (1_500_000, 250_000, 3_000_000)
+        );
         assert_eq!(
             err(&["--slice-min-ms", "8", "--slice-max-ms", "4"]),
             "--slice-min-ms 8 must not exceed --slice-max-ms 4"
