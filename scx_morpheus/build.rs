@@ -5,14 +5,9 @@
 // and morpheus-common's headers (the ABI shared with the runtimes, found
 // through its `links` metadata) on the include path.
 
-use std::process::Command;
-
 /// Compilers tried, in order, when BPF_CLANG is not set: the plain name
 /// first, then the versioned names distributions install.
 const CLANGS: &[&str] = &["clang", "clang-21", "clang-20", "clang-19", "clang-18"];
-
-/// The oldest clang that builds the scheduler (scx_cargo requires it).
-const MIN_CLANG: u32 = 18;
 
 fn main() {
     let clang = choose_clang();
@@ -32,36 +27,26 @@ fn main() {
     println!("cargo::rerun-if-env-changed=BPF_CLANG");
 }
 
-/// BPF_CLANG if set, else the first of CLANGS that is at least MIN_CLANG;
-/// if there is none, the build stops saying what to install.
+/// BPF_CLANG if set, else the first of CLANGS that scx_cargo accepts
+/// (its ClangInfo runs BPF_CLANG and refuses a clang too old for BPF); if
+/// there is none, the build stops saying what to install.
 fn choose_clang() -> String {
     if let Ok(clang) = std::env::var("BPF_CLANG") {
         return clang;
     }
-    let mut seen = Vec::new();
+    let mut refused = Vec::new();
     for name in CLANGS {
-        match major_version(name) {
-            Some(v) if v >= MIN_CLANG => return name.to_string(),
-            Some(v) => seen.push(format!("{name} is version {v}")),
-            None => {}
+        // SAFETY: build scripts are single-threaded.
+        unsafe { std::env::set_var("BPF_CLANG", name) };
+        match scx_cargo::ClangInfo::new() {
+            Ok(_) => return name.to_string(),
+            Err(e) => refused.push(format!("{name}: {e:#}")),
         }
     }
-    let seen = if seen.is_empty() {
-        "no clang was found".to_string()
-    } else {
-        seen.join(", ")
-    };
     panic!(
-        "scx_morpheus compiles its BPF scheduler with clang {MIN_CLANG} or newer, and {seen}. \
-         Install one (Debian/Ubuntu: `apt install clang-19`, or `./morpheus-dev setup`) or \
-         point BPF_CLANG at one."
+        "scx_morpheus compiles its BPF scheduler with clang 18 or newer, and none was usable \
+         ({}). Install one (Debian/Ubuntu: `apt install clang-19`, or `./morpheus-dev setup`) \
+         or point BPF_CLANG at one.",
+        refused.join("; ")
     );
-}
-
-/// The major version `name --version` reports, if it runs.
-fn major_version(name: &str) -> Option<u32> {
-    let out = Command::new(name).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rest = text.split("clang version ").nth(1)?;
-    rest.split(['.', ' ']).next()?.parse().ok()
 }
