@@ -5,10 +5,14 @@
 //! critical section), and a client that sends light requests open-loop at a
 //! fixed rate (latency measured from the scheduled send time, so queueing
 //! counts) and heavy requests closed-loop (throughput).
+//!
+//! Client and service run in one process, so a light request's latency is
+//! split on one clock into its phases ([`LightPhases`]): the client's own
+//! delay in sending it, the service's in reading it, and the way back.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +35,38 @@ pub struct HeavyWork {
 }
 
 static SHARED: Mutex<u64> = Mutex::new(0);
+
+/// The origin of the clock client and service share: its first use.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Now on the shared clock (nanoseconds since [`epoch`]).
+fn stamp() -> u64 {
+    epoch().elapsed().as_nanos() as u64
+}
+
+/// Where one light request's latency went (nanoseconds, one clock).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LightPhases {
+    /// From its scheduled send time to the client's write: the client
+    /// thread's wake-up (its timer, then a CPU).
+    pub send_ns: u64,
+    /// From the write to the service reading it: a worker noticing the
+    /// request (polling its I/O driver) and getting a CPU to do so.
+    pub serve_ns: u64,
+    /// From the service reading it to the client reading the answer: the
+    /// answer's write and the client thread's wake-up.
+    pub return_ns: u64,
+}
+
+impl LightPhases {
+    /// The whole latency.
+    pub fn total_ns(&self) -> u64 {
+        self.send_ns + self.serve_ns + self.return_ns
+    }
+}
 
 async fn heavy(w: HeavyWork, seed: u64) -> u64 {
     let mut acc = seed;
@@ -61,7 +97,8 @@ async fn serve_conn(mut s: TcpStream, w: HeavyWork) -> std::io::Result<()> {
         }
         let id = u64::from_le_bytes(req[8..16].try_into().expect("8 bytes"));
         let answer = match req[0] {
-            LIGHT => id,
+            // A light request's answer is when the service read it.
+            LIGHT => stamp(),
             HEAVY => heavy(w, id).await,
             _ => return Ok(()),
         };
@@ -84,7 +121,8 @@ pub fn start_server(rt: &tokio::runtime::Runtime, w: HeavyWork) -> std::io::Resu
     Ok(addr)
 }
 
-async fn call(s: &mut TcpStream, kind: u8, id: u64) -> std::io::Result<()> {
+/// Sends one request and returns the answer's value.
+async fn call(s: &mut TcpStream, kind: u8, id: u64) -> std::io::Result<u64> {
     let mut req = [0u8; 16];
     req[0] = kind;
     req[8..].copy_from_slice(&id.to_le_bytes());
@@ -94,7 +132,7 @@ async fn call(s: &mut TcpStream, kind: u8, id: u64) -> std::io::Result<()> {
     if resp[..8] != req[8..] {
         return Err(std::io::Error::other("response for another request"));
     }
-    Ok(())
+    Ok(u64::from_le_bytes(resp[8..].try_into().expect("8 bytes")))
 }
 
 /// Load settings.
@@ -119,6 +157,8 @@ pub struct ClientResult {
     /// scheduled send time), including requests still unanswered at the
     /// end (their wait so far).
     pub light_ns: Vec<u64>,
+    /// The phases of each answered light request of the window.
+    pub light_phases: Vec<LightPhases>,
     /// Light requests scheduled in the window.
     pub light_sent: u64,
     /// Heavy requests completed in the window.
@@ -131,7 +171,7 @@ struct Shared {
     start: Instant,
     window_start: Instant,
     window_end: Instant,
-    samples: Mutex<Vec<u64>>,
+    samples: Mutex<Vec<(u64, LightPhases)>>,
     /// Per light connection: scheduled time (ns since start) of the
     /// request in flight, or u64::MAX.
     in_flight: Vec<AtomicU64>,
@@ -154,18 +194,26 @@ async fn light_conn(addr: SocketAddr, sh: Arc<Shared>, k: usize, period: Duratio
         }
         tokio::time::sleep_until(at.into()).await;
         sh.in_flight[k].store(at.duration_since(sh.start).as_nanos() as u64, Relaxed);
+        let due = at.duration_since(epoch()).as_nanos() as u64;
+        let sent = stamp();
         let r = call(&mut s, LIGHT, u64::from(i)).await;
-        let lat = at.elapsed().as_nanos() as u64;
+        let done = stamp();
+        let lat = done - due;
         sh.in_flight[k].store(u64::MAX, Relaxed);
-        if r.is_err() {
+        let Ok(read) = r else {
             sh.errors.fetch_add(1, Relaxed);
             return;
-        }
+        };
         if at >= sh.window_start {
+            let phases = LightPhases {
+                send_ns: sent.saturating_sub(due),
+                serve_ns: read.saturating_sub(sent),
+                return_ns: done.saturating_sub(read),
+            };
             sh.samples
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(lat);
+                .push((lat, phases));
         }
         i += n;
     }
@@ -210,6 +258,7 @@ fn client_thread(
 /// measured. Light and heavy clients run on two threads of their own
 /// (current-thread Tokio runtimes, not Morpheus workers).
 pub fn run_client(addr: SocketAddr, load: Load) -> std::io::Result<ClientResult> {
+    stamp();
     let start = Instant::now();
     let sh = Arc::new(Shared {
         start,
@@ -258,7 +307,8 @@ pub fn run_client(addr: SocketAddr, load: Load) -> std::io::Result<ClientResult>
     let _ = light.join();
     let _ = heavy.join();
     let now_ns = start.elapsed().as_nanos() as u64;
-    let mut light_ns = std::mem::take(&mut *sh.samples.lock().unwrap_or_else(|e| e.into_inner()));
+    let samples = std::mem::take(&mut *sh.samples.lock().unwrap_or_else(|e| e.into_inner()));
+    let (mut light_ns, light_phases): (Vec<u64>, Vec<LightPhases>) = samples.into_iter().unzip();
     let ws = (sh.window_start - start).as_nanos() as u64;
     for f in &sh.in_flight {
         let at = f.load(Relaxed);
@@ -269,6 +319,7 @@ pub fn run_client(addr: SocketAddr, load: Load) -> std::io::Result<ClientResult>
     let light_sent = ((load.window.as_secs_f64() * load.light_rate).round()) as u64;
     Ok(ClientResult {
         light_ns,
+        light_phases,
         light_sent,
         heavy_done: sh.heavy_done.load(Relaxed),
         errors: sh.errors.load(Relaxed),
@@ -303,5 +354,13 @@ mod tests {
         assert_eq!(r.errors, 0);
         assert!(r.light_ns.len() >= 40, "{} light samples", r.light_ns.len());
         assert!(r.heavy_done > 0);
+        // Every answered request is split into phases that add up to its
+        // latency, the service reading it after it was sent (a phase that
+        // clamped at zero would break the sum or the check).
+        assert_eq!(r.light_phases.len(), r.light_ns.len());
+        for (p, lat) in r.light_phases.iter().zip(&r.light_ns) {
+            assert_eq!(p.total_ns(), *lat, "{p:?}");
+            assert!(p.serve_ns > 0 && p.return_ns > 0, "{p:?}");
+        }
     }
 }

@@ -17,7 +17,7 @@ use morpheus_bench::hogs::{Hogs, cpus};
 use morpheus_bench::rounds::{self, Compared, Figures, Limit, names};
 use morpheus_bench::rtmetrics::RuntimeFigures;
 use morpheus_bench::sched::SchedConfig;
-use morpheus_bench::service::{HeavyWork, Load, run_client, start_server};
+use morpheus_bench::service::{HeavyWork, LightPhases, Load, run_client, start_server};
 use morpheus_bench::stats::{Summary, cdf, pool_cdfs};
 use morpheus_bench::strategy::Strategy;
 use morpheus_bench::svg::{self, Series};
@@ -97,6 +97,10 @@ struct Measurement {
     total_s: f64,
     errors: u64,
     light: Summary,
+    /// Where the light requests' latency went (absent in files written
+    /// before the phases were measured).
+    #[serde(default)]
+    phases: Phases,
     light_cdf: Vec<(u64, f64)>,
     light_per_s: f64,
     heavy_per_s: f64,
@@ -104,15 +108,65 @@ struct Measurement {
     runtime: RuntimeFigures,
 }
 
+/// The light requests' latency split into its phases (see
+/// [`LightPhases`]): each phase's distribution, and the share each took of
+/// the slowest 1 % of requests (what makes the tail).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Phases {
+    send: Summary,
+    serve: Summary,
+    #[serde(rename = "return")]
+    ret: Summary,
+    /// Shares (0..1) of the summed latency of the requests at or above the
+    /// p99: sending, serving, returning.
+    tail_send: f64,
+    tail_serve: f64,
+    tail_return: f64,
+}
+
+impl Phases {
+    fn of(all: &[LightPhases]) -> Phases {
+        let summary = |f: fn(&LightPhases) -> u64| {
+            let mut v: Vec<u64> = all.iter().map(f).collect();
+            Summary::of(&mut v)
+        };
+        let mut by_total: Vec<&LightPhases> = all.iter().collect();
+        by_total.sort_unstable_by_key(|p| p.total_ns());
+        // The slowest 1 % (at least one request).
+        let tail = &by_total[by_total.len() - by_total.len().div_ceil(100)..];
+        let sum = |f: fn(&LightPhases) -> u64| tail.iter().map(|p| f(p)).sum::<u64>() as f64;
+        let total = sum(LightPhases::total_ns).max(1.0);
+        Phases {
+            send: summary(|p| p.send_ns),
+            serve: summary(|p| p.serve_ns),
+            ret: summary(|p| p.return_ns),
+            tail_send: sum(|p| p.send_ns) / total,
+            tail_serve: sum(|p| p.serve_ns) / total,
+            tail_return: sum(|p| p.return_ns) / total,
+        }
+    }
+}
+
 /// The round's headline figures.
 fn figures(m: &Measurement) -> Figures {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let p = &m.phases;
     vec![
-        (names::LIGHT_P50.into(), m.light.p50_ns as f64 / 1e6),
-        (names::LIGHT_P99.into(), m.light.p99_ns as f64 / 1e6),
-        ("light p99.9 ms".into(), m.light.p999_ns as f64 / 1e6),
+        (names::LIGHT_P50.into(), ms(m.light.p50_ns)),
+        (names::LIGHT_P99.into(), ms(m.light.p99_ns)),
+        ("light p99.9 ms".into(), ms(m.light.p999_ns)),
         (names::HEAVY_PER_S.into(), m.heavy_per_s),
         ("light/s".into(), m.light_per_s),
         ("errors".into(), m.errors as f64),
+        ("send p50 ms".into(), ms(p.send.p50_ns)),
+        ("send p99 ms".into(), ms(p.send.p99_ns)),
+        ("serve p50 ms".into(), ms(p.serve.p50_ns)),
+        ("serve p99 ms".into(), ms(p.serve.p99_ns)),
+        ("return p50 ms".into(), ms(p.ret.p50_ns)),
+        ("return p99 ms".into(), ms(p.ret.p99_ns)),
+        ("tail % send".into(), 100.0 * p.tail_send),
+        ("tail % serve".into(), 100.0 * p.tail_serve),
+        ("tail % return".into(), 100.0 * p.tail_return),
     ]
 }
 
@@ -189,6 +243,7 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
     let runtime = RuntimeFigures::now().since(&before);
     let hog_units: u64 = hogs.stop().iter().sum();
     rt.shutdown_timeout(Duration::from_secs(10));
+    let phases = Phases::of(&r.light_phases);
     let light_ns = std::mem::take(&mut r.light_ns);
     let mut sorted = light_ns.clone();
     let light = Summary::of(&mut sorted);
@@ -199,6 +254,7 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
         unit_us,
         heavy_units: work.units,
         window_s,
+        phases,
         light_cdf: cdf(&sorted, 200),
         light_per_s: light.count as f64 / window_s,
         light,
