@@ -43,6 +43,15 @@ as_root() {
     fi
 }
 
+# fmt_secs N : "41 s", "3 min 05 s".
+fmt_secs() {
+    if (($1 < 60)); then
+        printf '%d s' "$1"
+    else
+        printf '%d min %02d s' $(($1 / 60)) $(($1 % 60))
+    fi
+}
+
 # True when the Debian package PKG is installed (not just known to dpkg).
 debian_package_installed() {
     local status
@@ -64,6 +73,7 @@ ensure_debian_packages() {
     ((${#missing[@]} == 0)) && return 0
 
     log "installing Debian packages: ${missing[*]}"
+    local t0=$SECONDS
     # Wait for a concurrent apt/dpkg (e.g. unattended-upgrades) rather than fail.
     local apt_opts=(-o DPkg::Lock::Timeout=300 -o APT::Get::Assume-Yes=true)
     if [[ -z "$_MORPHEUS_APT_UPDATED" ]]; then
@@ -74,6 +84,7 @@ ensure_debian_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive \
         apt-get "${apt_opts[@]}" -q install -y --no-install-recommends "${missing[@]}" >&2 ||
         die "apt-get install failed for: ${missing[*]}"
+    log "installed ${missing[*]} in $(fmt_secs $((SECONDS - t0)))"
 }
 
 # morpheus_cache_dir : print (and create) the cache directory shared by the tools.
