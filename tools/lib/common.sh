@@ -83,11 +83,12 @@ bpf_clang() {
         printf '%s\n' "$BPF_CLANG"
         return 0
     fi
-    local name major
+    local name out
     for name in clang clang-21 clang-20 clang-19 clang-18; do
-        # A missing compiler fails the pipeline: not an error here.
-        major="$("$name" --version 2>/dev/null | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -n1)" || major=""
-        if [[ -n "$major" && "$major" -ge 18 ]]; then
+        # No pipeline: a missing compiler (127) or an early-closing reader
+        # (SIGPIPE) would fail it under pipefail.
+        out="$("$name" --version 2>/dev/null)" || continue
+        if [[ "$out" =~ clang\ version\ ([0-9]+) ]] && ((BASH_REMATCH[1] >= 18)); then
             printf '%s\n' "$name"
             return 0
         fi
