@@ -43,6 +43,143 @@ as_root() {
     fi
 }
 
+# fmt_secs N : "41 s", "3 min 05 s".
+fmt_secs() {
+    if (($1 < 60)); then
+        printf '%d s' "$1"
+    else
+        printf '%d min %02d s' $(($1 / 60)) $(($1 % 60))
+    fi
+}
+
+# is_debian_host : true when packages can be installed with apt (Debian,
+# Ubuntu and their derivatives). Elsewhere the tools check for the commands
+# and files they need instead, and say what is missing.
+is_debian_host() {
+    [[ -f /etc/debian_version ]] &&
+        command -v apt-get >/dev/null 2>&1 &&
+        command -v dpkg-query >/dev/null 2>&1
+}
+
+# What the tools need on any host, by the Debian package that provides it.
+# The VM (tools/vm/run): virtme-ng needs busybox for its initramfs, depmod/
+# modprobe, udev, `file` to read the kernel version, venv to install vng.
+VM_HOST_PACKAGES=(busybox-static kmod udev file python3-venv)
+# Downloading a kernel (tools/vm/fetch-kernel): Debian's own tools with a
+# private state, the archive's signing keys, depmod for modules.dep.
+KERNEL_FETCH_PACKAGES=(apt dpkg kmod debian-archive-keyring)
+
+# has_cmd NAME : NAME is a command, also when it lives in an sbin directory
+# that is not in PATH (depmod for a normal user).
+has_cmd() {
+    command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/sbin/$1" ]]
+}
+
+# bpf_clang : print the clang that builds the BPF code: BPF_CLANG as is, else
+# `clang` when it is at least version 18, else the newest installed clang-NN
+# (Debian 12's `clang` is 14). Fails when there is none.
+bpf_clang() {
+    if [[ -n "${BPF_CLANG:-}" ]]; then
+        printf '%s\n' "$BPF_CLANG"
+        return 0
+    fi
+    local name out
+    for name in clang clang-21 clang-20 clang-19 clang-18; do
+        # No pipeline: a missing compiler (127) or an early-closing reader
+        # (SIGPIPE) would fail it under pipefail.
+        out="$("$name" --version 2>/dev/null)" || continue
+        if [[ "$out" =~ clang\ version\ ([0-9]+) ]] && ((BASH_REMATCH[1] >= 18)); then
+            printf '%s\n' "$name"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# package_probe PKG : true when what the Debian package PKG provides is
+# there, whoever installed it; prints what was looked for. Packages not
+# listed here are looked for as a command of their name.
+package_probe() {
+    local pkg="$1" f
+    case "$pkg" in
+    clang-19)
+        echo "clang >= 18 with libclang (clang, clang-21 ... clang-18, or BPF_CLANG)"
+        bpf_clang >/dev/null ;;
+    clang-format-19)
+        echo "clang-format-19 (the BPF sources are formatted with LLVM 19's)"
+        has_cmd clang-format-19 ;;
+    libelf-dev)
+        echo "libelf headers and library (/usr/include/gelf.h: elfutils' libelf development package)"
+        [[ -f /usr/include/gelf.h ]] ;;
+    zlib1g-dev)
+        echo "zlib headers and library (/usr/include/zlib.h: zlib's development package)"
+        [[ -f /usr/include/zlib.h ]] ;;
+    libc6-dev)
+        echo "the C library headers (/usr/include/stdio.h)"
+        [[ -f /usr/include/stdio.h ]] ;;
+    linux-libc-dev)
+        echo "the Linux UAPI headers (/usr/include/linux/types.h)"
+        [[ -f /usr/include/linux/types.h ]] ;;
+    python3)
+        echo "python3"
+        has_cmd python3 ;;
+    python3-venv)
+        echo "python3 with the venv and ensurepip modules"
+        python3 -c 'import venv, ensurepip' >/dev/null 2>&1 ;;
+    busybox-static)
+        echo "busybox (statically linked: virtme-ng puts it in the VM's initramfs)"
+        has_cmd busybox ;;
+    kmod)
+        echo "depmod and modprobe (kmod)"
+        has_cmd depmod && has_cmd modprobe ;;
+    udev)
+        echo "udevadm (udev/systemd-udev)"
+        has_cmd udevadm ;;
+    qemu-system-x86)
+        echo "qemu-system-x86_64 (QEMU >= 10 runs the VM multi-threaded; or set MORPHEUS_QEMU=PATH)"
+        # Or one tools/vm/fetch-qemu unpacked before.
+        [[ -n "${MORPHEUS_QEMU:-}" && -x "${MORPHEUS_QEMU:-}" ]] || has_cmd qemu-system-x86_64 ||
+            compgen -G "$(morpheus_cache_dir)/tools/qemu-*/.morpheus-ok" >/dev/null ;;
+    apt)
+        echo "apt-get and apt-cache (Debian's apt: kernels are fetched from Debian's archive)"
+        has_cmd apt-get && has_cmd apt-cache ;;
+    dpkg)
+        echo "dpkg-deb (Debian's dpkg: unpacks the kernel packages)"
+        has_cmd dpkg-deb ;;
+    debian-archive-keyring)
+        f=/usr/share/keyrings/debian-archive-keyring.gpg
+        echo "$f (Debian's archive keys: apt checks the kernel packages with them)"
+        [[ -f "$f" ]] ;;
+    *)
+        echo "$pkg"
+        has_cmd "$pkg" ;;
+    esac
+}
+
+# missing_packages PKG... : one line "  - WHAT [Debian: PKG]" per package
+# whose probe fails (nothing when all are there).
+missing_packages() {
+    local pkg what seen=" "
+    for pkg in "$@"; do
+        [[ "$seen" == *" $pkg "* ]] && continue
+        seen+="$pkg "
+        if ! what="$(package_probe "$pkg")"; then
+            printf '  - %s [Debian: %s]\n' "$what" "$pkg"
+        fi
+    done
+}
+
+# die_missing WHAT LINES : the one message on a host without apt: what is
+# missing (LINES, from missing_packages) and what to do about it.
+die_missing() {
+    log "error: $1 needs what this host lacks:"
+    printf '%s\n' "$2" >&2
+    log "there is no apt/dpkg here (not Debian or Ubuntu?), so nothing can be installed"
+    log "for you: install these with your package manager (the Debian package names"
+    log "in [] say what each is), then re-run"
+    exit "${MORPHEUS_DIE_STATUS:-1}"
+}
+
 # True when the Debian package PKG is installed (not just known to dpkg).
 debian_package_installed() {
     local status
@@ -54,16 +191,23 @@ _MORPHEUS_APT_UPDATED=""
 
 # ensure_debian_packages PKG... : install the missing ones, idempotently.
 # Does nothing (and does not need root) when everything is already installed.
+# On a host without apt it only checks (package_probe) and stops with the
+# list of what is missing.
 ensure_debian_packages() {
     local pkg missing=()
-    command -v dpkg-query >/dev/null 2>&1 ||
-        die "dpkg-query not found: these tools expect a Debian-based host (needed: $*)"
+    if ! is_debian_host; then
+        local lines
+        lines="$(missing_packages "$@")"
+        [[ -z "$lines" ]] || die_missing "${0##*/}" "$lines"
+        return 0
+    fi
     for pkg in "$@"; do
         debian_package_installed "$pkg" || missing+=("$pkg")
     done
     ((${#missing[@]} == 0)) && return 0
 
     log "installing Debian packages: ${missing[*]}"
+    local t0=$SECONDS
     # Wait for a concurrent apt/dpkg (e.g. unattended-upgrades) rather than fail.
     local apt_opts=(-o DPkg::Lock::Timeout=300 -o APT::Get::Assume-Yes=true)
     if [[ -z "$_MORPHEUS_APT_UPDATED" ]]; then
@@ -74,6 +218,7 @@ ensure_debian_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive \
         apt-get "${apt_opts[@]}" -q install -y --no-install-recommends "${missing[@]}" >&2 ||
         die "apt-get install failed for: ${missing[*]}"
+    log "installed ${missing[*]} in $(fmt_secs $((SECONDS - t0)))"
 }
 
 # morpheus_cache_dir : print (and create) the cache directory shared by the tools.

@@ -5,8 +5,9 @@
 #   debian_apt_init DIR SUITE...   private state in DIR for SUITE... (main only)
 #   debian_apt apt-get|apt-cache ARGS...   run apt with that state only
 #   debian_apt_update              refresh its package lists (fails when unreachable)
-#   debian_apt_fetch DEST WHAT ARGS...   download with a size line before and a
-#                                  time line after (WHAT describes it in the log)
+#   debian_apt_fetch DEST WHAT ARGS...   download with a size line before, the
+#                                  progress during it and a time line after
+#                                  (WHAT describes it in the log)
 #
 # Used by tools/vm/fetch-kernel (kernels from sid and trixie-backports) and
 # tools/vm/fetch-qemu (QEMU from bookworm-backports).
@@ -93,7 +94,10 @@ debian_apt_update() {
         grep -E '^(E|W|Err):' <<<"$out" >&2 || printf '%s\n' "$out" >&2
         return 1
     fi
-    log "package lists updated in $((SECONDS - t0)) s"
+    # apt's "Fetched 10.2 MB in 3s (3,400 kB/s)": how much came down.
+    local fetched
+    fetched="$(sed -n 's/^Fetched \([0-9.,]* *[kMG]*B\) in.*/\1/p' <<<"$out" | tail -n1)"
+    log "package lists updated in $(fmt_secs $((SECONDS - t0)))${fetched:+ ($fetched downloaded)}"
     _DEBIAN_APT_UPDATED=1
 }
 
@@ -105,11 +109,25 @@ human_bytes() {
         else printf "%d B", b }'
 }
 
+# bytes_under DIR... : the bytes of the files under DIR... (empty if du fails,
+# e.g. when apt moves a file while it counts).
+bytes_under() {
+    local out
+    out="$(du -sbc "$@" 2>/dev/null)" || return 0
+    awk 'END { print $1 }' <<<"$out"
+}
+
+# Seconds between progress lines of a download: on a terminal one line is
+# rewritten in place; elsewhere (CI logs) a new line now and then.
+FETCH_PROGRESS_TTY_SECS=1
+FETCH_PROGRESS_LOG_SECS=20
+
 # debian_apt_fetch DEST WHAT APT_GET_ARGS... : run `apt-get APT_GET_ARGS`
 # (download PKG... or install --download-only PKG...) in DEST, logging the
-# number of packages and their size first and the time it took after.
-# Downloads of `download` land in DEST, those of `install -d` in the
-# private archive cache (debian_apt_archives).
+# number of packages and their size first, how much has arrived while it
+# runs, and the time it took after. Downloads of `download` land in DEST,
+# those of `install -d` in the private archive cache (debian_apt_archives);
+# both pass through its partial/ directory.
 debian_apt_fetch() {
     local dest="$1" what="$2"
     shift 2
@@ -123,13 +141,47 @@ debian_apt_fetch() {
     bytes="$(awk "/^'/ { s += \$3 } END { print s + 0 }" <<<"$uris")"
     log "downloading $what: $count package(s), $(human_bytes "$bytes")"
     t0=$SECONDS
-    local out rc=0
-    out="$(cd "$dest" && debian_apt apt-get -q "$@" 2>&1)" || rc=$?
+    local archives base got out rc=0 pid tty="" every next
+    archives="$(debian_apt_archives)"
+    base="$(bytes_under "$dest" "$archives")"
+    # In DEST, which the callers remove when interrupted; a few kB of it
+    # count as downloaded.
+    out="$(mktemp "$dest/.apt-output.XXXXXX")"
+    (cd "$dest" && debian_apt apt-get -q "$@") >"$out" 2>&1 &
+    pid=$!
+    [[ -t 2 ]] && tty=1
+    every=$FETCH_PROGRESS_LOG_SECS
+    [[ -n "$tty" ]] && every=$FETCH_PROGRESS_TTY_SECS
+    next=$((SECONDS + every))
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 0.5
+        ((SECONDS >= next)) || continue
+        next=$((SECONDS + every))
+        got="$(bytes_under "$dest" "$archives")"
+        [[ -n "$got" && -n "$base" ]] || continue
+        got=$((got - base))
+        ((got < 0)) && got=0
+        ((got > bytes)) && got=$bytes
+        local line
+        line="$(printf 'downloading %s: %s of %s (%d%%), %s' "$what" "$(human_bytes "$got")" \
+            "$(human_bytes "$bytes")" $((bytes > 0 ? got * 100 / bytes : 0)) "$(fmt_secs $((SECONDS - t0)))")"
+        if [[ -n "$tty" ]]; then
+            printf '\rmorpheus: %s\033[K' "$line" >&2
+        else
+            log "$line"
+        fi
+    done
+    wait "$pid" || rc=$?
+    [[ -n "$tty" ]] && printf '\r\033[K' >&2
     if ((rc != 0)); then
-        printf '%s\n' "$out" | grep -E '^(E|W|Err):' >&2 || printf '%s\n' "$out" >&2
+        grep -E '^(E|W|Err):' "$out" >&2 || cat "$out" >&2
+        rm -f "$out"
         return 1
     fi
-    log "downloaded $what ($(human_bytes "$bytes")) in $((SECONDS - t0)) s"
+    rm -f "$out"
+    local secs=$((SECONDS - t0)) rate=""
+    ((secs > 0)) && rate=", $(human_bytes $((bytes / secs)))/s"
+    log "downloaded $what ($(human_bytes "$bytes")) in $(fmt_secs "$secs")$rate"
 }
 
 # debian_apt_archives : where `apt-get install --download-only` puts .debs.
