@@ -138,6 +138,9 @@ abi_enum! {
         Escalated = abi::MORPHEUS_YIELD_ESCALATED => "escalated",
         /// System CPU pressure tightened the budget.
         Pressure = abi::MORPHEUS_YIELD_PRESSURE => "pressure",
+        /// Back on a CPU after waiting for one: the kernel's catch-up
+        /// (serve what arrived meanwhile, keep the CPU).
+        CatchUp = abi::MORPHEUS_YIELD_CATCH_UP => "catch_up",
     }
 }
 

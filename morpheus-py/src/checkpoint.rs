@@ -37,11 +37,14 @@ static READY_FALSE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 #[cold]
 #[inline(never)]
 fn take_yield(py: Python<'_>, due: bindings::DueYield) {
+    let keep = due.keeps_cpu();
     due.acknowledge();
-    py.detach(|| {
-        // SAFETY: no arguments, no memory effects.
-        unsafe { libc::sched_yield() };
-    });
+    if !keep {
+        py.detach(|| {
+            // SAFETY: no arguments, no memory effects.
+            unsafe { libc::sched_yield() };
+        });
+    }
     logs::flush(py);
 }
 
@@ -77,6 +80,9 @@ pub(crate) fn checkpoint(py: Python<'_>) -> bool {
 ///   coroutine lets the event loop's other tasks run (two `asyncio.sleep(0)`:
 ///   the second puts this task behind the callbacks that I/O made ready
 ///   meanwhile).
+/// - For a catch-up (I/O arrived while the loop's thread was busy) it keeps
+///   the CPU and the coroutine lets the loop's other tasks run, its I/O
+///   first.
 /// - For a yield that is for other processes (a kernel hint, defensive or
 ///   pressure mode) the coroutine first lets the loop's other tasks run,
 ///   including those its I/O makes ready then, and only then acknowledges

@@ -103,7 +103,8 @@ impl DueYield {
 
     /// Whether the yield is for other processes (a kernel hint, defensive
     /// or pressure mode), so the thread should give up its CPU; otherwise
-    /// (budget, voluntary) letting its own other work run is the yield.
+    /// (budget, voluntary, catch-up) letting its own other work run is the
+    /// yield.
     pub fn gives_cpu_away(&self) -> bool {
         gives_cpu_away(self.due.cause)
     }
@@ -125,11 +126,23 @@ impl DueYield {
         self.due.cause
     }
 
+    /// Whether the thread must keep its CPU: a catch-up (I/O arrived for
+    /// the process while its workers were busy) asks it to serve its own
+    /// ready work, I/O first, and giving the CPU away would only delay
+    /// that work.
+    pub fn keeps_cpu(&self) -> bool {
+        self.due.cause == YieldCause::CatchUp
+    }
+
     /// [`DueYield::acknowledge`], then gives up the CPU once
-    /// (`sched_yield`). Returns the cause.
+    /// (`sched_yield`), unless it [keeps it](DueYield::keeps_cpu). Returns
+    /// the cause.
     pub fn yield_now(self) -> YieldCause {
+        let keep = self.keeps_cpu();
         let cause = self.acknowledge();
-        sched_yield();
+        if !keep {
+            sched_yield();
+        }
         cause
     }
 }

@@ -115,7 +115,19 @@ pub async fn try_checkpoint() -> Result<Option<YieldCause>, crate::Error> {
 /// before it answers. If another task on this worker answered the hint
 /// meanwhile, or this task now runs on another worker thread, there is
 /// nothing left to answer here.
+///
+/// A catch-up (I/O arrived while every worker of the process was busy)
+/// keeps the CPU: the worker's ready tasks run, its I/O driver first, with
+/// the signal still pending so that the other tasks on this worker yield
+/// too and the driver is reached; the first of them polled again records
+/// it.
 async fn yield_at_checkpoint(due: Due, in_runtime: bool) {
+    if due.cause == YieldCause::CatchUp {
+        let mark = decide::yield_mark();
+        yield_to_tasks(in_runtime).await;
+        decide::commit_if_unchanged(due, mark);
+        return;
+    }
     if !gives_cpu_away(due.cause) {
         decide::commit(due);
         return yield_to_tasks(in_runtime).await;
@@ -156,7 +168,10 @@ pub(crate) async fn yield_back() {
 
 /// Causes that are about other processes, not only this worker's tasks.
 pub(crate) fn gives_cpu_away(cause: YieldCause) -> bool {
-    !matches!(cause, YieldCause::Budget | YieldCause::Voluntary)
+    !matches!(
+        cause,
+        YieldCause::Budget | YieldCause::Voluntary | YieldCause::CatchUp
+    )
 }
 
 /// Gives up the CPU once.

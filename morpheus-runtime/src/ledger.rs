@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use morpheus_common::YieldCause;
 
-const CAUSES: usize = 6;
+const CAUSES: usize = 7;
 const _: () = assert!(CAUSES == morpheus_common::abi::MORPHEUS_YIELD_CAUSE_NR as usize);
 
 /// Upper bounds (nanoseconds) of the hint-response histogram buckets; a last

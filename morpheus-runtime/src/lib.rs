@@ -55,7 +55,8 @@
 //! it loads `hint_seq` from the worker's shared control block (SCB, memory
 //! the kernel writes) and compares it with a thread-local word. Nothing
 //! writes memory, reads a clock or calls the kernel. Every source signals
-//! through that one compare: the kernel bumps `hint_seq`; the crate's
+//! through that one compare: the kernel changes `hint_seq` (a hint or a
+//! catch-up); the crate's
 //! monitor thread, which watches the budgets, changes the thread-local
 //! word. Only then does the checkpoint take its slow path. Entering and
 //! leaving a critical section is a thread-local increment and decrement and
@@ -66,6 +67,7 @@
 //! | Source   | Signal                                                        | Cause recorded |
 //! |----------|---------------------------------------------------------------|----------------|
 //! | kernel   | scx_morpheus bumps `hint_seq` in the worker's shared control block | `hint`     |
+//! | kernel   | a catch-up: I/O arrived for the process while its workers were busy (the worker serves its ready tasks and keeps the CPU) | `catch_up` |
 //! | budget   | the worker has been busy for [`Config::budget`] (10 ms) since its last yield | `budget` |
 //! | pressure | PSI `some avg10` is high: the budget is halved (no kernel source) | `pressure`  |
 //! | defensive| escalations seen: the budget is quartered                     | `defensive`    |

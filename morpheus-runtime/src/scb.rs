@@ -11,6 +11,20 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use morpheus_common::Scb;
 
+/// The hint sequence in a signal word (`k.hint_seq`, see `abi.h`): what a
+/// runtime acknowledges in `u.ack_seq`.
+#[inline]
+pub(crate) fn hint_part(word: u64) -> u64 {
+    word & morpheus_common::abi::MORPHEUS_HINT_SEQ_MASK
+}
+
+/// Whether the kernel sent a catch-up between signal words `old` and `new`.
+#[inline]
+pub(crate) fn catch_up_between(old: u64, new: u64) -> bool {
+    use morpheus_common::abi::{MORPHEUS_CATCH_UP_MASK, MORPHEUS_CATCH_UP_SHIFT};
+    ((old ^ new) >> MORPHEUS_CATCH_UP_SHIFT) & u64::from(MORPHEUS_CATCH_UP_MASK) != 0
+}
+
 /// A process-local SCB (cache-line aligned, zeroed).
 pub(crate) struct LocalScb(UnsafeCell<Scb>);
 

@@ -95,6 +95,9 @@ impl<'a> Scheduler<'a> {
         rodata.enforce = cfg.enforce;
         rodata.escalation_policy = cfg.escalation.as_u32();
 
+        let catch_up = cfg.catch_up && catch_up_supported();
+        skel.progs.morpheus_epoll_ready.set_autoload(catch_up);
+
         let mut skel = scx_ops_load!(skel, morpheus_ops, uei)?;
         let struct_ops = Some(scx_ops_attach!(skel, morpheus_ops)?);
         let stats_server = StatsServer::new(stats::server_data()).launch()?;
@@ -129,6 +132,16 @@ impl<'a> Scheduler<'a> {
             cfg.max_overrun_ns / 1_000_000,
             if cfg.partial { ", partial" } else { "" },
         );
+        if !catch_up {
+            info!(
+                "catch-ups off{}",
+                if cfg.catch_up {
+                    ": this kernel has no ep_poll_callback to trace"
+                } else {
+                    " (--no-catch-up)"
+                }
+            );
+        }
 
         Ok(Self {
             skel,
@@ -184,6 +197,8 @@ impl<'a> Scheduler<'a> {
             hints_answered_in_grace: bss.hints_answered_in_grace,
             hints_expired: bss.hints_expired,
             hints_dropped: bss.hints_dropped + counters.hints_dropped,
+            catch_ups: bss.catch_ups,
+            catch_ups_deferred: bss.catch_ups_deferred,
             hint_delay_p50_us: stats::hist_percentile(&bss.hint_delay_hist, 0.50),
             hint_delay_p99_us: stats::hist_percentile(&bss.hint_delay_hist, 0.99),
             timer_late_p50_us: stats::hist_percentile(&bss.timer_late_hist, 0.50),
@@ -283,6 +298,13 @@ impl<'a> Scheduler<'a> {
 }
 
 /// The `MORPHEUS_SCBK_*` flags every worker's SCB starts with.
+/// Whether the kernel has the epoll callback the catch-ups trace (every
+/// kernel with sched_ext does; checked so that one without it still runs
+/// the scheduler, without catch-ups).
+fn catch_up_supported() -> bool {
+    compat::ksym_exists("ep_poll_callback").unwrap_or(false)
+}
+
 fn scb_flags(cfg: &Config) -> u32 {
     let mut flags = 0;
     if cfg.enforce {

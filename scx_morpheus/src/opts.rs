@@ -109,6 +109,14 @@ pub struct Opts {
     #[arg(long, value_name = "US", value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub wakeup_granularity_us: Option<u64>,
 
+    /// Do not send catch-ups: by default, when I/O becomes ready for a
+    /// process whose registered workers are all busy (none waits on its
+    /// epoll instance), its running worker is asked to serve its ready
+    /// tasks at its next checkpoint (a tracing program on the kernel's
+    /// ep_poll_callback).
+    #[arg(long)]
+    pub no_catch_up: bool,
+
     /// Penalty window of a cgroup_throttle escalation, milliseconds.
     #[arg(long, default_value_t = bpf_intf::morpheus_sched_consts_MORPHEUS_DEFAULT_THROTTLE_MS as u64,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
@@ -195,6 +203,7 @@ pub struct Config {
     pub yield_window_ns: u64,
     pub wakeup_granularity_ns: u64,
     pub throttle_ns: u64,
+    pub catch_up: bool,
     pub enforce: bool,
     pub escalation: EscalationPolicy,
     pub partial: bool,
@@ -370,6 +379,7 @@ impl Opts {
                 .unwrap_or_else(|| default_wakeup_granularity_us(online_cpus()))
                 * NSEC_PER_USEC,
             throttle_ns: ms(self.throttle_ms),
+            catch_up: !self.no_catch_up,
             enforce: self.enforce,
             escalation: self.escalation,
             partial: self.partial,

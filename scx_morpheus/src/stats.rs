@@ -87,6 +87,10 @@ pub struct Metrics {
     pub hints_expired: u64,
     #[stat(desc = "Hints dropped because the worker exited or unregistered")]
     pub hints_dropped: u64,
+    #[stat(desc = "Catch-ups sent: I/O became ready for a process whose workers were all busy")]
+    pub catch_ups: u64,
+    #[stat(desc = "Catch-ups that waited for one of the process's workers to run")]
+    pub catch_ups_deferred: u64,
     #[stat(desc = "Hint delay (due to issued) p50 in microseconds (log2 bucket upper bound)")]
     pub hint_delay_p50_us: u64,
     #[stat(desc = "Hint delay (due to issued) p99 in microseconds (log2 bucket upper bound)")]
@@ -184,7 +188,7 @@ impl Metrics {
         )?;
         writeln!(
             w,
-            "[{}] workers -> reg: {} run: {} dead: {} | hints -> sent: {} answered: {} in_grace: {} expired: {} dropped: {} | delay p50/p99: {}/{}us timer late p50/p99: {}/{}us resp p50/p99: {}/{}us | escalations -> kick: {} throttle: {} | caps -> critical: {} overrun: {} | ring drops: {}",
+            "[{}] workers -> reg: {} run: {} dead: {} | hints -> sent: {} answered: {} in_grace: {} expired: {} dropped: {} | catch-ups: {} | delay p50/p99: {}/{}us timer late p50/p99: {}/{}us resp p50/p99: {}/{}us | escalations -> kick: {} throttle: {} | caps -> critical: {} overrun: {} | ring drops: {}",
             crate::SCHEDULER_NAME,
             self.workers_registered,
             self.workers_running,
@@ -194,6 +198,7 @@ impl Metrics {
             self.hints_answered_in_grace,
             self.hints_expired,
             self.hints_dropped,
+            self.catch_ups,
             self.hint_delay_p50_us,
             self.hint_delay_p99_us,
             self.timer_late_p50_us,

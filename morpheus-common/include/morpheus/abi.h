@@ -25,7 +25,7 @@
 /* "MRPH": first word of every SCB and every protocol message. */
 #define MORPHEUS_ABI_MAGIC 0x4d525048u
 /* Bumped on any incompatible change to this file. */
-#define MORPHEUS_ABI_VERSION 1u
+#define MORPHEUS_ABI_VERSION 2u
 
 /* ------------------------------------------------------------------------
  * Limits and defaults (the one place they are defined)
@@ -100,7 +100,8 @@ enum morpheus_yield_cause {
 	MORPHEUS_YIELD_DEFENSIVE = 3, /* defensive mode's tighter budget */
 	MORPHEUS_YIELD_ESCALATED = 4, /* the kernel forced it */
 	MORPHEUS_YIELD_PRESSURE = 5,  /* PSI pressure tightened the budget */
-	MORPHEUS_YIELD_CAUSE_NR = 6,
+	MORPHEUS_YIELD_CATCH_UP = 6,  /* I/O arrived while busy: serve it */
+	MORPHEUS_YIELD_CAUSE_NR = 7,
 };
 
 /* The runtime a worker thread belongs to (informational). */
@@ -148,11 +149,26 @@ enum morpheus_status {
  *          re-registers that worker); read by the scheduler. The loader
  *          zeroes both lines before it hands a slot out.
  *
+ * The signal word (k.hint_seq) carries two counters, so that one load
+ * tells a checkpoint whether anything is new:
+ *   - bits 0-47 (MORPHEUS_HINT_SEQ_MASK): the hint sequence, one more per
+ *     hint ("yield soon: others wait for your CPU"). The runtime answers
+ *     by storing that sequence, these bits only, in ack_seq.
+ *   - bits 48-61 (MORPHEUS_CATCH_UP_SHIFT, MORPHEUS_CATCH_UP_MASK):
+ *     catch-ups, modulo 2^14, one more each time I/O becomes ready for the
+ *     worker's process while none of its threads waits for it (every
+ *     worker is busy): the running worker should serve its ready tasks
+ *     (poll its I/O driver) at its next checkpoint and keep the CPU. A
+ *     process none of whose workers runs gets it when the first one runs
+ *     again. A catch-up needs no answer and gains the worker no CPU.
+ *   - bits 62-63 are never set by the kernel (runtimes may use them for
+ *     their own signals).
+ *
  * Memory ordering contract:
  *   - BPF writes hint_issued_ns and hint_deadline_ns, then stores the new
- *     hint_seq with an atomic exchange (a full barrier in BPF). The
+ *     signal word with a compare-and-swap (a full barrier in BPF). The
  *     runtime's fast path is one relaxed load of hint_seq compared with
- *     the last sequence it answered;
+ *     the last word it acted on;
  *     only when they differ does it issue an acquire fence and read the
  *     other kernel fields.
  *   - The runtime publishes ack_seq with a release store after it has
@@ -164,6 +180,11 @@ enum morpheus_status {
  *   - Every value the scheduler reads from line 1 is untrusted: it is
  *     clamped and only ever affects the owning worker.
  * ------------------------------------------------------------------------ */
+
+/* The signal word's fields (see above). */
+#define MORPHEUS_HINT_SEQ_MASK 0xffffffffffffull
+#define MORPHEUS_CATCH_UP_SHIFT 48u
+#define MORPHEUS_CATCH_UP_MASK 0x3fffull
 
 /* scb_kernel.flags */
 #define MORPHEUS_SCBK_ENFORCING (1u << 0) /* scheduler runs with --enforce */
@@ -183,7 +204,7 @@ struct morpheus_scb_kernel {
 	__u16 abi_version;	/* MORPHEUS_ABI_VERSION */
 	__u16 state;		/* enum morpheus_worker_state */
 	__u64 generation;	/* bumped each time the slot is (re)assigned */
-	__u64 hint_seq;		/* one more per hint (atomic exchange) */
+	__u64 hint_seq;		/* the signal word: hints and catch-ups (above) */
 	__u64 hint_deadline_ns; /* bpf_ktime_get_ns() by which to answer; moved
 				 * later by any time the worker waits for a
 				 * CPU meanwhile (grace is time on a CPU) */

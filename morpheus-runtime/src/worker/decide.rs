@@ -11,14 +11,15 @@ use morpheus_common::{RuntimeMode, YieldCause};
 
 use super::hot::POISON;
 use super::{Worker, attach_lazily, current};
-use crate::scb::monotonic_ns;
+use crate::scb::{catch_up_between, hint_part, monotonic_ns};
 
 /// What the slow path decided: yield for `cause`, answering kernel hint
-/// sequence `answer` if any.
+/// sequence `answer` if any; `word` is the signal word it decided on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Due {
     pub(crate) cause: YieldCause,
     pub(crate) answer: Option<u64>,
+    pub(crate) word: u64,
 }
 
 impl Worker {
@@ -33,10 +34,12 @@ impl Worker {
         let scb = self.scb();
         let checkpoints = scb.checkpoints();
         checkpoints.store(checkpoints.load(Relaxed).wrapping_add(1), Relaxed);
-        let seq = scb.hint_seq().load(Acquire);
+        let word = scb.hint_seq().load(Acquire);
+        let seq = hint_part(word);
         let expected = self.hot().expected.load(Acquire);
         let epoch = self.own.epoch();
-        let kernel = seq != expected & !POISON;
+        let kernel = seq != hint_part(expected);
+        let catch_up = catch_up_between(expected & !POISON, word);
         let local = if expected & POISON != 0 {
             self.signal.cause_in(epoch)
         } else {
@@ -45,9 +48,9 @@ impl Worker {
         if kernel {
             self.ledger.hints_seen(self.own.hints_up_to(seq));
         }
-        if !kernel && local.is_none() {
+        if !kernel && !catch_up && local.is_none() {
             // A stale poison (the worker yielded since) or an adoption wake.
-            self.hot().expected.store(seq, Relaxed);
+            self.hot().expected.store(word, Relaxed);
             return None;
         }
         if !leaving && self.hot().depth() > 0 {
@@ -63,42 +66,44 @@ impl Worker {
         if kernel && !honour {
             self.ledger.hint_ignored();
         }
+        // A catch-up is a kernel signal too: a worker that ignores hints
+        // (deterministic mode) ignores it.
         let cause = if honour {
             YieldCause::Hint
         } else if let Some(c) = local {
             c
+        } else if catch_up && mode != RuntimeMode::Deterministic {
+            YieldCause::CatchUp
         } else {
-            self.hot().expected.store(seq, Relaxed);
+            self.hot().expected.store(word, Relaxed);
             return None;
         };
         Some(Due {
             cause,
             answer: honour.then_some(seq),
+            word,
         })
     }
 
     /// Records a yield (about to happen) and, if `answer` is a kernel
-    /// sequence, acknowledges it and records the response time.
-    pub(crate) fn took_yield(&self, cause: YieldCause, answer: Option<u64>) {
+    /// sequence, acknowledges it and records the response time. `word` is
+    /// the signal word decided on: later signals stay pending.
+    pub(crate) fn took_yield(&self, cause: YieldCause, answer: Option<u64>, word: u64) {
         let scb = self.scb();
         self.ledger.yielded(cause, 1);
         let yields = scb.yields();
         yields.store(yields.load(Relaxed).wrapping_add(1), Relaxed);
-        let seq = match answer {
-            Some(seq) => {
-                let grace = self.own.grace_ns();
-                let issued = scb.hint_issued_ns().load(Relaxed);
-                let response = monotonic_ns().saturating_sub(issued);
-                scb.ack_seq().store(seq, Release);
-                self.ledger.hint_answered(response, grace);
-                seq
-            }
-            None => scb.hint_seq().load(Acquire),
-        };
+        if let Some(seq) = answer {
+            let grace = self.own.grace_ns();
+            let issued = scb.hint_issued_ns().load(Relaxed);
+            let response = monotonic_ns().saturating_sub(issued);
+            scb.ack_seq().store(seq, Release);
+            self.ledger.hint_answered(response, grace);
+        }
         self.own.yielded(self.cpu_now(), monotonic_ns());
-        // Clears any budget poison: the budget restarts now. A hint that
-        // arrives after `seq` was read still differs and is seen next time.
-        self.hot().expected.store(seq, Relaxed);
+        // Clears any budget poison: the budget restarts now. A signal that
+        // arrived after `word` was read still differs and is seen next time.
+        self.hot().expected.store(word, Relaxed);
     }
 
     /// A voluntary yield by the application: recorded, and it answers a
@@ -109,13 +114,14 @@ impl Worker {
             self.ledger.deferred();
         }
         let scb = self.scb();
-        let seq = scb.hint_seq().load(Acquire);
-        let expected = self.hot().expected.load(Relaxed) & !POISON;
+        let word = scb.hint_seq().load(Acquire);
+        let seq = hint_part(word);
+        let expected = hint_part(self.hot().expected.load(Relaxed));
         let answer = (seq != expected && self.mode() != RuntimeMode::Deterministic).then_some(seq);
         if answer.is_some() {
             self.ledger.hints_seen(self.own.hints_up_to(seq));
         }
-        self.took_yield(YieldCause::Voluntary, answer);
+        self.took_yield(YieldCause::Voluntary, answer, word);
     }
 }
 
@@ -139,7 +145,7 @@ pub(crate) fn decide_slow() -> Option<Due> {
 /// being a worker in between).
 pub(crate) fn commit(due: Due) {
     if let Some(w) = current() {
-        w.took_yield(due.cause, due.answer);
+        w.took_yield(due.cause, due.answer, due.word);
     }
 }
 

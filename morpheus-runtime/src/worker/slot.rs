@@ -76,7 +76,8 @@ impl Worker {
         compiler_fence(SeqCst);
         new.user_flags().store(self.user_flags(), Relaxed);
         new.mode().store(self.mode().as_u32(), Relaxed);
-        let seq = new.hint_seq().load(Acquire);
+        let word = new.hint_seq().load(Acquire);
+        let seq = crate::scb::hint_part(word);
         new.ack_seq().store(seq, Release);
         self.signal
             .reset_escalations(new.escalations().load(Relaxed));
@@ -87,7 +88,7 @@ impl Worker {
         }
         // Keep a pending budget signal (the monitor re-checks anyway).
         let keep = self.hot().expected.load(Relaxed) & POISON;
-        self.hot().expected.store(seq | keep, Relaxed);
+        self.hot().expected.store(word | keep, Relaxed);
     }
 
     /// Under a `--partial` scheduler (which schedules only `SCHED_EXT`

@@ -168,16 +168,28 @@ impl Server {
     }
 
     /// Issues a hint as scx_morpheus does: issue time and deadline, then
-    /// atomic add of hint_seq. Returns the new sequence.
+    /// one more in the signal word's hint sequence. Returns the new
+    /// sequence (the word's hint bits).
     pub fn hint(&self, slot: u32) -> u64 {
         let now = now_ns();
         self.u64_at(slot, std::mem::offset_of!(Scb, k.hint_issued_ns))
             .store(now, Relaxed);
         self.u64_at(slot, std::mem::offset_of!(Scb, k.hint_deadline_ns))
             .store(now + self.grace_ns, Relaxed);
-        self.u64_at(slot, std::mem::offset_of!(Scb, k.hint_seq))
+        let word = self
+            .u64_at(slot, std::mem::offset_of!(Scb, k.hint_seq))
             .fetch_add(1, SeqCst)
-            + 1
+            + 1;
+        word & morpheus_common::abi::MORPHEUS_HINT_SEQ_MASK
+    }
+
+    /// Sends a catch-up as scx_morpheus does: one more in the signal
+    /// word's catch-up field (abi.h). Returns the new word.
+    pub fn catch_up(&self, slot: u32) -> u64 {
+        let one = 1u64 << morpheus_common::abi::MORPHEUS_CATCH_UP_SHIFT;
+        self.u64_at(slot, std::mem::offset_of!(Scb, k.hint_seq))
+            .fetch_add(one, SeqCst)
+            + one
     }
 
     /// Counts an escalation against `slot`.

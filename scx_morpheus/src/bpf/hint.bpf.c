@@ -100,6 +100,27 @@ static struct morpheus_scb *scb_of(struct morpheus_worker_ctx *wc)
 }
 
 /*
+ * Stores hint sequence @seq in @scb's signal word, keeping its catch-ups
+ * (io.bpf.c adds those from other CPUs, hence the compare-and-swap). After
+ * four lost races the word is simply replaced: the hint must get through,
+ * a lost catch-up only delays serving I/O to the next event.
+ */
+static void hint_signal(struct morpheus_scb *scb, u64 seq)
+{
+	u64 old, word;
+	u32 i;
+
+	bpf_for(i, 0, 4) {
+		old = READ_ONCE(scb->k.hint_seq);
+		word = ((old & ~MORPHEUS_HINT_SEQ_MASK) | (seq & MORPHEUS_HINT_SEQ_MASK)) &
+		       MORPHEUS_SIGNAL_KERNEL_BITS;
+		if (__sync_val_compare_and_swap(&scb->k.hint_seq, old, word) == old)
+			return;
+	}
+	__atomic_exchange_n(&scb->k.hint_seq, seq & MORPHEUS_HINT_SEQ_MASK, __ATOMIC_SEQ_CST);
+}
+
+/*
  * Asks @p to yield at its next checkpoint. @due is when the hint became
  * due (its slice ran out while others waited, or a task started waiting
  * behind it, or a woken task became entitled to its CPU); the delay to now
@@ -120,12 +141,12 @@ static bool hint_issue(struct task_struct *p, struct morpheus_worker_ctx *wc,
 	wc->flags &= ~MORPHEUS_CTX_HINT_EXPIRED;
 	/*
 	 * Issue time and deadline must be visible before the new sequence:
-	 * the exchange is a full barrier. The sequence comes from @wc, not
-	 * from the SCB, whose value the client may have overwritten.
+	 * the compare-and-swap is a full barrier. The sequence comes from
+	 * @wc, not from the SCB, whose value the client may have overwritten.
 	 */
 	scb->k.hint_issued_ns = now;
 	scb->k.hint_deadline_ns = wc->hint_deadline;
-	__atomic_exchange_n(&scb->k.hint_seq, seq, __ATOMIC_SEQ_CST);
+	hint_signal(scb, seq);
 	stat_inc(&hints_sent);
 	hist_add(hint_delay_hist, due && due < now ? now - due : 0);
 	emit(MORPHEUS_EVENT_HINT, p, wc, seq, ran);

@@ -82,6 +82,11 @@ enum morpheus_sched_consts {
 	NSEC_PER_MSEC = 1000 * 1000,
 };
 
+/* The bits of an SCB's signal word the kernel may set (abi.h). */
+#define MORPHEUS_SIGNAL_KERNEL_BITS ((1ull << 62) - 1)
+/* epoll instances whose process is remembered for catch-ups (io.bpf.c). */
+#define MORPHEUS_MAX_EPOLL_OWNERS 4096
+
 /* worker_ctx.flags (besides MORPHEUS_WORKER_ESCAPABLE) */
 #define MORPHEUS_CTX_HINT_EXPIRED (1u << 8) /* outstanding hint passed its deadline */
 #define MORPHEUS_CTX_NEW_ROUND (1u << 9)    /* preempted at a cap: its next run starts a round */

@@ -62,6 +62,12 @@
  * leave a critical section, takes about that much per round, not each).
  * With --enforce, an escapable worker that ignored a hint past its
  * deadline is escalated (kick, throttle or both).
+ *
+ * Catch-ups (io.bpf.c): when I/O becomes ready for a process whose workers
+ * are all busy (epoll's wake-up callback finds none waiting), the worker of
+ * it running on some CPU, or the first to run, is asked in its SCB to serve
+ * its ready tasks at its next checkpoint, keeping its CPU: a request is
+ * noticed at the next checkpoint, not at the next hint or budget yield.
  */
 #include <scx/common.bpf.h>
 #include "intf.h"
@@ -126,11 +132,13 @@ u64 throttles_active;				/* throttles currently active */
 u64 throttles;					/* throttles applied */
 u64 workers_started;				/* REGISTERED -> RUNNING transitions */
 u64 workers_exited;				/* threads that exited while registered */
-u64 cur_slice_ns;				/* the adaptive slice now (weight 100) */
-u64 cur_pressure;				/* MORPHEUS_PRESSURE_ONE fixed point */
-u64 resp_hist[MORPHEUS_RESP_BUCKETS];		/* hint issued -> answered, log2(us) */
-u64 hint_delay_hist[MORPHEUS_RESP_BUCKETS];	/* hint due -> issued, log2(us) */
-u64 timer_late_hist[MORPHEUS_RESP_BUCKETS];	/* decision timer due -> fired, log2(us) */
+u64 catch_ups;					/* catch-ups signalled to workers (io.bpf.c) */
+u64 catch_ups_deferred;			    /* ... due while none of the process's workers ran */
+u64 cur_slice_ns;			    /* the adaptive slice now (weight 100) */
+u64 cur_pressure;			    /* MORPHEUS_PRESSURE_ONE fixed point */
+u64 resp_hist[MORPHEUS_RESP_BUCKETS];	    /* hint issued -> answered, log2(us) */
+u64 hint_delay_hist[MORPHEUS_RESP_BUCKETS]; /* hint due -> issued, log2(us) */
+u64 timer_late_hist[MORPHEUS_RESP_BUCKETS]; /* decision timer due -> fired, log2(us) */
 
 /* The vtime of the most recently started task: the "now" of the queues. */
 static u64 vtime_now;
@@ -326,6 +334,7 @@ static u64 task_deadline(const struct task_struct *p, const struct task_ctx *tct
 
 #include "cpu.bpf.c"
 #include "hint.bpf.c"
+#include "io.bpf.c"
 #include "worker.bpf.c"
 #include "preempt.bpf.c"
 
@@ -587,6 +596,7 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 	if (!remote && cctx && cctx->pid == p->pid) {
 		cctx->pid = 0;
 		cctx->worker = false;
+		cpu_worker_set(scx_bpf_task_cpu(p), NULL, false);
 	}
 
 	wc = worker_of(p);

@@ -83,6 +83,8 @@ static void worker_running(struct task_struct *p, struct morpheus_worker_ctx *wc
 
 	cctx->worker = true;
 	cctx->hinted = wc->hint_seq != 0;
+	cpu_worker_set(cpu, wc, true);
+	catch_up_on_run(wc, scb);
 	cctx->slice_end = now + (slice > wc->ran_acc ? slice - wc->ran_acc : 0);
 	next = cctx->slice_end;
 	if (wc->hint_seq && !(wc->flags & MORPHEUS_CTX_HINT_EXPIRED))

@@ -4,6 +4,7 @@
 //! (or natively as root on a kernel with sched_ext).
 
 mod availability;
+mod catch_up;
 mod charging;
 mod escalation;
 mod faults;

@@ -157,9 +157,12 @@ impl ScbRef<'_> {
         self.u64_at(addr_of!(self.scb.k.generation))
             .load(Ordering::Acquire)
     }
+    /// The hint sequence: the signal word's hint bits (abi.h), what a
+    /// worker acknowledges.
     pub fn hint_seq(&self) -> u64 {
         self.u64_at(addr_of!(self.scb.k.hint_seq))
             .load(Ordering::Relaxed)
+            & morpheus_common::abi::MORPHEUS_HINT_SEQ_MASK
     }
     pub fn escalations(&self) -> u32 {
         self.u32_at(addr_of!(self.scb.k.escalations))

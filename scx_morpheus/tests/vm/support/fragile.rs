@@ -116,9 +116,11 @@ impl Fragile {
         unsafe { self.mem.as_ptr().cast::<Scb>().add(slot as usize) }
     }
 
+    /// The hint sequence of `slot` (the signal word's hint bits).
     pub fn hint_seq(&self, slot: u32) -> u64 {
         // SAFETY: an aligned field of a mapped SCB.
-        unsafe { std::ptr::read_volatile(addr_of!((*self.scb(slot)).k.hint_seq)) }
+        let word = unsafe { std::ptr::read_volatile(addr_of!((*self.scb(slot)).k.hint_seq)) };
+        word & morpheus_common::abi::MORPHEUS_HINT_SEQ_MASK
     }
 
     pub fn escalations(&self, slot: u32) -> u32 {
