@@ -221,7 +221,7 @@ pub fn render(s: &Snapshot) -> String {
         Kind::Histogram,
         "Time from a kernel hint to its answer.",
     )
-    .histogram(&buckets, h.count(), h.sum_ns as f64 / 1e9);
+    .histogram(&buckets, h.count(), Some(h.sum_ns as f64 / 1e9));
     let mut mode = m.family("mode", Kind::Gauge, "1 for the process's current mode.");
     for md in RuntimeMode::ALL {
         mode.sample(&[("mode", &md.to_string())], u8::from(*md == s.mode));
