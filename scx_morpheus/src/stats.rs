@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::histogram;
 
-/// One snapshot (counters are cumulative since attach, gauges are current).
+/// One snapshot (counters and histograms are cumulative since attach,
+/// gauges are current).
 #[stat_doc]
 #[derive(Clone, Debug, Default, Serialize, Deserialize, Stats)]
 #[stat(top)]
