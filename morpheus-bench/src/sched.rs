@@ -398,14 +398,19 @@ impl Bpfland {
     }
 }
 
-/// The scheduler's metrics: counters (`*_total`) and gauges, by name
-/// without the `scx_morpheus_` prefix.
+/// The scheduler's metrics: counters (`*_total`), gauges and histograms,
+/// by name without the `scx_morpheus_` prefix.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SchedMetrics {
     /// Cumulative counters (or, after [`SchedMetrics::since`], increments).
     pub counters: BTreeMap<String, u64>,
     /// Current values.
     pub gauges: BTreeMap<String, u64>,
+    /// Histograms by family (`hint_delay_seconds` ...): (upper bound in
+    /// seconds, observations at most that long), cumulative, `+Inf` last.
+    /// Absent from results recorded before the loader exported them.
+    #[serde(default)]
+    pub histograms: BTreeMap<String, Vec<(f64, u64)>>,
 }
 
 impl SchedMetrics {
@@ -422,6 +427,19 @@ impl SchedMetrics {
             let Ok(value) = value.trim().parse::<f64>() else {
                 continue;
             };
+            if let Some((family, le)) = name.split_once("_bucket{le=\"") {
+                let le = le.trim_end_matches("\"}");
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap_or(f64::NAN)
+                };
+                m.histograms
+                    .entry(family.to_string())
+                    .or_default()
+                    .push((le, value as u64));
+                continue;
+            }
             match name.strip_suffix("_total") {
                 Some(c) => m.counters.insert(c.to_string(), value as u64),
                 None => m.gauges.insert(name.to_string(), value as u64),
@@ -444,15 +462,60 @@ impl SchedMetrics {
                 })
                 .collect(),
             gauges: self.gauges.clone(),
+            histograms: self
+                .histograms
+                .iter()
+                .map(|(k, buckets)| {
+                    let prev = before.histograms.get(k);
+                    let d = buckets
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (le, n))| {
+                            let p = prev.and_then(|p| p.get(i)).map_or(0, |b| b.1);
+                            (*le, n.saturating_sub(p))
+                        })
+                        .collect();
+                    (k.clone(), d)
+                })
+                .collect(),
         }
     }
 
-    /// Adds the counter increments of `b` into `self`; gauges become `b`'s.
+    /// Adds the counter and histogram increments of `b` into `self`;
+    /// gauges become `b`'s.
     pub fn absorb(&mut self, b: &SchedMetrics) {
         for (k, v) in &b.counters {
             *self.counters.entry(k.clone()).or_default() += v;
         }
         self.gauges.clone_from(&b.gauges);
+        for (k, buckets) in &b.histograms {
+            let mine = self.histograms.entry(k.clone()).or_default();
+            if mine.is_empty() {
+                mine.clone_from(buckets);
+            } else {
+                for (m, b) in mine.iter_mut().zip(buckets) {
+                    m.1 += b.1;
+                }
+            }
+        }
+    }
+
+    /// Quantile `q` (0..1) of histogram `family`, as the upper bound of its
+    /// bucket in microseconds (`u64::MAX` past the last bound); `None`
+    /// when nothing was observed or the family is absent.
+    pub fn quantile_us(&self, family: &str, q: f64) -> Option<u64> {
+        let buckets = self.histograms.get(family)?;
+        let total = buckets.last()?.1;
+        if total == 0 {
+            return None;
+        }
+        let want = ((total as f64 * q).ceil() as u64).max(1);
+        let (le, _) = buckets.iter().find(|(_, n)| *n >= want)?;
+        Some(if le.is_finite() {
+            (le * 1e6).round() as u64
+        } else {
+            u64::MAX
+        })
     }
 
     /// A counter (or gauge) by name, 0 if absent.
@@ -557,5 +620,31 @@ mod tests {
         assert_eq!(d.get("pressure"), 512);
         assert_eq!(d.get("missing"), 0);
         assert!(d.brief().starts_with("hints sent 15 answered 0"));
+    }
+
+    #[test]
+    fn histograms_are_parsed_subtracted_and_read_in_microseconds() {
+        let text = |fast: u64, slow: u64| {
+            format!(
+                "scx_morpheus_hint_delay_seconds_bucket{{le=\"0.000016\"}} {fast}\n\
+                 scx_morpheus_hint_delay_seconds_bucket{{le=\"0.002048\"}} {}\n\
+                 scx_morpheus_hint_delay_seconds_bucket{{le=\"+Inf\"}} {}\n",
+                fast + slow,
+                fast + slow
+            )
+        };
+        let a = SchedMetrics::parse(&text(100, 0));
+        let b = SchedMetrics::parse(&text(100, 5));
+        // Since attach, p50 is in the 16 us bucket; in between, all 5 were slow.
+        assert_eq!(b.quantile_us("hint_delay_seconds", 0.5), Some(16));
+        assert_eq!(
+            b.since(&a).quantile_us("hint_delay_seconds", 0.5),
+            Some(2048)
+        );
+        assert_eq!(a.since(&a).quantile_us("hint_delay_seconds", 0.5), None);
+        assert_eq!(a.quantile_us("missing_seconds", 0.5), None);
+        let mut sum = a.clone();
+        sum.absorb(&b.since(&a));
+        assert_eq!(sum.histograms, b.histograms);
     }
 }

@@ -27,7 +27,8 @@ pub enum Kind {
     Counter,
     /// A current value.
     Gauge,
-    /// Cumulative buckets, a sum and a count ([`Family::histogram`]).
+    /// Cumulative buckets, and a sum and a count when the sum is known
+    /// ([`Family::histogram`]).
     Histogram,
 }
 
@@ -108,15 +109,21 @@ impl Family<'_> {
 
     /// A histogram's samples: `buckets` are (upper bound, observations at
     /// most that bound, cumulative) in increasing order; `count` is every
-    /// observation (the `+Inf` bucket) and `sum` their total.
-    pub fn histogram(&mut self, buckets: &[(f64, u64)], count: u64, sum: f64) -> &mut Self {
+    /// observation (the `+Inf` bucket) and `sum` their total, if known.
+    ///
+    /// Without a sum there is no `_count` sample either: OpenMetrics
+    /// requires `_count` exactly when `_sum` is present, and the `+Inf`
+    /// bucket already says how many observations there were.
+    pub fn histogram(&mut self, buckets: &[(f64, u64)], count: u64, sum: Option<f64>) -> &mut Self {
         debug_assert_eq!(self.kind, Kind::Histogram);
         for (le, n) in buckets {
             self.line("_bucket", &[("le", &le.to_string())], n);
         }
         self.line("_bucket", &[("le", "+Inf")], count);
-        self.line("_sum", &[], sum);
-        self.line("_count", &[], count);
+        if let Some(sum) = sum {
+            self.line("_sum", &[], sum);
+            self.line("_count", &[], count);
+        }
         self
     }
 
@@ -160,7 +167,7 @@ mod tests {
             .sample(&[("cause", "hint")], 2)
             .sample(&[("cause", "budget"), ("worker", "1")], 3);
         m.family("response_seconds", Kind::Histogram, "Response.")
-            .histogram(&[(0.0005, 1), (0.001, 3)], 4, 0.25);
+            .histogram(&[(0.0005, 1), (0.001, 3)], 4, Some(0.25));
         let text = m.finish();
         assert_eq!(
             text,
@@ -174,6 +181,20 @@ mod tests {
              t_response_seconds_bucket{le=\"0.001\"} 3\n\
              t_response_seconds_bucket{le=\"+Inf\"} 4\n\
              t_response_seconds_sum 0.25\nt_response_seconds_count 4\n# EOF\n"
+        );
+    }
+
+    #[test]
+    fn a_histogram_without_a_sum_has_no_count_either() {
+        let mut m = Exposition::new("t_");
+        m.family("delay_seconds", Kind::Histogram, "Delay.")
+            .histogram(&[(0.000002, 5)], 6, None);
+        let text = m.finish();
+        assert_eq!(
+            text,
+            "# TYPE t_delay_seconds histogram\n# HELP t_delay_seconds Delay.\n\
+             t_delay_seconds_bucket{le=\"0.000002\"} 5\n\
+             t_delay_seconds_bucket{le=\"+Inf\"} 6\n# EOF\n"
         );
     }
 

@@ -27,7 +27,8 @@ NO_SOCKET = "/nonexistent/morpheus-test.sock"
 
 os.environ["MORPHEUS_SOCKET"] = NO_SOCKET
 os.environ["MORPHEUS_SOURCES"] = "kernel,budget"
-for var in ("MORPHEUS_DISABLE", "MORPHEUS_MODE", "MORPHEUS_BUDGET_MS", "MORPHEUS_ESCAPABLE"):
+for var in ("MORPHEUS_DISABLE", "MORPHEUS_MODE", "MORPHEUS_BUDGET_MS", "MORPHEUS_ESCAPABLE",
+            "MORPHEUS_METRICS_PER_WORKER"):
     os.environ.pop(var, None)
 
 

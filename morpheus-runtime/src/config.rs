@@ -103,6 +103,11 @@ pub struct Config {
     pub defensive_hold: Duration,
     /// How often a lost or absent scheduler is looked for again.
     pub reconnect_interval: Duration,
+    /// Export each live worker's yields with a `worker` label
+    /// (`MORPHEUS_METRICS_PER_WORKER`, off by default: every worker number
+    /// becomes a series that outlives the worker; see
+    /// [`crate::metrics::Options::per_worker`]).
+    pub metrics_per_worker: bool,
 }
 
 impl Default for Config {
@@ -119,6 +124,7 @@ impl Default for Config {
             pressure_hold: Duration::from_secs(5),
             defensive_hold: Duration::from_secs(10),
             reconnect_interval: Duration::from_secs(1),
+            metrics_per_worker: false,
         }
     }
 }
@@ -171,7 +177,8 @@ impl Config {
     /// `MORPHEUS_MODE` (`auto`, `deterministic`, `pressured`, `defensive`),
     /// `MORPHEUS_BUDGET_MS` (milliseconds, 0.1 to 10000),
     /// `MORPHEUS_SOURCES` (e.g. `kernel,budget,pressure` or `none`),
-    /// `MORPHEUS_ESCAPABLE` (bool). The first invalid value is an error.
+    /// `MORPHEUS_ESCAPABLE` (bool), `MORPHEUS_METRICS_PER_WORKER` (bool).
+    /// The first invalid value is an error.
     pub fn from_env() -> Result<Config, ConfigError> {
         let mut c = Config::default();
         match c.apply_env(|k| std::env::var(k).ok()).into_iter().next() {
@@ -242,6 +249,16 @@ impl Config {
                 ),
             }
         }
+        if let Some(v) = get("MORPHEUS_METRICS_PER_WORKER") {
+            match parse_bool(&v) {
+                Some(b) => self.metrics_per_worker = b,
+                None => bad(
+                    "MORPHEUS_METRICS_PER_WORKER",
+                    &v,
+                    "expected 1/true/yes or 0/false/no",
+                ),
+            }
+        }
         errors
     }
 }
@@ -270,8 +287,10 @@ mod tests {
             ("MORPHEUS_BUDGET_MS", "2.5"),
             ("MORPHEUS_SOURCES", "budget, pressure"),
             ("MORPHEUS_ESCAPABLE", "yes"),
+            ("MORPHEUS_METRICS_PER_WORKER", "1"),
         ]);
         assert!(errors.is_empty(), "{errors:?}");
+        assert!(c.metrics_per_worker);
         assert!(c.enabled);
         assert_eq!(c.socket_path, PathBuf::from("/tmp/x.sock"));
         assert_eq!(c.mode, Some(RuntimeMode::Defensive));
@@ -297,9 +316,10 @@ mod tests {
             ("MORPHEUS_MODE", "fast"),
             ("MORPHEUS_SOURCES", "kernel,gpu"),
             ("MORPHEUS_DISABLE", "maybe"),
+            ("MORPHEUS_METRICS_PER_WORKER", "workers"),
         ]);
         assert_eq!(c, Config::default());
-        assert_eq!(errors.len(), 4);
+        assert_eq!(errors.len(), 5);
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert!(
             text.iter()

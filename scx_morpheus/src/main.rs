@@ -6,7 +6,9 @@
 mod bpf_intf;
 mod bpf_skel;
 mod caps;
+mod histogram;
 mod leases;
+mod lines;
 mod metrics_http;
 mod opts;
 mod peer;
@@ -199,13 +201,9 @@ impl<'a> Scheduler<'a> {
             hints_dropped: bss.hints_dropped + counters.hints_dropped,
             catch_ups: bss.catch_ups,
             catch_ups_deferred: bss.catch_ups_deferred,
-            hint_delay_p50_us: stats::hist_percentile(&bss.hint_delay_hist, 0.50),
-            hint_delay_p99_us: stats::hist_percentile(&bss.hint_delay_hist, 0.99),
-            timer_late_p50_us: stats::hist_percentile(&bss.timer_late_hist, 0.50),
-            timer_late_p99_us: stats::hist_percentile(&bss.timer_late_hist, 0.99),
-            response_p50_us: stats::hist_percentile(&bss.resp_hist, 0.50),
-            response_p90_us: stats::hist_percentile(&bss.resp_hist, 0.90),
-            response_p99_us: stats::hist_percentile(&bss.resp_hist, 0.99),
+            resp_hist: bss.resp_hist.to_vec(),
+            hint_delay_hist: bss.hint_delay_hist.to_vec(),
+            timer_late_hist: bss.timer_late_hist.to_vec(),
             escalations_kick: policy(morpheus_common::abi::MORPHEUS_ESCALATION_THREAD_KICK),
             escalations_throttle: policy(morpheus_common::abi::MORPHEUS_ESCALATION_CGROUP_THROTTLE),
             throttles_active: bss.throttles_active,

@@ -9,12 +9,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
-use morpheus_common::openmetrics::Exposition;
+use morpheus_common::openmetrics::{Exposition, Kind};
 use scx_stats::prelude::*;
 use scx_stats_derive::{Stats, stat_doc};
 use serde::{Deserialize, Serialize};
 
-/// One snapshot (counters are cumulative since attach, gauges are current).
+use crate::histogram;
+
+/// One snapshot (counters and histograms are cumulative since attach,
+/// gauges are current).
 #[stat_doc]
 #[derive(Clone, Debug, Default, Serialize, Deserialize, Stats)]
 #[stat(top)]
@@ -91,24 +94,18 @@ pub struct Metrics {
     pub catch_ups: u64,
     #[stat(desc = "Catch-ups that waited for one of the process's workers to run")]
     pub catch_ups_deferred: u64,
-    #[stat(desc = "Hint delay (due to issued) p50 in microseconds (log2 bucket upper bound)")]
-    pub hint_delay_p50_us: u64,
-    #[stat(desc = "Hint delay (due to issued) p99 in microseconds (log2 bucket upper bound)")]
-    pub hint_delay_p99_us: u64,
     #[stat(
-        desc = "Decision timer lateness (due to fired) p50 in microseconds (log2 bucket upper bound)"
+        desc = "Hint response time (issued to answered): count per log2(us) bucket; OpenMetrics: hint_response_seconds"
     )]
-    pub timer_late_p50_us: u64,
+    pub resp_hist: Vec<u64>,
     #[stat(
-        desc = "Decision timer lateness (due to fired) p99 in microseconds (log2 bucket upper bound)"
+        desc = "Hint delay (due to issued): count per log2(us) bucket; OpenMetrics: hint_delay_seconds"
     )]
-    pub timer_late_p99_us: u64,
-    #[stat(desc = "Hint response time p50 in microseconds (log2 bucket upper bound)")]
-    pub response_p50_us: u64,
-    #[stat(desc = "Hint response time p90 in microseconds (log2 bucket upper bound)")]
-    pub response_p90_us: u64,
-    #[stat(desc = "Hint response time p99 in microseconds (log2 bucket upper bound)")]
-    pub response_p99_us: u64,
+    pub hint_delay_hist: Vec<u64>,
+    #[stat(
+        desc = "Decision timer lateness (due to fired): count per log2(us) bucket; OpenMetrics: timer_late_seconds"
+    )]
+    pub timer_late_hist: Vec<u64>,
     #[stat(desc = "Escalations by thread kick")]
     pub escalations_kick: u64,
     #[stat(desc = "Escalations by throttle")]
@@ -136,90 +133,73 @@ const GAUGES: &[&str] = &[
     "workers_dead",
     "throttles_active",
     "nr_queued_max",
-    "hint_delay_p50_us",
-    "hint_delay_p99_us",
-    "timer_late_p50_us",
-    "timer_late_p99_us",
-    "response_p50_us",
-    "response_p90_us",
-    "response_p99_us",
+];
+
+/// The histograms: (stats field, OpenMetrics family, help). The field has
+/// the BPF array's name; the family says what it measures, in seconds.
+const HISTOGRAMS: &[(&str, &str, &str)] = &[
+    (
+        "resp_hist",
+        "hint_response_seconds",
+        "Time from a hint to its answer (acknowledged, or the worker yielded or blocked).",
+    ),
+    (
+        "hint_delay_hist",
+        "hint_delay_seconds",
+        "Time from a hint being due to its being issued.",
+    ),
+    (
+        "timer_late_hist",
+        "timer_late_seconds",
+        "Time from a decision timer being due to its firing.",
+    ),
 ];
 
 impl Metrics {
-    /// (name, description, value) of every field, sorted by name.
+    /// (name, description, value) of every counter and gauge (not the
+    /// histograms), sorted by name.
     pub fn fields(&self) -> Vec<(String, String, u64)> {
         let json = serde_json::to_value(self).expect("plain struct");
         Metrics::meta()
             .fields
             .into_iter()
-            .map(|(name, f)| {
-                let value = json[&name].as_u64().unwrap_or(0);
-                (name, f.attrs.desc.unwrap_or_default(), value)
+            .filter_map(|(name, f)| {
+                let value = json[&name].as_u64()?;
+                Some((name, f.attrs.desc.unwrap_or_default(), value))
             })
             .collect()
     }
 
-    /// Prints three lines in the style of the other scx schedulers.
+    /// A histogram field by name.
+    fn histogram(&self, field: &str) -> &[u64] {
+        match field {
+            "resp_hist" => &self.resp_hist,
+            "hint_delay_hist" => &self.hint_delay_hist,
+            "timer_late_hist" => &self.timer_late_hist,
+            _ => unreachable!("{field} is not a histogram field"),
+        }
+    }
+
+    /// Prints the figures on lines of at most 100 columns ([`crate::lines`]).
     pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
-        writeln!(
-            w,
-            "[{}] dispatch -> direct: {:<6} shared: {:<6} | enqueue: {:<6} kicks: {:<6} | ticks: {:<6} qmax: {:<3} | slice: {}us pressure: {}",
-            crate::SCHEDULER_NAME,
-            self.nr_direct_dispatches,
-            self.nr_shared_dispatches,
-            self.nr_shared_enqueues,
-            self.nr_idle_kicks,
-            self.nr_ticks,
-            self.nr_queued_max,
-            self.slice_us,
-            self.pressure,
-        )?;
-        writeln!(
-            w,
-            "[{}] preempt -> wakeup: {:<6} hint: {:<6} window: {:<5} slice: {:<6} | local: {:<6} steal: {:<5} | timers: {}",
-            crate::SCHEDULER_NAME,
-            self.nr_wakeup_preempts,
-            self.nr_wakeup_hints,
-            self.nr_window_preempts,
-            self.nr_slice_preempts,
-            self.nr_local_dispatches,
-            self.nr_steals,
-            self.nr_timer_kicks,
-        )?;
-        writeln!(
-            w,
-            "[{}] workers -> reg: {} run: {} dead: {} | hints -> sent: {} answered: {} in_grace: {} expired: {} dropped: {} | catch-ups: {} | delay p50/p99: {}/{}us timer late p50/p99: {}/{}us resp p50/p99: {}/{}us | escalations -> kick: {} throttle: {} | caps -> critical: {} overrun: {} | ring drops: {}",
-            crate::SCHEDULER_NAME,
-            self.workers_registered,
-            self.workers_running,
-            self.workers_dead,
-            self.hints_sent,
-            self.hints_answered,
-            self.hints_answered_in_grace,
-            self.hints_expired,
-            self.hints_dropped,
-            self.catch_ups,
-            self.hint_delay_p50_us,
-            self.hint_delay_p99_us,
-            self.timer_late_p50_us,
-            self.timer_late_p99_us,
-            self.response_p50_us,
-            self.response_p99_us,
-            self.escalations_kick,
-            self.escalations_throttle,
-            self.critical_cap_violations,
-            self.overrun_cap_violations,
-            self.ring_drops,
-        )?;
+        for line in crate::lines::lines(self) {
+            writeln!(w, "{line}")?;
+        }
         Ok(())
     }
 
-    /// The counters accumulated since `rhs` (gauges keep their value).
+    /// The counters and histogram observations accumulated since `rhs`
+    /// (gauges keep their value).
     pub fn delta(&self, rhs: &Self) -> Self {
         let mut cur = serde_json::to_value(self).expect("plain struct");
         let prev = serde_json::to_value(rhs).expect("plain struct");
         for (name, value) in cur.as_object_mut().expect("struct").iter_mut() {
             if GAUGES.contains(&name.as_str()) {
+                continue;
+            }
+            if HISTOGRAMS.iter().any(|h| h.0 == name) {
+                let d = histogram::delta(self.histogram(name), rhs.histogram(name));
+                *value = d.into();
                 continue;
             }
             let d = value
@@ -241,25 +221,14 @@ impl Metrics {
                 m.counter(&name, &desc, value);
             }
         }
+        for (field, family, help) in HISTOGRAMS {
+            let (buckets, count) = histogram::cumulative_seconds(self.histogram(field));
+            // The BPF program keeps no sum of the durations: none is made up.
+            m.family(family, Kind::Histogram, help)
+                .histogram(&buckets, count, None);
+        }
         m.finish()
     }
-}
-
-/// Percentile `q` (0..1) of a log2(µs) histogram, as the bucket's upper bound.
-pub fn hist_percentile(hist: &[u64], q: f64) -> u64 {
-    let total: u64 = hist.iter().sum();
-    if total == 0 {
-        return 0;
-    }
-    let want = (total as f64 * q).ceil().max(1.0) as u64;
-    let mut seen = 0;
-    for (i, n) in hist.iter().enumerate() {
-        seen += n;
-        if seen >= want {
-            return 1u64 << (i + 1);
-        }
-    }
-    1u64 << hist.len()
 }
 
 /// The scx_stats server description: one "top" stats op serving deltas.
@@ -304,12 +273,9 @@ mod tests {
     #[test]
     fn bpf_counters_are_named_as_their_stats_fields() {
         const CONVERTED: &[&str] = &[
-            "escalations",     // escalations_kick, escalations_throttle
-            "cur_slice_ns",    // slice_us
-            "cur_pressure",    // pressure
-            "resp_hist",       // response_p50_us ...
-            "hint_delay_hist", // hint_delay_p50_us ...
-            "timer_late_hist", // timer_late_p50_us ...
+            "escalations",  // escalations_kick, escalations_throttle
+            "cur_slice_ns", // slice_us
+            "cur_pressure", // pressure
         ];
         let bpf = include_str!("bpf/main.bpf.c");
         let block = bpf
@@ -323,28 +289,13 @@ mod tests {
             .map(|l| l.split(['[', ';']).next().unwrap().trim())
             .collect();
         assert!(names.len() > 30, "counters block not found: {names:?}");
-        let fields: Vec<String> = Metrics::default()
-            .fields()
-            .into_iter()
-            .map(|f| f.0)
-            .collect();
+        let fields: Vec<String> = Metrics::meta().fields.into_iter().map(|f| f.0).collect();
         for name in names {
             assert!(
                 fields.iter().any(|f| f == name) || CONVERTED.contains(&name),
                 "BPF counter {name} has no stats field of that name"
             );
         }
-    }
-
-    #[test]
-    fn percentiles_of_log2_buckets() {
-        let mut h = [0u64; 24];
-        assert_eq!(hist_percentile(&h, 0.5), 0);
-        h[3] = 90; // 8..16 us
-        h[10] = 10; // 1024..2048 us
-        assert_eq!(hist_percentile(&h, 0.5), 16);
-        assert_eq!(hist_percentile(&h, 0.9), 16);
-        assert_eq!(hist_percentile(&h, 0.99), 2048);
     }
 
     #[test]
@@ -361,6 +312,35 @@ mod tests {
         };
         let d = a.delta(&b);
         assert_eq!((d.hints_sent, d.slice_us), (6, 5000));
+    }
+
+    #[test]
+    fn delta_subtracts_histograms_bucket_by_bucket() {
+        let a = Metrics {
+            resp_hist: vec![3, 0, 9],
+            ..Default::default()
+        };
+        let b = Metrics {
+            resp_hist: vec![1, 0, 9],
+            ..Default::default()
+        };
+        // Since the previous reading: 2 in bucket 0, nothing in bucket 2.
+        assert_eq!(a.delta(&b).resp_hist, vec![2, 0, 0]);
+    }
+
+    #[test]
+    fn every_histogram_field_is_listed_once() {
+        let listed: Vec<&str> = HISTOGRAMS.iter().map(|h| h.0).collect();
+        let arrays: Vec<String> = Metrics::meta()
+            .fields
+            .into_iter()
+            .filter(|(_, f)| matches!(f.data, StatsData::Array(_)))
+            .map(|f| f.0)
+            .collect();
+        assert_eq!(arrays.len(), listed.len(), "{arrays:?} vs {listed:?}");
+        for a in &arrays {
+            assert!(listed.contains(&a.as_str()), "{a} is not in HISTOGRAMS");
+        }
     }
 
     #[test]
@@ -382,5 +362,63 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn histograms_are_in_seconds_without_a_made_up_sum() {
+        let mut h = vec![0u64; 24];
+        h[3] = 2; // 8..16 us
+        h[6] = 1; // 64..128 us
+        let m = Metrics {
+            resp_hist: h,
+            ..Default::default()
+        };
+        let text = m.openmetrics();
+        assert!(text.contains("# TYPE scx_morpheus_hint_response_seconds histogram\n"));
+        assert!(text.contains("scx_morpheus_hint_response_seconds_bucket{le=\"0.000008\"} 0\n"));
+        assert!(text.contains("scx_morpheus_hint_response_seconds_bucket{le=\"0.000016\"} 2\n"));
+        assert!(text.contains("scx_morpheus_hint_response_seconds_bucket{le=\"0.000128\"} 3\n"));
+        assert!(text.contains("scx_morpheus_hint_response_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(!text.contains("_sum"), "{text}");
+        assert!(!text.contains("_count"), "{text}");
+        assert!(!text.contains("_us_"), "no microsecond families: {text}");
+        for family in ["hint_delay_seconds", "timer_late_seconds"] {
+            let inf = format!("scx_morpheus_{family}_bucket{{le=\"+Inf\"}} 0\n");
+            assert!(text.contains(&inf), "{inf}");
+        }
+    }
+
+    /// The exposition Python's OpenMetrics parser reads in
+    /// morpheus-py/tests/test_exposition.py: a change to the loader's text
+    /// must be made here too, where the parser checks it.
+    #[test]
+    fn the_exposition_matches_the_parsed_sample() {
+        let text = sample().openmetrics();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/openmetrics.txt");
+        if std::env::var_os("MORPHEUS_BLESS").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let expected = std::fs::read_to_string(path).unwrap();
+        assert!(
+            text == expected,
+            "the loader's OpenMetrics text differs from {path}; if the change is \
+             meant, run with MORPHEUS_BLESS=1 and run morpheus-py's tests"
+        );
+    }
+
+    /// Figures with every histogram, counter and gauge non-zero.
+    pub(crate) fn sample() -> Metrics {
+        let mut json = serde_json::to_value(Metrics::default()).unwrap();
+        for (i, value) in json.as_object_mut().unwrap().values_mut().enumerate() {
+            if value.is_u64() {
+                *value = (i as u64 * 7 + 1).into();
+            }
+        }
+        let mut m: Metrics = serde_json::from_value(json).unwrap();
+        let hist = |seed: u64| (0..24u64).map(|i| (i * seed) % 5).collect::<Vec<u64>>();
+        m.resp_hist = hist(3);
+        m.hint_delay_hist = hist(2);
+        m.timer_late_hist = hist(1);
+        m
     }
 }

@@ -199,8 +199,9 @@ fn targets(lat: &Runs, starv: &Runs, wake: &Runs) {
             sent += s.get("hints_sent");
             in_grace += s.get("hints_answered_in_grace");
             if s.get("hints_sent") > 0 {
-                delay_p99_us = delay_p99_us.max(Some(s.get("hint_delay_p99_us")));
-                timer_late_p99_us = timer_late_p99_us.max(Some(s.get("timer_late_p99_us")));
+                delay_p99_us = delay_p99_us.max(s.quantile_us("hint_delay_seconds", 0.99));
+                timer_late_p99_us =
+                    timer_late_p99_us.max(s.quantile_us("timer_late_seconds", 0.99));
             }
         }
     }

@@ -44,20 +44,14 @@ fn cpu_workload(threads: usize, secs: f64) -> Vec<u64> {
     handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
-/// Parses "name: value" from the loader's final totals line.
-fn counter(stderr: &str, name: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("[scx_morpheus] dispatch"))
-        .unwrap_or_else(|| panic!("no totals line in the loader output:\n{stderr}"));
-    let rest = &line[line.find(&format!("{name}:")).expect(name) + name.len() + 1..];
-    rest.split_whitespace()
-        .next()
-        .unwrap()
-        .trim_end_matches("us")
-        .parse()
-        .unwrap()
+/// Parses "label value" from the loader's final totals.
+fn counter(stderr: &str, label: &str) -> u64 {
+    let blocks = support::figures::blocks(stderr);
+    let totals = blocks
+        .last()
+        .unwrap_or_else(|| panic!("no totals in the loader output:\n{stderr}"));
+    support::figures::figure(totals, label)
+        .unwrap_or_else(|| panic!("no {label} in the totals: {totals}"))
 }
 
 #[test]
@@ -109,8 +103,16 @@ fn attaches_schedules_a_cpu_workload_and_detaches_on_sigint() {
 
     // The scheduler really scheduled the workload.
     assert!(counter(&exit.stderr, "ticks") > 0);
-    assert!(counter(&exit.stderr, "enqueue") > 0);
+    // "shared E/D": tasks queued on the shared queue, and taken from it.
     assert!(counter(&exit.stderr, "shared") > 0);
+    let totals = support::figures::blocks(&exit.stderr).pop().unwrap();
+    let dispatched = totals
+        .split(" shared ")
+        .nth(1)
+        .unwrap()
+        .split([' ', '/'])
+        .nth(1);
+    assert!(dispatched.is_some_and(|d| d != "0"), "{totals}");
 }
 
 #[test]

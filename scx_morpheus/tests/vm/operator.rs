@@ -106,22 +106,6 @@ fn partial_mode_manages_only_sched_ext_tasks_and_still_hints_their_workers() {
     h.stop();
 }
 
-/// The values after " `name`:" on every line of `out` containing `line_tag`.
-fn fields(out: &str, line_tag: &str, name: &str) -> Vec<u64> {
-    let key = format!(" {name}:");
-    out.lines()
-        .filter(|l| l.contains(line_tag))
-        .filter_map(|l| {
-            let rest = &l[l.find(&key)? + key.len()..];
-            rest.split_whitespace()
-                .next()?
-                .trim_end_matches("us")
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
 #[test]
 fn monitor_attaches_to_a_running_instance_and_prints_its_figures() {
     require_sched_ext();
@@ -169,9 +153,20 @@ fn monitor_attaches_to_a_running_instance_and_prints_its_figures() {
 
     // It prints the running instance's figures for each interval: the
     // scheduler ticks, and the hints the worker saw add up to no more than
-    // the instance sent in all.
-    let ticks = fields(&out, "dispatch ->", "ticks");
-    let sent = fields(&out, "hints ->", "sent");
+    // the instance sent in all. Every line fits a 100-column terminal.
+    let blocks = figures::blocks(&out);
+    let ticks: Vec<u64> = blocks
+        .iter()
+        .filter_map(|b| figures::figure(b, "ticks"))
+        .collect();
+    let sent: Vec<u64> = blocks
+        .iter()
+        .filter_map(|b| figures::figure(b, "hints sent"))
+        .collect();
+    assert!(
+        out.lines().all(|l| l.len() <= 100),
+        "a line is too long:\n{out}"
+    );
     let sent_total = h.metric("hints_sent") - sent_before;
     println!("monitor: ticks {ticks:?} hints sent {sent:?}; instance sent {sent_total}");
     assert!(ticks.len() >= 2, "fewer than two intervals printed");

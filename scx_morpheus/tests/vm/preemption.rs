@@ -183,8 +183,14 @@ fn hints_are_issued_when_due_not_at_the_next_tick() {
     // 3 ms slices: the worker's slice ends between two 4 ms ticks.
     let h = Harness::start("ontime", 19604, &fixed_slice("3"));
     let r = h.contended(0, Behaviour::Checkpoint, 1500);
-    let (p50, p99) = (h.metric("hint_delay_p50_us"), h.metric("hint_delay_p99_us"));
-    let (late_p50, late_p99) = (h.metric("timer_late_p50_us"), h.metric("timer_late_p99_us"));
+    let (p50, p99) = (
+        h.quantile_us("hint_delay_seconds", 0.50),
+        h.quantile_us("hint_delay_seconds", 0.99),
+    );
+    let (late_p50, late_p99) = (
+        h.quantile_us("timer_late_seconds", 0.50),
+        h.quantile_us("timer_late_seconds", 0.99),
+    );
     println!(
         "hint delay p50 <= {p50} us, p99 <= {p99} us; timer kicks {}, timers late p50 <= {late_p50} us, p99 <= {late_p99} us",
         h.metric("nr_timer_kicks")

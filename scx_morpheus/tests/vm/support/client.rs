@@ -221,15 +221,21 @@ impl ScbRef<'_> {
     }
 }
 
-/// One consistent snapshot of every metric, by name without the
-/// `scx_morpheus_` prefix and `_total` suffix.
-pub fn metrics(addr: &str) -> std::collections::HashMap<String, u64> {
+/// The loader's OpenMetrics text, from `GET /metrics` on `addr`.
+pub fn scrape(addr: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect to --metrics-addr");
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
-    body.lines()
+    body
+}
+
+/// One consistent snapshot of every counter and gauge, by name without
+/// the `scx_morpheus_` prefix and `_total` suffix.
+pub fn metrics(addr: &str) -> std::collections::HashMap<String, u64> {
+    scrape(addr)
+        .lines()
         .filter_map(|l| {
             let (k, v) = l.split_once(' ')?;
             let k = k.strip_prefix("scx_morpheus_")?;
@@ -243,11 +249,7 @@ pub fn metrics(addr: &str) -> std::collections::HashMap<String, u64> {
 
 /// Fetches the loader's OpenMetrics text and returns `name`'s value.
 pub fn metric(addr: &str, name: &str) -> u64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to --metrics-addr");
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
+    let body = scrape(addr);
     let wanted = format!("scx_morpheus_{name}");
     body.lines()
         .find_map(|l| {

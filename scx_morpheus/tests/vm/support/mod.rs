@@ -372,6 +372,7 @@ pub fn reattached(since: u64, n: u64) -> bool {
 }
 
 pub mod client;
+pub mod figures;
 pub mod fragile;
 pub mod kill;
 pub mod process;
@@ -551,6 +552,14 @@ impl Harness {
     /// The loader's metric `name` (OpenMetrics, without prefix or `_total`).
     pub fn metric(&self, name: &str) -> u64 {
         client::metric(&self.addr, name)
+    }
+
+    /// Quantile `q` of the loader's histogram `family` (for example
+    /// `hint_response_seconds`), as its bucket's upper bound in
+    /// microseconds (0 if nothing was observed).
+    pub fn quantile_us(&self, family: &str, q: f64) -> u64 {
+        let text = client::scrape(&self.addr);
+        figures::quantile_us(&text, family, q).unwrap_or(0)
     }
 
     /// Runs one registered worker on the test CPU for `ms`, alone.

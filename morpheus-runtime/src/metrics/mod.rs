@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! Metrics: a plain [`snapshot`] and its OpenMetrics text ([`openmetrics`])
-//! for a service's own `/metrics` endpoint.
+//! Metrics: a plain [`snapshot`], its metric [`families`] and their
+//! OpenMetrics text ([`openmetrics`]) for a service's own `/metrics`
+//! endpoint; with the `prometheus-client` feature, [`MorpheusCollector`]
+//! adds the same families to a `prometheus_client` registry.
 //!
 //! ```
 //! let text = morpheus_runtime::metrics::openmetrics();
@@ -11,15 +13,23 @@
 
 use std::time::Duration;
 
-use morpheus_common::openmetrics::{Exposition, Kind};
-use morpheus_common::{RuntimeKind, RuntimeMode, YieldCause};
+use morpheus_common::openmetrics::Exposition;
+use morpheus_common::{RuntimeKind, RuntimeMode};
 
 use crate::config::Sources;
-use crate::ledger::{LedgerSnapshot, RESPONSE_BUCKETS_NS};
+use crate::ledger::LedgerSnapshot;
 use crate::process::Process;
 use crate::session::RegistrationState;
 
+mod families;
+// Unit-tested in every test build (prometheus-client is a dev-dependency).
+#[cfg(any(feature = "prometheus-client", test))]
+mod prometheus;
+
 pub use crate::ledger::ResponseHistogram;
+pub use families::{Family, Labels, Options, PREFIX, Samples, families};
+#[cfg(feature = "prometheus-client")]
+pub use prometheus::MorpheusCollector;
 
 /// One worker thread.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,130 +159,117 @@ fn snapshot_of(p: &Process) -> Snapshot {
     }
 }
 
-const PREFIX: &str = "morpheus_runtime_";
-
-/// Renders the snapshot as OpenMetrics text (ends with `# EOF`).
+/// Renders the snapshot as OpenMetrics text (ends with `# EOF`), with
+/// the process's configured [`Options`] (per-worker samples only with
+/// `MORPHEUS_METRICS_PER_WORKER=1`).
 pub fn openmetrics() -> String {
-    render(&snapshot())
+    let (s, opts) = snapshot_and_options();
+    render_with(&s, opts)
+}
+
+/// The snapshot and the [`Options`] the process's configuration asks for.
+pub(crate) fn snapshot_and_options() -> (Snapshot, Options) {
+    let of = |p: &Process| {
+        let opts = Options {
+            per_worker: p.config().metrics_per_worker,
+        };
+        (snapshot_of(p), opts)
+    };
+    match Process::try_get() {
+        Some(p) => of(p),
+        None => of(&Process::unstarted()),
+    }
+}
+
+/// Renders a snapshot as OpenMetrics text with the default [`Options`]
+/// (no per-worker samples).
+pub fn render(s: &Snapshot) -> String {
+    render_with(s, Options::default())
 }
 
 /// Renders a snapshot as OpenMetrics text.
-pub fn render(s: &Snapshot) -> String {
+pub fn render_with(s: &Snapshot, opts: Options) -> String {
     let mut m = Exposition::new(PREFIX);
-    let mut yields = m.family(
-        "yields",
-        Kind::Counter,
-        "Yields taken by the process's workers, by cause.",
-    );
-    for c in YieldCause::ALL {
-        yields.sample(&[("cause", c.as_str())], s.process.yields_by(*c));
-    }
-    let mut per_worker = m.family(
-        "worker_yields",
-        Kind::Counter,
-        "Yields taken by each live worker, by cause.",
-    );
-    for w in &s.workers {
-        let id = w.id.to_string();
-        for c in YieldCause::ALL {
-            per_worker.sample(
-                &[("worker", &id), ("cause", c.as_str())],
-                w.ledger.yields_by(*c),
-            );
+    for f in families(s, opts) {
+        let mut family = m.family(f.name, f.kind(), f.help);
+        match &f.samples {
+            Samples::Counter(samples) => {
+                for (labels, v) in samples {
+                    family.sample(&borrowed(labels), v);
+                }
+            }
+            Samples::Gauge(samples) => {
+                for (labels, v) in samples {
+                    family.sample(&borrowed(labels), v);
+                }
+            }
+            Samples::Histogram {
+                buckets,
+                count,
+                sum,
+            } => {
+                family.histogram(buckets, *count, Some(*sum));
+            }
         }
     }
-    m.counter("hints_seen", "Kernel hints observed.", s.process.hints_seen);
-    m.counter(
-        "hints_answered",
-        "Kernel hints answered at a checkpoint.",
-        s.process.hints_answered,
-    );
-    m.counter(
-        "hints_late",
-        "Hints answered after the grace period.",
-        s.process.hints_late,
-    );
-    m.counter(
-        "hints_ignored",
-        "Hints ignored in DETERMINISTIC mode.",
-        s.process.hints_ignored,
-    );
-    m.counter(
-        "checkpoints_deferred",
-        "Yields deferred inside critical sections.",
-        s.process.deferred,
-    );
-    m.counter(
-        "escalations",
-        "Escalations applied to this process's workers.",
-        s.escalations,
-    );
-    let h = &s.process.hint_response;
-    let buckets: Vec<(f64, u64)> = RESPONSE_BUCKETS_NS
-        .iter()
-        .zip(&h.counts)
-        .scan(0, |cumulative, (bound, n)| {
-            *cumulative += n;
-            Some((*bound as f64 / 1e9, *cumulative))
-        })
-        .collect();
-    m.family(
-        "hint_response_seconds",
-        Kind::Histogram,
-        "Time from a kernel hint to its answer.",
-    )
-    .histogram(&buckets, h.count(), h.sum_ns as f64 / 1e9);
-    let mut mode = m.family("mode", Kind::Gauge, "1 for the process's current mode.");
-    for md in RuntimeMode::ALL {
-        mode.sample(&[("mode", &md.to_string())], u8::from(*md == s.mode));
-    }
-    let mut registration = m.family(
-        "registration",
-        Kind::Gauge,
-        "1 for the current connection state with scx_morpheus.",
-    );
-    for r in RegistrationState::ALL {
-        registration.sample(&[("state", r.as_str())], u8::from(r == s.registration));
-    }
-    // Which hint sources produce hints now, and which are configured.
-    for (family, help, set) in [
-        (
-            "source_active",
-            "1 if the hint source produces hints now.",
-            s.sources.active,
-        ),
-        (
-            "source_configured",
-            "1 if the hint source is enabled by configuration.",
-            s.sources.configured,
-        ),
-    ] {
-        m.family(family, Kind::Gauge, help)
-            .sample(&[("source", "kernel")], u8::from(set.kernel))
-            .sample(&[("source", "budget")], u8::from(set.budget))
-            .sample(&[("source", "pressure")], u8::from(set.pressure));
-    }
-    let reg = s.workers.iter().filter(|w| w.slot.is_some()).count();
-    m.family(
-        "workers",
-        Kind::Gauge,
-        "Live workers, by registration with the kernel.",
-    )
-    .sample(&[("registered", "true")], reg)
-    .sample(&[("registered", "false")], s.workers.len() - reg);
-    if let Some(psi) = s.cpu_pressure {
-        m.gauge(
-            "cpu_pressure_ratio",
-            "PSI CPU some avg10, as a ratio.",
-            psi / 100.0,
-        );
-    }
     m.finish()
+}
+
+fn borrowed(labels: &Labels) -> Vec<(&str, &str)> {
+    labels.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use morpheus_common::YieldCause;
+
+    /// A snapshot with two live workers that yielded.
+    fn with_workers() -> Snapshot {
+        let mut s = snapshot_of(&Process::new(crate::config::Config::default()));
+        for id in [41, 42] {
+            let mut ledger = LedgerSnapshot::default();
+            ledger.yields[YieldCause::Budget.as_u32() as usize] = id;
+            s.workers.push(WorkerSnapshot {
+                id,
+                tid: 1000 + id as i32,
+                kind: RuntimeKind::Tokio,
+                mode: RuntimeMode::Pressured,
+                pinned_mode: None,
+                slot: None,
+                escapable: false,
+                budget: Duration::from_millis(10),
+                critical_depth: 0,
+                ledger,
+            });
+        }
+        s
+    }
+
+    #[test]
+    fn worker_labels_are_off_by_default() {
+        let s = with_workers();
+        for text in [render(&s), render_with(&s, Options::default())] {
+            assert!(!text.contains("worker="), "{text}");
+            assert!(!text.contains("worker_yields"), "{text}");
+        }
+        assert!(!crate::config::Config::default().metrics_per_worker);
+    }
+
+    #[test]
+    fn worker_labels_are_there_when_asked_for() {
+        let text = render_with(&with_workers(), Options { per_worker: true });
+        assert!(
+            text.contains(
+                "morpheus_runtime_worker_yields_total{worker=\"41\",cause=\"budget\"} 41\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("{worker=\"42\",cause=\"budget\"} 42\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn openmetrics_text_is_well_formed() {
