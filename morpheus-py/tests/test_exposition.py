@@ -79,8 +79,8 @@ def test_the_loader_exposition_parses_with_histograms_in_seconds():
         hist = fams[f"scx_morpheus_{name}"]
         assert hist.type == "histogram"
         les = bounds(hist)
-        # log2(us) buckets written in seconds: 2 us, 4 us, ... 4.194304 s.
-        assert les[0] == 2e-6 and les[-1] == 4.194304, les
+        # log2(us) buckets written in seconds: 2 us, 4 us, ... 8.388608 s.
+        assert les[0] == 2e-6 and les[-1] == 8.388608, les
         assert all(b == 2 * a for a, b in zip(les, les[1:])), les
         # BPF keeps no sum: no _sum, and so no _count either.
         assert {s.name[len(hist.name):] for s in hist.samples} == {"_bucket"}

@@ -5,18 +5,14 @@
 //!
 //! `hist_add()` in main.bpf.c counts a duration of `us` whole microseconds
 //! in bucket `floor(log2(us))` (0 and 1 us in bucket 0), so bucket `i` holds
-//! durations below `2^(i+1)` us. The highest buckets are a clamp: a duration
-//! too long for the loop lands in the last bucket it reaches, which holds
-//! everything from its floor up. [`BOUNDED`] buckets have a bound; the rest
-//! are counted only in the `+Inf` bucket. The BPF program keeps no sum of
+//! durations below `2^(i+1)` us, except the last, a clamp that holds
+//! everything from its floor up. [`BOUNDED`] buckets have a bound; the last
+//! is counted only in the `+Inf` bucket. The BPF program keeps no sum of
 //! the durations, so none is reported.
 
-/// Buckets whose contents have an upper bound: every bucket below the two
-/// highest. `hist_add()`'s `bpf_for` leaves its index at the last value it
-/// iterated, `MORPHEUS_RESP_BUCKETS - 2`, when a duration exceeds every
-/// bucket, so that bucket (and the never-used last one) is open-ended.
+/// Buckets whose contents have an upper bound: every bucket but the last.
 pub const BOUNDED: usize =
-    crate::bpf_intf::morpheus_sched_consts_MORPHEUS_RESP_BUCKETS as usize - 2;
+    crate::bpf_intf::morpheus_sched_consts_MORPHEUS_RESP_BUCKETS as usize - 1;
 
 /// Upper bound of bucket `i` in microseconds (exclusive: durations in it
 /// are shorter).

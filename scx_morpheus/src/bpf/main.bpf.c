@@ -102,7 +102,8 @@ volatile u32 inject_error;
  * Counters and gauges read by the loader (stats.rs): a counter here and the
  * stats field it feeds have the same name. Escalations are split by policy
  * (escalations_kick ...), and the adaptive slice, the pressure and the
- * histograms are converted (slice_us, pressure, hint_delay_p99_us ...).
+ * histograms are converted (slice_us, pressure, the log2(us) histograms
+ * to seconds).
  */
 u64 nr_direct_dispatches;    /* wakeups placed straight on an idle CPU */
 u64 nr_kthread_dispatches;   /* per-CPU kthreads run at once */
@@ -261,16 +262,20 @@ static __always_inline void stat_inc(u64 *counter)
 	__sync_fetch_and_add(counter, 1);
 }
 
-/* Counts @ns in a log2(us) histogram (bucket floor(log2(us)), clamped). */
+/*
+ * Counts @ns in a log2(us) histogram: bucket floor(log2(us)), the last one
+ * for everything from 2^(MORPHEUS_RESP_BUCKETS - 1) us up.
+ */
 static void hist_add(u64 *hist, u64 ns)
 {
 	u64 us = ns / 1000;
-	u32 b = 0;
+	u32 b = 0, i;
 
-	bpf_for(b, 0, MORPHEUS_RESP_BUCKETS - 1) {
+	bpf_for(i, 0, MORPHEUS_RESP_BUCKETS - 1) {
 		if (us < 2)
 			break;
 		us >>= 1;
+		b++;
 	}
 	if (b < MORPHEUS_RESP_BUCKETS)
 		__sync_fetch_and_add(&hist[b], 1);
