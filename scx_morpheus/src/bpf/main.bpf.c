@@ -269,14 +269,24 @@ static __always_inline void stat_inc(u64 *counter)
 static void hist_add(u64 *hist, u64 ns)
 {
 	u64 us = ns / 1000;
-	u32 b = 0, i;
+	bool found = false;
+	u32 b = 0;
 
-	bpf_for(i, 0, MORPHEUS_RESP_BUCKETS - 1) {
-		if (us < 2)
+	/*
+	 * bpf_for leaves @b at the last value it iterated: a duration past
+	 * every bucket but the last is told by the loop not breaking. (A
+	 * counter of our own would be a distinct value in every iteration,
+	 * which the verifier cannot converge on.)
+	 */
+	bpf_for(b, 0, MORPHEUS_RESP_BUCKETS - 1) {
+		if (us < 2) {
+			found = true;
 			break;
+		}
 		us >>= 1;
-		b++;
 	}
+	if (!found)
+		b = MORPHEUS_RESP_BUCKETS - 1;
 	if (b < MORPHEUS_RESP_BUCKETS)
 		__sync_fetch_and_add(&hist[b], 1);
 }
