@@ -407,10 +407,70 @@ pub struct SchedMetrics {
     /// Current values.
     pub gauges: BTreeMap<String, u64>,
     /// Histograms by family (`hint_delay_seconds` ...): (upper bound in
-    /// seconds, observations at most that long), cumulative, `+Inf` last.
-    /// Absent from results recorded before the loader exported them.
-    #[serde(default)]
+    /// seconds, observations at most that long), cumulative, `+Inf` last
+    /// (in JSON the string "+Inf": JSON has no infinity). Absent from
+    /// results recorded before the loader exported them.
+    #[serde(default, with = "bounds_json")]
     pub histograms: BTreeMap<String, Vec<(f64, u64)>>,
+}
+
+/// [`SchedMetrics::histograms`] in JSON: serde_json writes an infinite
+/// `f64` as `null`, which it then cannot read back, so the `+Inf` bound is
+/// written as the string OpenMetrics uses.
+mod bounds_json {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// A bucket's upper bound as JSON can hold it.
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Bound {
+        Finite(f64),
+        Inf(String),
+    }
+
+    type Histograms = BTreeMap<String, Vec<(f64, u64)>>;
+
+    pub fn serialize<S: Serializer>(h: &Histograms, s: S) -> Result<S::Ok, S::Error> {
+        let out: BTreeMap<&String, Vec<(Bound, u64)>> = h
+            .iter()
+            .map(|(k, buckets)| {
+                let b = buckets
+                    .iter()
+                    .map(|&(le, n)| {
+                        let bound = if le.is_finite() {
+                            Bound::Finite(le)
+                        } else {
+                            Bound::Inf("+Inf".into())
+                        };
+                        (bound, n)
+                    })
+                    .collect();
+                (k, b)
+            })
+            .collect();
+        out.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histograms, D::Error> {
+        let raw = BTreeMap::<String, Vec<(Bound, u64)>>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(k, buckets)| {
+                let b = buckets
+                    .into_iter()
+                    .map(|(bound, n)| match bound {
+                        Bound::Finite(le) => Ok((le, n)),
+                        Bound::Inf(t) if t == "+Inf" => Ok((f64::INFINITY, n)),
+                        Bound::Inf(t) => Err(serde::de::Error::custom(format!(
+                            "histogram bound '{t}' is neither a number nor \"+Inf\""
+                        ))),
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok((k, b))
+            })
+            .collect()
+    }
 }
 
 impl SchedMetrics {
@@ -504,18 +564,7 @@ impl SchedMetrics {
     /// bucket in microseconds (`u64::MAX` past the last bound); `None`
     /// when nothing was observed or the family is absent.
     pub fn quantile_us(&self, family: &str, q: f64) -> Option<u64> {
-        let buckets = self.histograms.get(family)?;
-        let total = buckets.last()?.1;
-        if total == 0 {
-            return None;
-        }
-        let want = ((total as f64 * q).ceil() as u64).max(1);
-        let (le, _) = buckets.iter().find(|(_, n)| *n >= want)?;
-        Some(if le.is_finite() {
-            (le * 1e6).round() as u64
-        } else {
-            u64::MAX
-        })
+        morpheus_common::openmetrics::quantile_us(self.histograms.get(family)?, q)
     }
 
     /// A counter (or gauge) by name, 0 if absent.
@@ -646,5 +695,10 @@ mod tests {
         let mut sum = a.clone();
         sum.absorb(&b.since(&a));
         assert_eq!(sum.histograms, b.histograms);
+        // Through JSON (a measurement process hands its figures to the
+        // parent so), the +Inf bound included.
+        let json = serde_json::to_string(&b).unwrap();
+        assert!(json.contains("\"+Inf\""), "{json}");
+        assert_eq!(serde_json::from_str::<SchedMetrics>(&json).unwrap(), b);
     }
 }
