@@ -154,6 +154,25 @@ fn escape_help(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
+/// Quantile `q` (0..1) of a histogram given as cumulative buckets (upper
+/// bound in seconds, observations at most that long; the last one `+Inf`,
+/// the total): the bound of the bucket it falls in, in microseconds
+/// (`u64::MAX` past the last finite bound); `None` when nothing was
+/// observed.
+pub fn quantile_us(buckets: &[(f64, u64)], q: f64) -> Option<u64> {
+    let total = buckets.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let want = ((total as f64 * q).ceil() as u64).max(1);
+    let (le, _) = buckets.iter().find(|(_, n)| *n >= want)?;
+    Some(if le.is_finite() {
+        (le * 1e6).round() as u64
+    } else {
+        u64::MAX
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +230,21 @@ mod tests {
         assert!(text.contains("t_odd{v=\"a\\\"b\\\\c\\nd\"} 1\n"), "{text}");
         // Every line is one line: nothing unescaped split one.
         assert_eq!(text.lines().count(), 4);
+    }
+
+    #[test]
+    fn quantiles_are_bucket_bounds_in_microseconds() {
+        let b = [
+            (0.000_002, 1),
+            (0.000_004, 3),
+            (0.000_008, 4),
+            (f64::INFINITY, 5),
+        ];
+        assert_eq!(quantile_us(&b, 0.2), Some(2));
+        assert_eq!(quantile_us(&b, 0.5), Some(4));
+        assert_eq!(quantile_us(&b, 0.8), Some(8));
+        assert_eq!(quantile_us(&b, 0.99), Some(u64::MAX));
+        assert_eq!(quantile_us(&[(0.001, 0), (f64::INFINITY, 0)], 0.5), None);
+        assert_eq!(quantile_us(&[], 0.5), None);
     }
 }

@@ -55,17 +55,7 @@ pub fn quantile_us(text: &str, family: &str, q: f64) -> Option<u64> {
             Some((le, n.parse().ok()?))
         })
         .collect();
-    let total = buckets.last()?.1;
-    if total == 0 {
-        return None;
-    }
-    let want = ((total as f64 * q).ceil() as u64).max(1);
-    let (le, _) = buckets.iter().find(|(_, n)| *n >= want)?;
-    Some(if le.is_finite() {
-        (le * 1e6).round() as u64
-    } else {
-        u64::MAX
-    })
+    morpheus_common::openmetrics::quantile_us(&buckets, q)
 }
 
 #[cfg(test)]
