@@ -10,40 +10,12 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::Duration;
 
-use common::{Behaviour, Server, wait_until};
-use morpheus_runtime::metrics::snapshot;
-use morpheus_runtime::{
-    Config, RuntimeKind, RuntimeMode, WorkerOptions, YieldCause, bindings, checkpoint,
-    current_worker,
-};
-
-const WAIT: Duration = Duration::from_secs(5);
+use morpheus_runtime::{YieldCause, bindings, checkpoint, current_worker};
 
 #[test]
 fn a_catch_up_runs_the_ready_tasks_and_is_no_hint() {
-    let path = common::socket_path("catch-up");
-    let server = Arc::new(Server::start(&path, Behaviour::Ok));
-    morpheus_runtime::configure(Config {
-        socket_path: path.clone(),
-        // No budget yield may interfere.
-        budget: Duration::from_secs(5),
-        ..Config::default()
-    })
-    .unwrap();
-    morpheus_runtime::attach_worker(WorkerOptions {
-        kind: RuntimeKind::Tokio,
-        ..WorkerOptions::default()
-    })
-    .unwrap();
-    let slot = current_worker().unwrap().slot.unwrap();
-    // Kernel signals are honoured once the monitor has seen the registration.
-    assert!(wait_until(WAIT, || snapshot().mode == RuntimeMode::Pressured));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (server, slot, rt) = common::pressured_worker("catch-up");
 
     // A task that became ready (a request) runs before the checkpoint
     // returns; nothing is acknowledged; one catch-up yield, no hint.

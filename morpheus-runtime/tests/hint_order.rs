@@ -7,40 +7,11 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use common::{Behaviour, Server, wait_until};
-use morpheus_runtime::metrics::snapshot;
-use morpheus_runtime::{
-    Config, RuntimeKind, RuntimeMode, WorkerOptions, YieldCause, checkpoint, current_worker,
-};
-
-const WAIT: Duration = Duration::from_secs(5);
+use morpheus_runtime::{YieldCause, checkpoint, current_worker};
 
 #[test]
 fn ready_tasks_run_before_the_hint_is_answered_and_it_is_answered_once() {
-    let path = common::socket_path("hint-order");
-    let server = Arc::new(Server::start(&path, Behaviour::Ok));
-    morpheus_runtime::configure(Config {
-        socket_path: path.clone(),
-        // No budget yield may interfere with the hint.
-        budget: Duration::from_secs(5),
-        ..Config::default()
-    })
-    .unwrap();
-    morpheus_runtime::attach_worker(WorkerOptions {
-        kind: RuntimeKind::Tokio,
-        ..WorkerOptions::default()
-    })
-    .unwrap();
-    let slot = current_worker().unwrap().slot.unwrap();
-    // Kernel hints are honoured once the monitor has seen the registration.
-    assert!(wait_until(WAIT, || snapshot().mode == RuntimeMode::Pressured));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (server, slot, rt) = common::pressured_worker("hint-order");
 
     // A task that is ready when the hint is taken (a short request) runs
     // before the worker acknowledges the hint and gives the CPU away.

@@ -135,6 +135,18 @@ def hogs(cpu: int, n: int = 2) -> List[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
 
 
+def worker_env(loader: Loader) -> Dict[str, str]:
+    """The environment of a worker process of the tests: ``loader``'s
+    socket, and kernel signals only (no budget or pressure yield), so that
+    every yield the ledger shows is the kernel's doing."""
+    return {
+        **os.environ,
+        "MORPHEUS_SOCKET": loader.socket,
+        "MORPHEUS_SOURCES": "kernel",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
 def run_worker(loader: Loader, *args: str, contended: bool = True, seconds: float = 1.5) -> Dict:
     """Runs vm_worker.py against ``loader`` on the test CPU and returns its
     report. With ``contended``, two hogs share the CPU while it computes
@@ -146,13 +158,7 @@ def run_worker(loader: Loader, *args: str, contended: bool = True, seconds: floa
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={
-            **os.environ,
-            "MORPHEUS_SOCKET": loader.socket,
-            # Kernel hints only: every yield the ledger shows is an answer.
-            "MORPHEUS_SOURCES": "kernel",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        },
+        env=worker_env(loader),
     )
     competitors: List[subprocess.Popen] = []
     steps = []
@@ -238,3 +244,72 @@ def test_a_critical_section_is_never_escalated():
         assert loader.metric("hints_sent") > sent
         assert default["escalations"] == 0, default
         assert loader.metric("escalations_kick") == kicks
+
+
+def echo_server_pings(loader: Loader, pings: int = 40) -> Dict:
+    """Runs vm_echo_server.py against ``loader`` on the test CPU: pings it
+    from another CPU while it idles (its loop waits in epoll, which the
+    scheduler learns from), then while its long coroutine computes, and
+    returns its report with the median round trip of the busy pings."""
+    cpu = test_cpu()
+    other = min(os.sched_getaffinity(0) - {cpu} or {cpu})
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "vm_echo_server.py"), "--cpu", str(cpu), "--pings", str(pings)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=worker_env(loader),
+    )
+    os.sched_setaffinity(0, {other})
+    rtts: List[float] = []
+    try:
+        port = int(server.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def ping() -> float:
+                t = time.monotonic()
+                s.sendall(b"p")
+                assert s.recv(1) == b"p"
+                return time.monotonic() - t
+
+            for _ in range(5):
+                ping()
+                time.sleep(0.02)
+            server.stdin.write("go\n")
+            server.stdin.flush()
+            assert server.stdout.readline().strip() == "busy"
+            deadline = time.monotonic() + 10
+            while len(rtts) < pings and time.monotonic() < deadline:
+                rtts.append(ping())
+                time.sleep(0.005)
+        out, err = server.communicate(timeout=60)
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0, f"echo server failed:\n{out}\n{err}"
+    report = json.loads(out.strip().splitlines()[-1])
+    rtts.sort()
+    report["busy_rtt_p50_ms"] = round(1000 * rtts[len(rtts) // 2], 3) if rtts else None
+    return report
+
+
+def test_a_busy_asyncio_service_serves_io_at_its_next_checkpoint():
+    # With catch-ups, pings that arrive while the loop runs a long
+    # coroutine are answered at its next async_checkpoint(); the control
+    # (--no-catch-up) sends none, whatever else answers the pings.
+    with Loader("catch-up", 19303) as loader:
+        on = echo_server_pings(loader)
+        on_sent = loader.metric("catch_ups")
+    with Loader("no-catch-up", 19304, "--no-catch-up") as loader:
+        off = echo_server_pings(loader)
+        off_sent = loader.metric("catch_ups")
+    print(f"catch-ups on: {on}, loader sent {on_sent}; off (control): {off}, loader sent {off_sent}")
+    assert on["slot"] is not None and off["slot"] is not None
+    assert on["answered_busy"] >= 30, on
+    assert on["yields"]["catch_up"] >= on["answered_busy"] // 2, on
+    assert on_sent >= on["yields"]["catch_up"]
+    assert off["yields"]["catch_up"] == 0 and off_sent == 0, off

@@ -454,3 +454,33 @@ pub fn spin(d: Duration) {
 pub fn socket_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("morpheus-test-{name}-{}.sock", std::process::id()))
 }
+
+/// The calling thread as a registered Tokio worker of this process,
+/// against a fake loader on a socket of its own (`name`), with kernel
+/// signals honoured (the monitor has seen the registration) and a budget
+/// too long to interfere; and a current-thread runtime for it to run
+/// tasks. Once per test process (`configure` is).
+pub fn pressured_worker(name: &str) -> (Arc<Server>, u32, tokio::runtime::Runtime) {
+    let path = socket_path(name);
+    let server = Arc::new(Server::start(&path, Behaviour::Ok));
+    morpheus_runtime::configure(morpheus_runtime::Config {
+        socket_path: path,
+        budget: Duration::from_secs(5),
+        ..morpheus_runtime::Config::default()
+    })
+    .unwrap();
+    morpheus_runtime::attach_worker(morpheus_runtime::WorkerOptions {
+        kind: morpheus_runtime::RuntimeKind::Tokio,
+        ..morpheus_runtime::WorkerOptions::default()
+    })
+    .unwrap();
+    let slot = morpheus_runtime::current_worker().unwrap().slot.unwrap();
+    assert!(wait_until(Duration::from_secs(5), || {
+        morpheus_runtime::metrics::snapshot().mode == morpheus_runtime::RuntimeMode::Pressured
+    }));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (server, slot, rt)
+}
