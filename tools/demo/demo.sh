@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-only
 #
 # The demo, run as root under a sched_ext kernel (in the test VM or
-# natively): short versions of the `latency`, `starvation` and `wakeup`
-# benchmarks, each under the kernel's default scheduler, scx_morpheus and the
+# natively): short versions of the `latency`, `starvation`, `wakeup` and
+# `neutrality` benchmarks, each under the kernel's default scheduler, scx_morpheus and the
 # peer scheduler scx_bpfland, then a side-by-side table with the scheduler's
 # own metrics (hints sent and answered) and the verdict on each target, so
 # that the effect and the mechanism are both visible.
@@ -25,7 +25,7 @@ mkdir -p "$OUT"
 say() { printf '\n== %s\n' "$*"; }
 
 [[ -d $SCHED_EXT ]] || { echo "demo: this kernel has no sched_ext" >&2; exit 1; }
-for b in scx_morpheus latency starvation wakeup demo-table; do
+for b in scx_morpheus latency starvation wakeup neutrality demo-table; do
     [[ -x "$BIN/$b" ]] || { echo "demo: $BIN/$b missing (cargo build --release -p scx_morpheus -p morpheus-bench)" >&2; exit 1; }
 done
 say "kernel $(uname -r), $(nproc) CPUs, sched_ext state: $(cat $SCHED_EXT/state)"
@@ -47,7 +47,12 @@ say "3. wakeup: plain threads sleeping 1 ms in a loop beside two CPU hogs per CP
 "$BIN/wakeup" --duration "$((SECS / 2 + 1))" --rounds 1 --sched default,observer,bpfland \
     --json "$OUT/demo-wakeup.json"
 
+say "4. neutrality: hackbench-style groups of tasks exchanging messages over
+   pipes, no Morpheus worker among them; messages per second"
+"$BIN/neutrality" --rounds 1 --sched default,observer,bpfland --json "$OUT/demo-neutrality.json"
+
 say "Side by side (kernel default, scx_bpfland, scx_morpheus observer; ratios to the default)"
-"$BIN/demo-table" "$OUT/demo-latency.json" "$OUT/demo-starvation.json" "$OUT/demo-wakeup.json"
+"$BIN/demo-table" "$OUT/demo-latency.json" "$OUT/demo-starvation.json" "$OUT/demo-wakeup.json" \
+    "$OUT/demo-neutrality.json"
 echo "(under QEMU software emulation timings are slow and noisy: compare the columns,"
 echo " not absolute values; raw data in $OUT; full benchmarks: BENCHMARKS.md)"

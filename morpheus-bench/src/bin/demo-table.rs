@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! demo-table: reads the JSON that `latency`, `starvation` and `wakeup`
-//! wrote with `--sched default,bpfland,observer` and prints one side-by-side
+//! demo-table: reads the JSON that `latency`, `starvation`, `wakeup` and
+//! (optionally) `neutrality` wrote with `--sched default,bpfland,observer`
+//! and prints one side-by-side
 //! table (kernel default, scx_bpfland, scx_morpheus: medians over the
 //! rounds, and per-round ratios to the default), the scheduler's own
 //! metrics, and the verdict on each target of issue 10 that these runs
@@ -27,6 +28,9 @@ struct Opts {
     starvation: PathBuf,
     /// JSON written by `wakeup --sched default,bpfland,observer --json PATH`.
     wakeup: PathBuf,
+    /// JSON written by `neutrality --sched default,bpfland,observer --json
+    /// PATH` (hackbench-style messages per second), if measured.
+    neutrality: Option<PathBuf>,
 }
 
 /// The issue 10 targets need medians of at least this many rounds.
@@ -54,6 +58,12 @@ fn find(runs: &Runs, sched: SchedConfig) -> Option<&Compared<Value>> {
 fn main() -> Result<()> {
     let o = Opts::parse();
     let (lat, starv, wake) = (load(&o.latency)?, load(&o.starvation)?, load(&o.wakeup)?);
+    let neut = o
+        .neutrality
+        .as_deref()
+        .map(load)
+        .transpose()?
+        .unwrap_or_default();
     find(&lat, SchedConfig::Default).with_context(|| {
         format!(
             "{} has no kernel default run: write it with --sched default,...",
@@ -72,7 +82,7 @@ fn main() -> Result<()> {
         .filter(|s| find(&lat, *s).is_some())
         .collect();
     let morpheus = Strategy::Morpheus.label();
-    let rows: [(&str, &Runs, String); 8] = [
+    let rows: [(&str, &Runs, String); 9] = [
         ("latency", &lat, names::LIGHT_P50.into()),
         ("latency", &lat, names::LIGHT_P99.into()),
         ("latency", &lat, names::HEAVY_PER_S.into()),
@@ -81,6 +91,7 @@ fn main() -> Result<()> {
         ("starvation", &starv, names::probe_p99(morpheus)),
         ("starvation", &starv, names::units_per_s(morpheus)),
         ("starvation", &starv, names::MORPHEUS_VS_BLOCKING.into()),
+        ("neutrality", &neut, names::MESSAGES_PER_S.into()),
     ];
     let mut head = vec!["median of rounds".to_string()];
     head.extend(cols.iter().map(|s| s.label().to_string()));
@@ -117,17 +128,22 @@ fn main() -> Result<()> {
         t.row(&row);
     }
     println!("{}", t.render());
-    for (name, runs) in [("latency", &lat), ("starvation", &starv), ("wakeup", &wake)] {
+    for (name, runs) in [
+        ("latency", &lat),
+        ("starvation", &starv),
+        ("wakeup", &wake),
+        ("neutrality", &neut),
+    ] {
         if let Some(m) = find(runs, SchedConfig::Observer).and_then(|c| c.sched_metrics()) {
             println!("scx_morpheus during {name}: {}", m.brief());
         }
     }
-    targets(&lat, &starv, &wake);
+    targets(&lat, &starv, &wake, &neut);
     Ok(())
 }
 
 /// The verdict on each issue 10 target, for scx_morpheus (observer).
-fn targets(lat: &Runs, starv: &Runs, wake: &Runs) {
+fn targets(lat: &Runs, starv: &Runs, wake: &Runs, neut: &Runs) {
     let Some(m) = find(lat, SchedConfig::Observer) else {
         println!("\ntargets: no scx_morpheus run (--sched ...,observer): NOT MEASURED");
         return;
@@ -185,7 +201,15 @@ fn targets(lat: &Runs, starv: &Runs, wake: &Runs) {
             verdict(r >= 0.95)
         );
     }
-    println!("  neutrality (hackbench within 5%): NOT MEASURED in this table (see `neutrality`)");
+    match find(neut, SchedConfig::Observer) {
+        Some(n) => println!(
+            "  neutrality: {}",
+            n.judge(names::MESSAGES_PER_S, Limit::AtLeast(0.95))
+        ),
+        None => {
+            println!("  neutrality (hackbench within 5%): NOT MEASURED (no neutrality run given)")
+        }
+    }
     let mut sent = 0;
     let mut in_grace = 0;
     // Each program's last scx_morpheus run: the p99 since its attach
@@ -194,7 +218,7 @@ fn targets(lat: &Runs, starv: &Runs, wake: &Runs) {
     // How late the scheduler's decision timers fired: a floor under the
     // hint delay that the policy cannot remove (the emulator's).
     let mut timer_late_p99_us = None;
-    for runs in [lat, starv, wake] {
+    for runs in [lat, starv, wake, neut] {
         if let Some(s) = find(runs, SchedConfig::Observer).and_then(|c| c.sched_metrics()) {
             sent += s.get("hints_sent");
             in_grace += s.get("hints_answered_in_grace");
