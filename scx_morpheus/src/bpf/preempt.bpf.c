@@ -133,3 +133,67 @@ static s32 preempt_target(struct task_struct *p, u64 vtime, u64 deadline, u64 en
 	}
 	return -1;
 }
+
+/*
+ * A catch-up came due for process @tgid while none of its workers runs:
+ * its last queued worker, if it still waits, is treated as a task that
+ * woke (preempt_target()): the CPU it may run on whose plain task is not
+ * behind it in vtime and has a later virtual deadline, furthest ahead, one
+ * that has had its granularity first, is kicked now or when it has. Its
+ * dispatch runs the most entitled task, the worker if none is more. A
+ * registered worker on a CPU is never preempted for another's I/O.
+ */
+static void catch_up_preempt(u32 tgid, u64 now)
+{
+	struct cpu_ctx *cctx, *victim_ctx = NULL;
+	u64 vtime, victim_vtime = 0, cur;
+	bool victim_ready = false, ready;
+	struct queued_worker *q;
+	struct task_struct *p;
+	struct task_ctx *tctx;
+	s32 victim = -1;
+	u32 nr = scx_bpf_nr_cpu_ids();
+	u32 i;
+
+	q = bpf_map_lookup_elem(&queued_workers, &tgid);
+	if (!q)
+		return;
+	p = bpf_task_from_pid(q->pid);
+	if (!p)
+		return;
+	tctx = task_ctx(p);
+	if (!tctx || p->tgid != tgid || !(p->scx.flags & SCX_TASK_QUEUED) ||
+	    scx_bpf_task_running(p))
+		goto out;
+	vtime = tctx->vtime;
+	bpf_for(i, 0, MORPHEUS_CPU_SCAN) {
+		if (i >= nr)
+			break;
+		if (!bpf_cpumask_test_cpu(i, p->cpus_ptr))
+			continue;
+		cctx = cpu_ctx(i);
+		if (!cctx || !cctx->pid || cctx->worker)
+			continue;
+		cur = cpu_curr_vtime(cctx, now);
+		if (!entitled_to(cctx, cur, vtime, q->deadline))
+			continue;
+		ready = parity_reached(cctx, cur, vtime, now);
+		if (!victim_ctx || (ready && !victim_ready) ||
+		    (ready == victim_ready && vtime_before(victim_vtime, cur))) {
+			victim = i;
+			victim_ctx = cctx;
+			victim_vtime = cur;
+			victim_ready = ready;
+		}
+	}
+	if (victim_ctx) {
+		stat_inc(&catch_up_preempts);
+		if (victim_ready)
+			scx_bpf_kick_cpu(victim, SCX_KICK_PREEMPT);
+		else
+			cpu_timer_arm_by(victim_ctx,
+					 parity_at(victim_ctx, victim_vtime, vtime, now), now);
+	}
+out:
+	bpf_task_release(p);
+}
