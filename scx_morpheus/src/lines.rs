@@ -91,13 +91,12 @@ pub fn lines(m: &Metrics) -> Vec<String> {
             c(m.ring_drops),
         ),
         format!(
-            "  escalations kick {} throttle {} (active {}) | catch-ups {} deferred {} kicks {}",
+            "  escalations kick {} throttle {} (active {}) | catch-ups {} deferred {}",
             c(m.escalations_kick),
             c(m.escalations_throttle),
             c(m.throttles_active),
             c(m.catch_ups),
             c(m.catch_ups_deferred),
-            c(m.catch_up_preempts),
         ),
     ];
     debug_assert!(lines.iter().all(|l| l.len() <= WIDTH), "{lines:#?}");

@@ -201,7 +201,6 @@ impl<'a> Scheduler<'a> {
             hints_dropped: bss.hints_dropped + counters.hints_dropped,
             catch_ups: bss.catch_ups,
             catch_ups_deferred: bss.catch_ups_deferred,
-            catch_up_preempts: bss.catch_up_preempts,
             resp_hist: bss.resp_hist.to_vec(),
             hint_delay_hist: bss.hint_delay_hist.to_vec(),
             timer_late_hist: bss.timer_late_hist.to_vec(),

@@ -95,10 +95,6 @@ pub struct Metrics {
     #[stat(desc = "Catch-ups that waited for one of the process's workers to run")]
     pub catch_ups_deferred: u64,
     #[stat(
-        desc = "Deferred catch-ups for which a CPU was kicked (now or once its task had its granularity) to run the process's queued worker"
-    )]
-    pub catch_up_preempts: u64,
-    #[stat(
         desc = "Hint response time (issued to answered): count per log2(us) bucket; OpenMetrics: hint_response_seconds"
     )]
     pub resp_hist: Vec<u64>,

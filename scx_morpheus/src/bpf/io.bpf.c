@@ -11,14 +11,9 @@
  * runs for the runtime's epoll instance and finds nobody waiting. Then the
  * worker of that process running on some CPU gets a catch-up in its
  * signal word (abi.h), and at its next checkpoint its runtime serves its
- * ready tasks, the I/O driver first, and keeps the CPU. When none of its
- * workers runs, the first to run again gets it, and a worker of it that
- * waits in a queue is treated as a task that woke: if it is entitled to a
- * CPU whose plain task is ahead of it (as a woken task is, preempt.bpf.c),
- * that CPU is kicked to run it (once its task has had its wake-up
- * granularity), else it waits its turn. Work arriving
- * moves a worker's turn within its share, never its share. A catch-up
- * costs the worker a pass through its runtime's scheduler.
+ * ready tasks, the I/O driver first, and keeps the CPU; when none of its
+ * workers runs, the first to run again gets it. A catch-up costs the
+ * worker a pass through its runtime's scheduler and gains it no CPU time.
  *
  * Which process an epoll instance serves is learned from its waiters:
  * when the callback finds a registered worker waiting on it (a parked
@@ -54,23 +49,6 @@ struct {
 	__type(value, u32);
 } epoll_owners SEC(".maps");
 
-/*
- * A process's registered worker last queued (runnable, not running): the
- * one a catch-up due while none of its workers runs asks a CPU for.
- */
-struct queued_worker {
-	u32 pid;
-	u32 __pad;
-	u64 deadline; /* its virtual deadline when queued */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, MORPHEUS_MAX_PROCESSES);
-	__type(key, u32);
-	__type(value, struct queued_worker);
-} queued_workers SEC(".maps");
-
 /* Process with a catch-up due while none of its workers ran -> since when. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -78,8 +56,6 @@ struct {
 	__type(key, u32);
 	__type(value, u64);
 } catch_ups_due SEC(".maps");
-
-static void catch_up_preempt(u32 tgid, u64 now);
 
 /* The record of what @cpu runs for catch-ups, or NULL. */
 static __always_inline struct cpu_worker *cpu_worker(s32 cpu)
@@ -159,17 +135,6 @@ static void catch_up_process(u32 tgid, u64 now)
 	}
 	if (!bpf_map_update_elem(&catch_ups_due, &tgid, &now, BPF_ANY))
 		stat_inc(&catch_ups_deferred);
-	catch_up_preempt(tgid, now);
-}
-
-/* Worker @p of process @wc->tgid is queued with virtual @deadline. */
-static void queued_worker_set(struct task_struct *p, const struct morpheus_worker_ctx *wc,
-			      u64 deadline)
-{
-	struct queued_worker q = {.pid = p->pid, .deadline = deadline};
-	u32 tgid = wc->tgid;
-
-	bpf_map_update_elem(&queued_workers, &tgid, &q, BPF_ANY);
 }
 
 /*

@@ -134,10 +134,9 @@ u64 throttles;					/* throttles applied */
 u64 workers_started;				/* REGISTERED -> RUNNING transitions */
 u64 workers_exited;				/* threads that exited while registered */
 u64 catch_ups;					/* catch-ups signalled to workers (io.bpf.c) */
-u64 catch_ups_deferred; /* ... due while none of the process's workers ran */
-u64 catch_up_preempts;	/* ... for which a CPU was kicked (now or at parity) for a queued worker */
-u64 cur_slice_ns;	/* the adaptive slice now (weight 100) */
-u64 cur_pressure;	/* MORPHEUS_PRESSURE_ONE fixed point */
+u64 catch_ups_deferred;			    /* ... due while none of the process's workers ran */
+u64 cur_slice_ns;			    /* the adaptive slice now (weight 100) */
+u64 cur_pressure;			    /* MORPHEUS_PRESSURE_ONE fixed point */
 u64 resp_hist[MORPHEUS_RESP_BUCKETS];	    /* hint issued -> answered, log2(us) */
 u64 hint_delay_hist[MORPHEUS_RESP_BUCKETS]; /* hint due -> issued, log2(us) */
 u64 timer_late_hist[MORPHEUS_RESP_BUCKETS]; /* decision timer due -> fired, log2(us) */
@@ -380,7 +379,6 @@ s32 BPF_STRUCT_OPS(morpheus_select_cpu, struct task_struct *p, s32 prev_cpu, u64
  */
 void BPF_STRUCT_OPS(morpheus_enqueue, struct task_struct *p, u64 enq_flags)
 {
-	struct morpheus_worker_ctx *wc;
 	struct task_ctx *tctx;
 	u64 slice = task_slice(p);
 	u64 now = bpf_ktime_get_ns();
@@ -445,9 +443,6 @@ void BPF_STRUCT_OPS(morpheus_enqueue, struct task_struct *p, u64 enq_flags)
 		scx_bpf_dsq_insert_vtime(p, MORPHEUS_SHARED_DSQ, slice, deadline, enq_flags);
 		stat_inc(&nr_shared_enqueues);
 	}
-	wc = worker_of(p);
-	if (wc)
-		queued_worker_set(p, wc, deadline);
 }
 
 /*
