@@ -18,8 +18,8 @@
  * Which process an epoll instance serves is learned from its waiters:
  * when the callback finds a registered worker waiting on it (a parked
  * runtime), the instance is recorded as that process's. Nothing else is
- * traced; instances never waited on by a worker are never looked at
- * again than for a hash lookup.
+ * traced: a wake-up of an instance no worker ever waited on costs one
+ * hash lookup.
  *
  * The callback runs in the waker's context (a softirq for network
  * packets, the writer for local sockets and pipes), on any CPU: it reads
