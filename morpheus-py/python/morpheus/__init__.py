@@ -73,10 +73,14 @@ mode = _native.mode
 
 async def _yield_to_loop() -> bool:
     """The slow path of ``async_checkpoint()`` after the native yield: lets
-    the event loop's other tasks run. The first ``sleep(0)`` lets the
-    callbacks already ready run and the loop poll I/O; the second puts this
-    task behind the callbacks that I/O made ready meanwhile (e.g. a request
-    that just arrived), which would otherwise wait another budget."""
+    the event loop's other tasks run, including a request that arrived while
+    this task computed. That takes three turns of the loop, and this task
+    goes behind each: in the first the loop polls I/O and runs the
+    transport's callback (which feeds the stream and schedules the waiting
+    reader task's wake-up); in the second that wake-up runs the reader's
+    task; the third lets what that task scheduled run. With fewer, this
+    task would resume first and the request wait for its next yield."""
+    await _asyncio.sleep(0)
     await _asyncio.sleep(0)
     await _asyncio.sleep(0)
     return True
