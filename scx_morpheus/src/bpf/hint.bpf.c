@@ -82,21 +82,25 @@ static __always_inline struct morpheus_worker_ctx *worker_of(struct task_struct 
 }
 
 /*
- * The worker's SCB, or NULL when its process's SCB array is gone (its
- * session ended). The client can write every byte of the SCB, the kernel
+ * The SCB of slot @slot of process @tgid, or NULL when the process's SCB
+ * array is gone (its session ended). The client can write every byte of the SCB, the kernel
  * line too, so nothing BPF decides on is read back from the kernel line:
  * the registration lives in @wc (task storage only the loader and BPF
  * write), and the kernel line is a copy BPF writes out for the runtime.
  */
-static struct morpheus_scb *scb_of(struct morpheus_worker_ctx *wc)
+static struct morpheus_scb *scb_at(u32 tgid, u32 slot)
 {
-	void *array;
-	u32 slot = wc->slot;
+	void *array = bpf_map_lookup_elem(&scb_maps, &tgid);
 
-	array = bpf_map_lookup_elem(&scb_maps, &wc->tgid);
 	if (!array)
 		return NULL;
 	return bpf_map_lookup_elem(array, &slot);
+}
+
+/* The SCB of registration @wc (scb_at() of its process and slot). */
+static __always_inline struct morpheus_scb *scb_of(struct morpheus_worker_ctx *wc)
+{
+	return scb_at(wc->tgid, wc->slot);
 }
 
 /*

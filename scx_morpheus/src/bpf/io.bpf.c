@@ -80,16 +80,6 @@ static void cpu_worker_set(s32 cpu, const struct morpheus_worker_ctx *wc, bool o
 	}
 }
 
-/* The SCB of slot @slot of process @tgid, or NULL. */
-static struct morpheus_scb *scb_at(u32 tgid, u32 slot)
-{
-	void *array = bpf_map_lookup_elem(&scb_maps, &tgid);
-
-	if (!array)
-		return NULL;
-	return bpf_map_lookup_elem(array, &slot);
-}
-
 /* One more catch-up in @scb's signal word. */
 static void catch_up_signal(struct morpheus_scb *scb)
 {
