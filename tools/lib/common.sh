@@ -96,6 +96,24 @@ bpf_clang() {
     return 1
 }
 
+# has_libclang : the libclang shared library bindgen loads is there, where
+# clang-sys looks for it: LIBCLANG_PATH, llvm-config's libdir, the system's
+# library folders.
+has_libclang() {
+    local d cfg dirs=()
+    [[ -n "${LIBCLANG_PATH:-}" ]] && dirs+=("$LIBCLANG_PATH")
+    for cfg in llvm-config llvm-config-21 llvm-config-20 llvm-config-19 llvm-config-18; do
+        d="$("$cfg" --libdir 2>/dev/null)" && dirs+=("$d")
+    done
+    dirs+=(/usr/lib/llvm-*/lib /usr/lib64/llvm*/lib /usr/local/lib /usr/lib64 /usr/lib /usr/lib/*-linux-gnu)
+    for d in "${dirs[@]}"; do
+        if compgen -G "$d/libclang.so*" >/dev/null || compgen -G "$d/libclang-*.so*" >/dev/null; then
+            return 0
+        fi
+    done
+    return 1
+}
+
 # package_probe PKG : true when what the Debian package PKG provides is
 # there, whoever installed it; prints what was looked for. Packages not
 # listed here are looked for as a command of their name.
@@ -103,8 +121,11 @@ package_probe() {
     local pkg="$1" f
     case "$pkg" in
     clang-19)
-        echo "clang >= 18 with libclang (clang, clang-21 ... clang-18, or BPF_CLANG)"
+        echo "clang >= 18 (clang, clang-21 ... clang-18, or BPF_CLANG)"
         bpf_clang >/dev/null ;;
+    libclang1-19)
+        echo "libclang, for bindgen (libclang.so or libclang-NN.so: LIBCLANG_PATH, llvm-config --libdir, /usr/lib...)"
+        has_libclang ;;
     clang-format-19)
         echo "clang-format-19 (the BPF sources are formatted with LLVM 19's)"
         has_cmd clang-format-19 ;;

@@ -41,8 +41,8 @@ NO_APT='^(apt|apt-get|apt-cache|apt-config|dpkg|dpkg-query|dpkg-deb)$'
 
 # expect NAME STATUS PATTERNS CMD... : run CMD (stdin empty, output to a
 # file); STATUS is the status wanted ("nonzero" for any failure); every
-# line of PATTERNS (extended regexes) must occur in the output, and
-# "command not found" must not.
+# line of PATTERNS (extended regexes) must occur in the output, a line
+# starting with "!" must not (the regex after it), nor "command not found".
 expect() {
     local name="$1" want="$2" patterns="$3" out="$WORK/$1.out" rc=0 ok=1 pat
     shift 3
@@ -55,6 +55,10 @@ expect() {
     fi
     while IFS= read -r pat; do
         [[ -z "$pat" ]] && continue
+        if [[ "$pat" == '!'* ]]; then
+            ! grep -qE -- "${pat#!}" "$out" || { ok=""; echo "  $name: a line matches /${pat#!}/"; }
+            continue
+        fi
         grep -qE -- "$pat" "$out" || { ok=""; echo "  $name: no line matches /$pat/"; }
     done <<<"$patterns"
     if grep -q 'command not found' "$out"; then
@@ -100,6 +104,11 @@ jq \[Debian: jq\]
 clang-format-19 .*\[Debian: clang-format-19\]
 clang >= 18 .*\[Debian: clang-19\]' \
     run_in "$P_NOTOOLS" "$EMPTY" "$ROOT/morpheus-dev" setup
+
+# 2b. demo builds and runs, it does not lint: no clang-format asked for.
+expect demo-no-linters 1 'clang >= 18 .*\[Debian: clang-19\]
+!clang-format' \
+    run_in "$P_NOTOOLS" "$EMPTY" "$ROOT/morpheus-dev" demo
 
 # 3. demo on a fresh machine: the build tools, the VM's and what downloads
 # the kernel, in the same message, before anything is built; the step line
