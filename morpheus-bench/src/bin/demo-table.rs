@@ -239,13 +239,46 @@ fn targets(lat: &Runs, starv: &Runs, wake: &Runs, neut: &Runs) {
     } else {
         println!("  hints answered within grace: NOT MEASURED (no hint was sent)");
     }
+    println!("{}", hint_delay_line(sent, delay_p99_us, timer_late_p99_us));
+}
+
+/// The hint-delay target's line: the p99 against 1 ms, or why there is
+/// none (no hint sent, or results recorded before the loader kept the
+/// hint-delay histogram).
+fn hint_delay_line(sent: u64, delay_p99_us: Option<u64>, timer_late_p99_us: Option<u64>) -> String {
     match delay_p99_us {
-        Some(us) => println!(
+        Some(us) => format!(
             "  hints issued after due: p99 < {us} us (log2 bucket bound), target <= 1 ms: {} \
              (the scheduler's timers fired p99 < {} us late)",
             verdict(us <= 1024),
             timer_late_p99_us.unwrap_or(0)
         ),
-        None => println!("  hints issued <= 1 ms after due (p99): NOT MEASURED (no hint was sent)"),
+        None if sent == 0 => {
+            "  hints issued <= 1 ms after due (p99): NOT MEASURED (no hint was sent)".into()
+        }
+        None => "  hints issued <= 1 ms after due (p99): NOT MEASURED (these results have no \
+                 hint_delay_seconds histogram: recorded by an older loader, run them again)"
+            .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hint_delay_line_says_why_it_has_no_figure() {
+        let line = hint_delay_line(0, None, None);
+        assert!(line.ends_with("(no hint was sent)"), "{line}");
+        let line = hint_delay_line(12, None, None);
+        assert!(line.contains("older loader, run them again"), "{line}");
+        let line = hint_delay_line(12, Some(512), Some(256));
+        assert!(
+            line.contains("p99 < 512 us") && line.contains("met"),
+            "{line}"
+        );
+        assert!(line.contains("p99 < 256 us late"), "{line}");
+        let line = hint_delay_line(12, Some(2048), None);
+        assert!(line.contains("MISSED"), "{line}");
     }
 }
