@@ -4,7 +4,8 @@
 //! The worker's local budget is a second long and it is alone on its CPU
 //! but for stray tasks (a hint now and then), so it yields rarely: with
 //! catch-ups the pings are answered through catch-ups; `--no-catch-up`
-//! (the control) sends none.
+//! (the control) sends none. A bystander, another process with a busy
+//! worker on each CPU, is never signalled: the I/O is not its.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 use morpheus_runtime::{Builder, YieldCause, checkpoint, metrics};
 
 use crate::support::client::metric;
+use crate::support::fragile::Fragile;
+use crate::support::process::{Board, Child, SharedBoard};
 use crate::support::*;
 
 /// Pings the busy worker answers while its long task still runs.
@@ -36,6 +39,57 @@ struct Run {
     /// trip of the pings sent while it was busy (for the record).
     yields: String,
     busy_rtt_p50: Duration,
+    /// Catch-ups in the bystander's workers' signal words, and the hints
+    /// they answered (they shared the CPUs).
+    bystander_catch_ups: u64,
+    bystander_hints: u64,
+}
+
+/// Another process with a registered worker on each CPU, each spinning and
+/// answering hints as a checkpointing worker does; each publishes on
+/// `board` the catch-ups counted in its signal word (`work`) and the
+/// hints it answered (`hinted`), and stops at `board.stop`.
+fn bystander(board: &SharedBoard) -> Child {
+    let board = board.0 as usize;
+    Child::fork(move || {
+        // SAFETY: the shared board outlives the child (the parent reaps it first).
+        let b = unsafe { &*(board as *const Board) };
+        let Some(s) = Fragile::open(morpheus_common::DEFAULT_SOCKET_PATH).map(Arc::new) else {
+            return 1;
+        };
+        let threads: Vec<_> = (0..online_cpus())
+            .map(|cpu| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    pin_to(cpu);
+                    let Some((slot, generation)) = s.register(0) else {
+                        return;
+                    };
+                    b.registered.fetch_add(1, Relaxed);
+                    let (mut acked, mut catch_ups) = (0, 0);
+                    while b.stop.load(Relaxed) == 0 {
+                        spin_us(50);
+                        let seq = s.hint_seq(slot);
+                        if seq != acked {
+                            acked = seq;
+                            s.ack(slot, seq);
+                            b.hinted.fetch_add(1, Relaxed);
+                            // SAFETY: no preconditions.
+                            unsafe { libc::sched_yield() };
+                        }
+                        let now = s.catch_ups(slot);
+                        if now != catch_ups {
+                            b.work.fetch_add(now.wrapping_sub(catch_ups), Relaxed);
+                            catch_ups = now;
+                        }
+                    }
+                    s.unregister(slot, generation);
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| drop(t.join()));
+        0
+    })
 }
 
 /// A one-worker service on the test CPU (a local budget of a second) with
@@ -43,6 +97,13 @@ struct Run {
 /// the worker spins with a checkpoint every ~50 µs.
 fn run(loader_args: &[&str], addr: &str) -> Run {
     let loader = Loader::start(&[&["--metrics-addr", addr], loader_args].concat());
+    let board = SharedBoard::new();
+    let mut bystander = bystander(&board);
+    assert!(
+        wait_for(Duration::from_secs(30), || board.registered.load(Relaxed)
+            == online_cpus() as u64),
+        "the bystander's workers did not register"
+    );
     let cpu = test_cpu();
     let rt = Builder::new_multi_thread()
         .worker_threads(1)
@@ -138,6 +199,12 @@ fn run(loader_args: &[&str], addr: &str) -> Run {
     });
     let busy_rtt_p50 = client.join().unwrap();
     let after = metrics::snapshot().process;
+    board.stop.store(1, Relaxed);
+    assert_eq!(
+        bystander.wait(Duration::from_secs(10)),
+        Some(0),
+        "the bystander did not finish"
+    );
     let r = Run {
         answered_busy: answered_busy.load(Relaxed),
         catch_up_yields: after.yields_by(YieldCause::CatchUp)
@@ -149,6 +216,8 @@ fn run(loader_args: &[&str], addr: &str) -> Run {
             .collect::<Vec<_>>()
             .join(" "),
         busy_rtt_p50,
+        bystander_catch_ups: board.work.load(Relaxed),
+        bystander_hints: board.hinted.load(Relaxed),
     };
     drop(rt);
     assert!(loader.stop().status.success());
@@ -163,10 +232,20 @@ fn a_busy_worker_serves_io_at_its_next_checkpoint() {
     let off = run(&["--no-catch-up"], "127.0.0.1:19432");
     for (name, r) in [("on", &on), ("off (control)", &off)] {
         println!(
-            "catch-ups {name}: {} pings answered while busy (round trip p50 {:?}), catch-ups {} sent {} taken; yields {}",
-            r.answered_busy, r.busy_rtt_p50, r.catch_ups, r.catch_up_yields, r.yields
+            "catch-ups {name}: {} pings answered while busy (round trip p50 {:?}), catch-ups {} sent {} taken; yields {}; bystander: {} catch-ups, {} hints answered",
+            r.answered_busy,
+            r.busy_rtt_p50,
+            r.catch_ups,
+            r.catch_up_yields,
+            r.yields,
+            r.bystander_catch_ups,
+            r.bystander_hints
         );
     }
+    // The bystander shared the CPUs (it answered hints) and, its own
+    // process never having had I/O, got no catch-up.
+    assert!(on.bystander_hints > 0, "{on:?}");
+    assert_eq!(on.bystander_catch_ups, 0, "{on:?}");
     // On: nearly every ping is answered while the long task runs, most
     // through a catch-up the loader counted and the worker took.
     assert!(on.answered_busy >= PINGS * 3 / 4, "{on:?}");

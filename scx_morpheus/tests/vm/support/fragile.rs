@@ -123,6 +123,14 @@ impl Fragile {
         word & morpheus_common::abi::MORPHEUS_HINT_SEQ_MASK
     }
 
+    /// The catch-ups counted in `slot`'s signal word (abi.h).
+    pub fn catch_ups(&self, slot: u32) -> u64 {
+        use morpheus_common::abi::{MORPHEUS_CATCH_UP_MASK, MORPHEUS_CATCH_UP_SHIFT};
+        // SAFETY: as above.
+        let word = unsafe { std::ptr::read_volatile(addr_of!((*self.scb(slot)).k.hint_seq)) };
+        (word >> MORPHEUS_CATCH_UP_SHIFT) & u64::from(MORPHEUS_CATCH_UP_MASK)
+    }
+
     pub fn escalations(&self, slot: u32) -> u32 {
         // SAFETY: as above.
         unsafe { std::ptr::read_volatile(addr_of!((*self.scb(slot)).k.escalations)) }
@@ -136,6 +144,13 @@ impl Fragile {
     pub fn state(&self, slot: u32) -> u16 {
         // SAFETY: as above.
         unsafe { std::ptr::read_volatile(addr_of!((*self.scb(slot)).k.state)) }
+    }
+
+    /// Answers the hints up to `seq`, as the runtime does at a checkpoint.
+    pub fn ack(&self, slot: u32, seq: u64) {
+        // SAFETY: the user line of our own slot is ours to write.
+        unsafe { std::ptr::write_volatile(addr_of_mut!((*self.scb(slot)).u.ack_seq), seq) };
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
     }
 
     /// Enters (1) or leaves (0) a critical section, as the runtime does.
