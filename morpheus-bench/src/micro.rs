@@ -300,7 +300,7 @@ fn run_checkpoint_pending(n: u64) -> Duration {
     })
 }
 fn deferred() -> u64 {
-    morpheus_runtime::current_worker().map_or(0, |w| w.ledger.deferred)
+    morpheus_runtime::current_worker().map_or(0, |w| w.ledger.checkpoints_deferred)
 }
 
 /// Counted: a critical_section() guard.

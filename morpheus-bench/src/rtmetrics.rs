@@ -23,7 +23,8 @@ pub struct RuntimeFigures {
     /// Kernel hints answered.
     pub hints_answered: u64,
     /// Yields deferred by critical sections.
-    pub deferred: u64,
+    #[serde(alias = "deferred")]
+    pub checkpoints_deferred: u64,
     /// Checkpoints that took the slow path.
     pub checkpoints_slow: u64,
 }
@@ -43,7 +44,7 @@ impl RuntimeFigures {
                 .collect(),
             hints_seen: p.hints_seen,
             hints_answered: p.hints_answered,
-            deferred: p.deferred,
+            checkpoints_deferred: p.checkpoints_deferred,
             checkpoints_slow: p.checkpoints_slow,
         }
     }
@@ -57,7 +58,9 @@ impl RuntimeFigures {
         d.yields.retain(|_, v| *v > 0);
         d.hints_seen = self.hints_seen.saturating_sub(before.hints_seen);
         d.hints_answered = self.hints_answered.saturating_sub(before.hints_answered);
-        d.deferred = self.deferred.saturating_sub(before.deferred);
+        d.checkpoints_deferred = self
+            .checkpoints_deferred
+            .saturating_sub(before.checkpoints_deferred);
         d.checkpoints_slow = self
             .checkpoints_slow
             .saturating_sub(before.checkpoints_slow);
@@ -72,7 +75,7 @@ impl RuntimeFigures {
         }
         self.hints_seen += b.hints_seen;
         self.hints_answered += b.hints_answered;
-        self.deferred += b.deferred;
+        self.checkpoints_deferred += b.checkpoints_deferred;
         self.checkpoints_slow += b.checkpoints_slow;
         self.registration.clone_from(&b.registration);
         self.registered_workers = b.registered_workers;

@@ -185,7 +185,7 @@ fn ledger_dict<'py>(py: Python<'py>, l: &LedgerSnapshot) -> PyResult<Bound<'py, 
     d.set_item("hints_answered", l.hints_answered)?;
     d.set_item("hints_late", l.hints_late)?;
     d.set_item("hints_ignored", l.hints_ignored)?;
-    d.set_item("deferred", l.deferred)?;
+    d.set_item("checkpoints_deferred", l.checkpoints_deferred)?;
     d.set_item("checkpoints_slow", l.checkpoints_slow)?;
     let h = PyDict::new(py);
     h.set_item("counts", PyList::new(py, l.hint_response.counts)?)?;

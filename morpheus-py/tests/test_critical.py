@@ -85,7 +85,7 @@ def test_checkpoints_never_yield_inside_and_answer_right_after():
         # Leaving the section passed the checkpoint that answers it.
         w = morpheus.current_worker()
         after = morpheus.checkpoint()  # nothing left to answer
-        return inside, w.ledger.deferred, w.ledger.yields_total - before, after
+        return inside, w.ledger.checkpoints_deferred, w.ledger.yields_total - before, after
 
     inside, deferred, yielded_at_exit, after = in_thread(body)
     assert not any(inside)

@@ -33,7 +33,7 @@ pub(crate) struct Ledger {
     hints_answered: AtomicU64,
     hints_late: AtomicU64,
     hints_ignored: AtomicU64,
-    deferred: AtomicU64,
+    checkpoints_deferred: AtomicU64,
     checkpoints_slow: AtomicU64,
     response: [AtomicU64; RESPONSE_BUCKETS_NS.len() + 1],
     response_sum_ns: AtomicU64,
@@ -71,8 +71,8 @@ impl Ledger {
     }
 
     /// A yield deferred because the worker was in a critical section.
-    pub(crate) fn deferred(&self) {
-        self.deferred.fetch_add(1, Relaxed);
+    pub(crate) fn checkpoint_deferred(&self) {
+        self.checkpoints_deferred.fetch_add(1, Relaxed);
     }
 
     /// A checkpoint that took the slow path.
@@ -93,7 +93,7 @@ impl Ledger {
                 (&self.hints_answered, &into.hints_answered),
                 (&self.hints_late, &into.hints_late),
                 (&self.hints_ignored, &into.hints_ignored),
-                (&self.deferred, &into.deferred),
+                (&self.checkpoints_deferred, &into.checkpoints_deferred),
                 (&self.checkpoints_slow, &into.checkpoints_slow),
                 (&self.response_sum_ns, &into.response_sum_ns),
             ]);
@@ -111,7 +111,7 @@ impl Ledger {
             hints_answered: self.hints_answered.load(Relaxed),
             hints_late: self.hints_late.load(Relaxed),
             hints_ignored: self.hints_ignored.load(Relaxed),
-            deferred: self.deferred.load(Relaxed),
+            checkpoints_deferred: self.checkpoints_deferred.load(Relaxed),
             checkpoints_slow: self.checkpoints_slow.load(Relaxed),
             hint_response: ResponseHistogram {
                 counts: std::array::from_fn(|i| self.response[i].load(Relaxed)),
@@ -155,7 +155,7 @@ pub struct LedgerSnapshot {
     /// Hints not answered because the worker is in DETERMINISTIC mode.
     pub hints_ignored: u64,
     /// Yields deferred because the worker was inside a critical section.
-    pub deferred: u64,
+    pub checkpoints_deferred: u64,
     /// Checkpoints that took the slow path (a signal was pending).
     pub checkpoints_slow: u64,
     /// Time from hint issue (deadline minus grace) to its answer.
@@ -187,7 +187,7 @@ impl LedgerSnapshot {
         self.hints_answered += other.hints_answered;
         self.hints_late += other.hints_late;
         self.hints_ignored += other.hints_ignored;
-        self.deferred += other.deferred;
+        self.checkpoints_deferred += other.checkpoints_deferred;
         self.checkpoints_slow += other.checkpoints_slow;
     }
 }

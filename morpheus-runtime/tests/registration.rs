@@ -84,7 +84,7 @@ fn register_hint_fallback_and_reconnect() {
     assert_eq!(server.critical_depth(0), 0);
     assert_eq!(bindings::checkpoint(), Some(YieldCause::Hint));
     let me = current_worker().unwrap();
-    assert_eq!(me.ledger.deferred, 2);
+    assert_eq!(me.ledger.checkpoints_deferred, 2);
     assert_eq!(me.ledger.hints_answered, 2);
 
     // Escalation observed: DEFENSIVE, counted as an escalated yield.

@@ -140,7 +140,7 @@ fn checkpoints_inside_a_critical_section_defer() {
                 assert_eq!(bindings::checkpoint(), None);
             });
         }
-        assert!(current_worker().unwrap().ledger.deferred > 0);
+        assert!(current_worker().unwrap().ledger.checkpoints_deferred > 0);
         // The first checkpoint after the section answers the deferred signal.
         assert_eq!(bindings::checkpoint(), Some(YieldCause::Budget));
     })
@@ -197,7 +197,7 @@ fn leaving_a_section_can_answer_its_deferred_yield_before_it_ends() {
             spin(Duration::from_micros(50));
             assert_eq!(bindings::checkpoint(), None);
         });
-        assert!(current_worker().unwrap().ledger.deferred > 0);
+        assert!(current_worker().unwrap().ledger.checkpoints_deferred > 0);
         // An inner level: nothing answered yet.
         assert_eq!(
             morpheus_runtime::bindings::exit_critical_answering(),

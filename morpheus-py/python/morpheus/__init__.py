@@ -215,7 +215,7 @@ class LedgerSnapshot:
     """Answered hints whose response took longer than the grace period."""
     hints_ignored: int
     """Hints not answered because the worker was in DETERMINISTIC mode."""
-    deferred: int
+    checkpoints_deferred: int
     """Yields deferred because the worker was inside a critical section."""
     checkpoints_slow: int
     """Checkpoints that took the slow path (a signal was pending)."""
@@ -232,7 +232,7 @@ class LedgerSnapshot:
             hints_answered=d["hints_answered"],
             hints_late=d["hints_late"],
             hints_ignored=d["hints_ignored"],
-            deferred=d["deferred"],
+            checkpoints_deferred=d["checkpoints_deferred"],
             checkpoints_slow=d["checkpoints_slow"],
             hint_response=ResponseHistogram(tuple(h["counts"]), h["sum_ns"]),
         )

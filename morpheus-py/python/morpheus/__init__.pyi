@@ -90,7 +90,7 @@ class LedgerSnapshot:
     hints_answered: int
     hints_late: int
     hints_ignored: int
-    deferred: int
+    checkpoints_deferred: int
     checkpoints_slow: int
     hint_response: ResponseHistogram
     def __init__(
@@ -101,7 +101,7 @@ class LedgerSnapshot:
         hints_answered: int,
         hints_late: int,
         hints_ignored: int,
-        deferred: int,
+        checkpoints_deferred: int,
         checkpoints_slow: int,
         hint_response: ResponseHistogram,
     ) -> None: ...

@@ -231,7 +231,7 @@ def test_a_critical_section_is_never_escalated():
         # checkpoints defer them, and the scheduler never escalates.
         critical = run_worker(loader, "--escapable", "--critical", "--every", "100", seconds=1.0)
         assert critical["slot"] is not None and critical["hints_seen"] >= 1, critical
-        assert critical["deferred"] >= 1 and critical["yielded"] == 0, critical
+        assert critical["checkpoints_deferred"] >= 1 and critical["yielded"] == 0, critical
         assert critical["after_section"] is True  # answered right after the section
         assert critical["escalations"] == 0 and critical["yields"]["escalated"] == 0, critical
         assert loader.metric("escalations_kick") == kicks

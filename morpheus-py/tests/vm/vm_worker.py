@@ -95,7 +95,7 @@ def main() -> None:
         "hints_seen": me.ledger.hints_seen,
         "hints_answered": me.ledger.hints_answered,
         "hints_late": me.ledger.hints_late,
-        "deferred": me.ledger.deferred,
+        "checkpoints_deferred": me.ledger.checkpoints_deferred,
         "response_count": me.ledger.hint_response.count,
         "escalations": snap.escalations,
         "registration": snap.registration,

@@ -140,7 +140,7 @@ pub fn families(s: &Snapshot, opts: Options) -> Vec<Family> {
         Family::counter(
             "checkpoints_deferred",
             "Yields deferred inside critical sections.",
-            s.process.deferred,
+            s.process.checkpoints_deferred,
         ),
         Family::counter(
             "escalations",

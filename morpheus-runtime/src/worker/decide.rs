@@ -57,7 +57,7 @@ impl Worker {
             // Inside a critical section: never yield here. The signal stays
             // pending (so is not acknowledged) and the first checkpoint
             // after the section answers it.
-            self.ledger.deferred();
+            self.ledger.checkpoint_deferred();
             return None;
         }
         let mode = self.mode();
@@ -111,7 +111,7 @@ impl Worker {
     pub(crate) fn voluntary(&self) {
         self.adopt_offered();
         if self.hot().depth() > 0 {
-            self.ledger.deferred();
+            self.ledger.checkpoint_deferred();
         }
         let scb = self.scb();
         let word = scb.hint_seq().load(Acquire);
