@@ -266,10 +266,18 @@ pub(crate) fn mode(py: Python<'_>) -> &'static str {
 }
 
 /// The process's metrics as OpenMetrics text (ends with `# EOF`), for a
-/// service's own `/metrics` endpoint.
+/// service's own `/metrics` endpoint. `per_worker` adds (True) or leaves
+/// out (False) the per-worker samples; None: as configured
+/// (`MORPHEUS_METRICS_PER_WORKER=1`).
 #[pyfunction]
-pub(crate) fn openmetrics(py: Python<'_>) -> String {
-    let text = metrics::openmetrics();
+#[pyo3(signature = (per_worker=None))]
+pub(crate) fn openmetrics(py: Python<'_>, per_worker: Option<bool>) -> String {
+    let text = match per_worker {
+        None => metrics::openmetrics(),
+        Some(per_worker) => {
+            metrics::render_with(&metrics::snapshot(), metrics::Options { per_worker })
+        }
+    };
     logs::flush(py);
     text
 }

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client import exposition as text_exposition
 from prometheus_client import parser as text_parser
@@ -76,3 +79,42 @@ def test_the_collector_reads_the_figures_at_each_scrape():
     r = json.loads(run_python(code).stdout.splitlines()[-1])
     assert r["before"] == 0 and r["after"] > 0, r
     assert r["worker_label"] is False
+
+
+PER_WORKER_CODE = """
+    import json
+    import morpheus
+    from prometheus_client import CollectorRegistry
+    from morpheus.prometheus import MorpheusCollector
+
+    morpheus.attach_worker()
+    morpheus.checkpoint()
+
+    def labelled(**kw):
+        registry = CollectorRegistry()
+        registry.register(MorpheusCollector(**kw))
+        return any("worker" in s.labels for m in registry.collect() for s in m.samples)
+
+    print(json.dumps({"default": labelled(), "on": labelled(per_worker=True),
+                      "off": labelled(per_worker=False),
+                      "text_on": "worker=" in morpheus.openmetrics(per_worker=True),
+                      "text_default": "worker=" in morpheus.openmetrics()}))
+"""
+
+
+def test_the_collector_can_turn_per_worker_samples_on_and_off():
+    # Not configured: off unless asked for.
+    out = run_python(PER_WORKER_CODE, MORPHEUS_METRICS_PER_WORKER=None).stdout
+    r = json.loads(out.splitlines()[-1])
+    assert r == {"default": False, "on": True, "off": False,
+                 "text_on": True, "text_default": False}, r
+    # Configured on: the default follows, False still leaves them out.
+    out = run_python(PER_WORKER_CODE, MORPHEUS_METRICS_PER_WORKER="1").stdout
+    r = json.loads(out.splitlines()[-1])
+    assert r == {"default": True, "on": True, "off": False,
+                 "text_on": True, "text_default": True}, r
+
+
+def test_the_collector_refuses_a_per_worker_that_is_not_a_bool():
+    with pytest.raises(TypeError, match="per_worker must be True, False or None, not 'yes'"):
+        MorpheusCollector(per_worker="yes")

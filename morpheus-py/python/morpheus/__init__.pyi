@@ -73,7 +73,7 @@ def ledger() -> LedgerSnapshot:
 def snapshot() -> Snapshot:
     """The whole process at one instant."""
 
-def openmetrics() -> str:
+def openmetrics(per_worker: Optional[bool] = None) -> str:
     """The process's metrics as OpenMetrics text."""
 
 class ResponseHistogram:

@@ -116,7 +116,7 @@ def current_worker() -> Dict[str, Any]:
 def mode() -> str:
     """The process's mode."""
 
-def openmetrics() -> str:
+def openmetrics(per_worker: Optional[bool] = None) -> str:
     """The process's metrics as OpenMetrics text."""
 
 def _attach_loop_thread() -> bool: ...
