@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use morpheus_common::WORKER_ESCAPABLE;
 
-use crate::support::process::Cgroup;
+use crate::support::fragile::Fragile;
+use crate::support::process::{Board, Cgroup, Child, SharedBoard};
 use crate::support::worker::{self, Behaviour};
 use crate::support::*;
 
@@ -102,21 +103,32 @@ fn observer_mode_never_escalates() {
     h.stop();
 }
 
+/// The loader arguments that throttle escapable workers whose hints expire
+/// (20 ms grace) for `throttle_ms`.
+fn throttle_args(throttle_ms: &str) -> [&str; 7] {
+    [
+        "--enforce",
+        "--escalation",
+        "cgroup_throttle",
+        "--grace-ms",
+        "20",
+        "--throttle-ms",
+        throttle_ms,
+    ]
+}
+
 /// A loader that throttles escapable workers whose hints expire (20 ms
 /// grace) for `throttle_ms`.
 fn throttling(name: &str, port: u16, throttle_ms: &str) -> Harness {
+    Harness::start(name, port, &throttle_args(throttle_ms))
+}
+
+/// [`throttling`], with a socket every user may connect to.
+fn throttling_for_all(name: &str, port: u16, throttle_ms: &str) -> Harness {
     Harness::start(
         name,
         port,
-        &[
-            "--enforce",
-            "--escalation",
-            "cgroup_throttle",
-            "--grace-ms",
-            "20",
-            "--throttle-ms",
-            throttle_ms,
-        ],
+        &[&throttle_args(throttle_ms)[..], &["--socket-mode", "666"]].concat(),
     )
 }
 
@@ -317,6 +329,54 @@ impl Drop for Spinner {
     }
 }
 
+/// Another user's worker for the throttle test: a forked child of user
+/// `nobody`, pinned to `cpu`, that registers a worker with the loader on
+/// `sock` and spins answering its hints, as a well-behaved worker does,
+/// until killed. It publishes on `board` that it registered, the hints it
+/// answered and whether its SCB ever said SCBK_THROTTLED (`scb_flags`): a
+/// throttle keyed by anything coarser than the offender's user would
+/// throttle it too.
+fn other_users_worker(sock: &str, cpu: usize, board: &SharedBoard) -> Child {
+    let (sock, board) = (sock.to_string(), board.0 as usize);
+    Child::fork(move || {
+        // SAFETY: the shared board outlives the child (the parent kills it first).
+        let b = unsafe { &*(board as *const Board) };
+        // SAFETY: dropping privileges in the forked child.
+        let dropped = unsafe {
+            libc::setgroups(0, std::ptr::null()) == 0
+                && libc::setgid(NOBODY) == 0
+                && libc::setuid(NOBODY) == 0
+        };
+        if !dropped {
+            return 98;
+        }
+        pin_to(cpu);
+        let Some(s) = Fragile::open(&sock) else {
+            return 1;
+        };
+        let Some((slot, _)) = s.register(0) else {
+            return 2;
+        };
+        b.registered.store(1, Ordering::Release);
+        let mut acked = 0;
+        loop {
+            spin_us(50);
+            b.scb_flags.fetch_or(
+                u64::from(s.kernel_flags(slot) & morpheus_common::SCBK_THROTTLED),
+                Ordering::Relaxed,
+            );
+            let seq = s.hint_seq(slot);
+            if seq != acked {
+                acked = seq;
+                s.ack(slot, seq);
+                b.hinted.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    })
+}
+
 /// The offender's CPU time over the control's, over `window`.
 fn share(offender: &str, control: &str, window: Duration) -> f64 {
     let (o, c) = (cpu_ns(offender), cpu_ns(control));
@@ -331,17 +391,18 @@ const NOBODY: libc::uid_t = 65534;
 /// CGROUP_THROTTLE reduces the offender's share of a CPU and only its: an
 /// escapable worker that ignores its hints, sharing a CPU with a spinning
 /// process of another user in the same (non-root) cgroup, gets at most
-/// half of that control's CPU time while throttled (the control is not
-/// throttled with it: a throttle is keyed by the offender's user within
-/// its cgroup), and once it answers its hints and the penalty ends, its
-/// share comes back.
+/// half of that control's CPU time while throttled, and once it answers its
+/// hints and the penalty ends, its share comes back. A registered worker of
+/// that other user on the same CPU, in the same cgroup, is never throttled
+/// with it: a throttle is keyed by the offender's user within its cgroup
+/// (a plain process is never throttled, whatever the key).
 #[test]
 fn a_throttled_offender_gets_at_most_half_a_controls_cpu_and_recovers() {
     require_sched_ext();
     let _slot = exclusive();
-    let h = throttling("throttle-share", 19207, "1000");
+    let h = throttling_for_all("throttle-share", 19207, "1000");
     let cpu = test_cpu();
-    // The offender (this process) and the control, another user's process
+    // The offender (this process) and the control, another user's worker
     // forked from it, in a cgroup of their own: in the root cgroup a
     // throttle is keyed by process, which would spare the control whatever
     // the key's user part said.
@@ -349,6 +410,16 @@ fn a_throttled_offender_gets_at_most_half_a_controls_cpu_and_recovers() {
     let membership = group.enter();
     let control = Spinner::start(cpu);
     let control_dir = format!("/proc/{}", control.0);
+    let board = SharedBoard::new();
+    let mut other = other_users_worker(&endpoints("throttle-share", 19207).0, cpu, &board);
+    assert!(
+        wait_for(Duration::from_secs(30), || board
+            .registered
+            .load(Ordering::Acquire)
+            == 1),
+        "the other user's worker did not register; it exited with {:?}",
+        other.wait(Duration::from_millis(10))
+    );
 
     let answering = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -398,12 +469,24 @@ fn a_throttled_offender_gets_at_most_half_a_controls_cpu_and_recovers() {
     let after = share(&offender_dir, &control_dir, Duration::from_millis(600));
     stop.store(true, Ordering::Relaxed);
     assert_eq!(offender.join().unwrap(), morpheus_common::Status::Ok);
+    other.kill();
     drop(control);
     drop(membership);
     drop(group);
     println!(
-        "offender/control CPU: throttled {during:.2} (still throttled at the end: {still}), after {after:.2}; throttles {}",
-        h.metric("escalations_throttle")
+        "offender/control CPU: throttled {during:.2} (still throttled at the end: {still}), after {after:.2}; throttles {}; the other user's worker answered {} hints, throttled: {}",
+        h.metric("escalations_throttle"),
+        board.hinted.load(Ordering::Relaxed),
+        board.scb_flags.load(Ordering::Relaxed) != 0
+    );
+    assert!(
+        board.hinted.load(Ordering::Relaxed) > 0,
+        "the other user's worker was never hinted: it did not share the CPU"
+    );
+    assert_eq!(
+        board.scb_flags.load(Ordering::Relaxed),
+        0,
+        "the other user's worker in the offender's cgroup was throttled with it"
     );
     assert!(still, "the throttle ended during the measurement");
     assert!(
