@@ -2,6 +2,11 @@
 //! The budget source ends in-process starvation: a CPU-bound task with
 //! checkpoints no longer blocks a latency probe on the same worker for much
 //! more than the budget. No scheduler is running (socket path absent).
+//!
+//! Tokio runtimes only, so with the runtime's `tokio` feature: without it
+//! a checkpoint yields the generic way (the task wakes itself), after which
+//! Tokio polls its timers only every 61 scheduler ticks.
+#![cfg(feature = "tokio")]
 
 mod common;
 

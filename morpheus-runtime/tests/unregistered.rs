@@ -148,6 +148,8 @@ fn checkpoints_inside_a_critical_section_defer() {
     .unwrap();
 }
 
+/// Needs the runtime's `tokio` feature (`yield_now`).
+#[cfg(feature = "tokio")]
 #[tokio::test(flavor = "current_thread")]
 async fn async_checkpoint_outside_any_builder_works() {
     setup();
@@ -159,7 +161,8 @@ async fn async_checkpoint_outside_any_builder_works() {
     assert_eq!(me.ledger.yields_by(YieldCause::Voluntary), 1);
 }
 
-#[cfg(debug_assertions)]
+/// Needs the runtime's `tokio` feature (a task's identity).
+#[cfg(all(debug_assertions, feature = "tokio"))]
 #[test]
 fn holding_a_guard_across_await_on_a_current_thread_runtime_is_caught() {
     setup();
