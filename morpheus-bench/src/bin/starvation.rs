@@ -69,6 +69,13 @@ struct Opts {
     #[arg(long, default_value_t = 0)]
     hogs: usize,
 
+    /// Run without the latency probe: the strategies' throughput without
+    /// the work of serving a task that wakes every millisecond (which
+    /// Blocking never does); the probe's figures and targets are then not
+    /// measured.
+    #[arg(long)]
+    no_probe: bool,
+
     /// Redraw the plots (--plots, --tag) from a JSON file this program
     /// wrote, without measuring.
     #[arg(long, value_name = "JSON")]
@@ -127,7 +134,9 @@ fn figures(m: &Measurement) -> Figures {
     for v in &m.variants {
         let s = v.strategy.label();
         f.push((names::units_per_s(s), v.units_per_s));
-        f.push((names::probe_p99(s), v.probe.p99_ns as f64 / 1e6));
+        if v.probe.count > 0 {
+            f.push((names::probe_p99(s), v.probe.p99_ns as f64 / 1e6));
+        }
         // Whether a strategy that gets less done loses CPU time (to the
         // hogs, or to idle CPUs) or does less with the CPU time it gets.
         if v.worker_cpu_s > 0.0 {
@@ -232,7 +241,7 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<VariantResul
     let hogs = (o.hogs > 0).then(|| Hogs::start(o.hogs, None));
     let sched_before = ctx.scrape();
     let rt_before = RuntimeFigures::now();
-    let probe = Probe::spawn(rt.handle(), Duration::from_millis(1));
+    let probe = (!o.no_probe).then(|| Probe::spawn(rt.handle(), Duration::from_millis(1)));
     let stop = Arc::new(AtomicBool::new(false));
     let counters: Vec<Arc<AtomicU64>> = (0..workers * o.tasks_per_worker)
         .map(|_| Arc::default())
@@ -253,7 +262,7 @@ fn run_round(o: &Opts, s: Strategy, ctx: &Ctx, secs: f64) -> Result<VariantResul
     let idle_s = cputime::machine_idle()
         .zip(idle_before)
         .map_or(0.0, |(after, before)| (after - before).as_secs_f64());
-    let mut samples = probe.finish();
+    let mut samples = probe.map(Probe::finish).unwrap_or_default();
     let hog_units: u64 = hogs.map(|h| h.stop().iter().sum()).unwrap_or(0);
     let runtime = (s == Strategy::Morpheus).then(|| RuntimeFigures::now().since(&rt_before));
     stop.store(true, Relaxed);
@@ -310,12 +319,13 @@ fn print(o: &Opts, runs: &[Compared<Measurement>]) {
         return;
     };
     println!(
-        "\nstarvation: {} workers x {} task(s), checkpoint every {} units (1 unit = {:.1} us), {} hog thread(s), {}s per strategy in {} round(s)",
+        "\nstarvation: {} workers x {} task(s), checkpoint every {} units (1 unit = {:.1} us), {} hog thread(s), {}{}s per strategy in {} round(s)",
         m0.result.workers,
         o.tasks_per_worker,
         o.every,
         m0.result.unit_us,
         o.hogs,
+        if o.no_probe { "no probe, " } else { "" },
         o.duration.unwrap_or(0.0),
         o.rounds.unwrap_or(1)
     );
@@ -340,6 +350,9 @@ fn print(o: &Opts, runs: &[Compared<Measurement>]) {
         let ratio = |f: &str| c.median(f);
         let line = |name: &str, f: &str, ok: &dyn Fn(f64) -> bool| match ratio(f) {
             Some(r) => println!("    {name}: {r:.2}x ({})", verdict(ok(r))),
+            None if o.no_probe && name.starts_with("probe") => {
+                println!("    {name}: not measured (--no-probe)")
+            }
             None => println!("    {name}: not measured (needs both strategies)"),
         };
         println!(
@@ -398,12 +411,15 @@ fn plots(o: &Opts, runs: &[Compared<Measurement>]) -> Result<()> {
                 }
             })
             .collect();
-        let title = format!("starvation: probe lateness ({}, all rounds)", c.label);
-        harness::plot(
-            &o.run,
-            &format!("starvation{suffix}-probe-cdf"),
-            &svg::cdf_chart(&title, "lateness (ms, log scale)", &series),
-        )?;
+        // Not with --no-probe: nothing to draw.
+        if series.iter().any(|s| !s.points.is_empty()) {
+            let title = format!("starvation: probe lateness ({}, all rounds)", c.label);
+            harness::plot(
+                &o.run,
+                &format!("starvation{suffix}-probe-cdf"),
+                &svg::cdf_chart(&title, "lateness (ms, log scale)", &series),
+            )?;
+        }
         let bars: Vec<(String, f64)> = o
             .variants
             .iter()
