@@ -48,6 +48,11 @@ pub fn run(
         pin_to(cpu);
         let (slot, generation) = session.register(flags).expect("registration accepted");
         let scb = session.scb(slot);
+        // At once: a hint whose yield window ended before the section
+        // began would rightly preempt it (seen once under load).
+        if behaviour == Behaviour::CriticalForever {
+            scb.set_critical_depth(1);
+        }
         // Under --partial a worker switches itself, as morpheus-runtime does.
         if scb.flags() & morpheus_common::SCBK_PARTIAL != 0 {
             set_policy(POLICY_SCHED_EXT);
@@ -62,9 +67,6 @@ pub fn run(
         let mut acked = 0;
         let mut pressure_max = 0;
         let mut throttled_seen = false;
-        if behaviour == Behaviour::CriticalForever {
-            scb.set_critical_depth(1);
-        }
         let end = Instant::now() + dur;
         while Instant::now() < end {
             spin_us(50);
