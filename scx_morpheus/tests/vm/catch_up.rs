@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Catch-ups: a request for a process whose only worker is busy with a long
 //! task is served at that task's next checkpoint, not at its next yield.
-//! The worker's local budget is a second long and it is alone on its CPU
-//! but for stray tasks (a hint now and then), so it yields rarely: with
-//! catch-ups the pings are answered through catch-ups; `--no-catch-up`
-//! (the control) sends none. A bystander, another process with a busy
-//! worker on each CPU, is never signalled: the I/O is not its.
+//! The worker's local budget is a second long, so it yields only at hints:
+//! it shares its CPU with a bystander, another process with a busy worker
+//! on each CPU, and takes turns with it (about 50 hints a run). With
+//! catch-ups many pings are answered through catch-ups (25-35 of 40 seen)
+//! and the bystander, whose process had no I/O, never gets one;
+//! `--no-catch-up` (the control) sends none.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -246,10 +247,11 @@ fn a_busy_worker_serves_io_at_its_next_checkpoint() {
     // process never having had I/O, got no catch-up.
     assert!(on.bystander_hints > 0, "{on:?}");
     assert_eq!(on.bystander_catch_ups, 0, "{on:?}");
-    // On: nearly every ping is answered while the long task runs, most
-    // through a catch-up the loader counted and the worker took.
+    // On: nearly every ping is answered while the long task runs, many
+    // through a catch-up the loader counted and the worker took (the
+    // others at the worker's hint yields).
     assert!(on.answered_busy >= PINGS * 3 / 4, "{on:?}");
-    assert!(on.catch_up_yields >= on.answered_busy / 2, "{on:?}");
+    assert!(on.catch_up_yields >= PINGS / 4, "{on:?}");
     assert!(on.catch_ups >= on.catch_up_yields, "{on:?}");
     // Off: no catch-up is sent or taken.
     assert_eq!(off.catch_ups, 0, "{off:?}");
