@@ -103,20 +103,6 @@ fn observer_mode_never_escalates() {
     h.stop();
 }
 
-/// The loader arguments that throttle escapable workers whose hints expire
-/// (20 ms grace) for `throttle_ms`.
-fn throttle_args(throttle_ms: &str) -> [&str; 7] {
-    [
-        "--enforce",
-        "--escalation",
-        "cgroup_throttle",
-        "--grace-ms",
-        "20",
-        "--throttle-ms",
-        throttle_ms,
-    ]
-}
-
 /// A loader that throttles escapable workers whose hints expire (20 ms
 /// grace) for `throttle_ms`.
 fn throttling(name: &str, port: u16, throttle_ms: &str) -> Harness {

@@ -251,19 +251,13 @@ fn no_throttle_survives_the_loader_and_a_restart_starts_clean() {
     let mut child = offender(&sock, cpu, &board);
     cgroup.add(child.pid);
 
-    let loader = Loader::start(&[
-        "--socket",
-        &sock,
-        "--metrics-addr",
-        &addr,
-        "--enforce",
-        "--escalation",
-        "cgroup_throttle",
-        "--grace-ms",
-        "20",
-        "--throttle-ms",
-        "60000",
-    ]);
+    let loader = Loader::start(
+        &[
+            &["--socket", &sock, "--metrics-addr", &addr][..],
+            &throttle_args("60000"),
+        ]
+        .concat(),
+    );
     // (It starts working only now: BPF verification under emulation is slow
     // enough without a CPU hog beside it.)
     board.go.store(1, Ordering::Relaxed);

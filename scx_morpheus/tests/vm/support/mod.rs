@@ -499,6 +499,20 @@ pub fn with_hogs_of_policy<T>(policy: Option<i32>, f: impl FnOnce() -> T) -> T {
     r
 }
 
+/// The loader arguments that throttle escapable workers whose hints expire
+/// (20 ms grace) for `throttle_ms`.
+pub fn throttle_args(throttle_ms: &str) -> [&str; 7] {
+    [
+        "--enforce",
+        "--escalation",
+        "cgroup_throttle",
+        "--grace-ms",
+        "20",
+        "--throttle-ms",
+        throttle_ms,
+    ]
+}
+
 /// The usual set-up of a kernel test: a loader on its own socket and
 /// metrics address (see [`endpoints`]) and a registration session with it.
 pub struct Harness {
