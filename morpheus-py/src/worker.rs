@@ -272,12 +272,7 @@ pub(crate) fn mode(py: Python<'_>) -> &'static str {
 #[pyfunction]
 #[pyo3(signature = (per_worker=None))]
 pub(crate) fn openmetrics(py: Python<'_>, per_worker: Option<bool>) -> String {
-    let text = match per_worker {
-        None => metrics::openmetrics(),
-        Some(per_worker) => {
-            metrics::render_with(&metrics::snapshot(), metrics::Options { per_worker })
-        }
-    };
+    let text = metrics::openmetrics_with(per_worker);
     logs::flush(py);
     text
 }

@@ -163,15 +163,22 @@ fn snapshot_of(p: &Process) -> Snapshot {
 /// the process's configured [`Options`] (per-worker samples only with
 /// `MORPHEUS_METRICS_PER_WORKER=1`).
 pub fn openmetrics() -> String {
-    let (s, opts) = snapshot_and_options();
+    openmetrics_with(None)
+}
+
+/// [`openmetrics`] with the per-worker samples on (`Some(true)`) or off
+/// (`Some(false)`) whatever the configuration says; `None`: as configured.
+pub fn openmetrics_with(per_worker: Option<bool>) -> String {
+    let (s, opts) = snapshot_and_options(per_worker);
     render_with(&s, opts)
 }
 
-/// The snapshot and the [`Options`] the process's configuration asks for.
-pub(crate) fn snapshot_and_options() -> (Snapshot, Options) {
+/// The snapshot and the [`Options`] the process's configuration asks for,
+/// with `per_worker` in place of its choice when given.
+pub(crate) fn snapshot_and_options(per_worker: Option<bool>) -> (Snapshot, Options) {
     let of = |p: &Process| {
         let opts = Options {
-            per_worker: p.config().metrics_per_worker,
+            per_worker: per_worker.unwrap_or(p.config().metrics_per_worker),
         };
         (snapshot_of(p), opts)
     };

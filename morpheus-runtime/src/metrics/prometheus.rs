@@ -6,7 +6,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 
-use super::families::{Family, Labels, Options, PREFIX, Samples, families};
+use super::families::{Family, Labels, PREFIX, Samples, families};
 
 /// Adds the runtime's metric families to a `prometheus_client` registry,
 /// read afresh at each scrape, with the names of
@@ -38,7 +38,7 @@ impl MorpheusCollector {
     }
 
     /// Whether to add the `worker`-labelled samples, whatever the
-    /// configuration says (see [`Options::per_worker`]).
+    /// configuration says (see [`Options::per_worker`](super::Options::per_worker)).
     pub fn per_worker(mut self, on: bool) -> MorpheusCollector {
         self.per_worker = Some(on);
         self
@@ -53,10 +53,7 @@ impl Default for MorpheusCollector {
 
 impl Collector for MorpheusCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let (snapshot, configured) = super::snapshot_and_options();
-        let opts = Options {
-            per_worker: self.per_worker.unwrap_or(configured.per_worker),
-        };
+        let (snapshot, opts) = super::snapshot_and_options(self.per_worker);
         for f in families(&snapshot, opts) {
             encode_family(&mut encoder, &f)?;
         }
