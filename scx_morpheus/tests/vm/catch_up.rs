@@ -70,13 +70,8 @@ fn bystander(board: &SharedBoard) -> Child {
                     let (mut acked, mut catch_ups) = (0, 0);
                     while b.stop.load(Relaxed) == 0 {
                         spin_us(50);
-                        let seq = s.hint_seq(slot);
-                        if seq != acked {
-                            acked = seq;
-                            s.ack(slot, seq);
+                        if s.answer_hint(slot, &mut acked) {
                             b.hinted.fetch_add(1, Relaxed);
-                            // SAFETY: no preconditions.
-                            unsafe { libc::sched_yield() };
                         }
                         let now = s.catch_ups(slot);
                         if now != catch_ups {

@@ -351,13 +351,8 @@ fn other_users_worker(sock: &str, cpu: usize, board: &SharedBoard) -> Child {
                 u64::from(s.kernel_flags(slot) & morpheus_common::SCBK_THROTTLED),
                 Ordering::Relaxed,
             );
-            let seq = s.hint_seq(slot);
-            if seq != acked {
-                acked = seq;
-                s.ack(slot, seq);
+            if s.answer_hint(slot, &mut acked) {
                 b.hinted.fetch_add(1, Ordering::Relaxed);
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
             }
         }
     })

@@ -153,6 +153,21 @@ impl Fragile {
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
     }
 
+    /// A checkpoint of a well-behaved worker: if `slot` has a hint newer
+    /// than `acked`, acknowledges it (and records it in `acked`) and gives
+    /// the CPU away; whether it did.
+    pub fn answer_hint(&self, slot: u32, acked: &mut u64) -> bool {
+        let seq = self.hint_seq(slot);
+        if seq == *acked {
+            return false;
+        }
+        *acked = seq;
+        self.ack(slot, seq);
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+        true
+    }
+
     /// Enters (1) or leaves (0) a critical section, as the runtime does.
     pub fn set_critical_depth(&self, slot: u32, depth: u32) {
         // SAFETY: the user line of our own slot is ours to write.
