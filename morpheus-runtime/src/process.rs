@@ -6,8 +6,8 @@
 //! fresh one ([`Process::after_fork`]).
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,8 +24,12 @@ use crate::worker::{self, Worker};
 pub(crate) struct Process {
     config: Config,
     workers: Mutex<Vec<Arc<Worker>>>,
-    /// Wakes the monitor when a worker is added.
+    /// Wakes the monitor when a worker is added, or unparks while the
+    /// monitor sleeps with every worker parked.
     monitor_cv: Condvar,
+    /// The monitor sleeps with every worker parked, until one unparks
+    /// ([`Process::monitor_may_idle`]).
+    monitor_idle: AtomicBool,
     monitor_started: std::sync::Once,
     /// The ledgers of exited workers, summed.
     retired: Ledger,
@@ -69,6 +73,7 @@ impl Process {
             config,
             workers: Mutex::new(Vec::new()),
             monitor_cv: Condvar::new(),
+            monitor_idle: AtomicBool::new(false),
             monitor_started: std::sync::Once::new(),
             retired: Ledger::default(),
             retired_workers: AtomicU64::new(0),
@@ -234,6 +239,38 @@ impl Process {
                     .unwrap_or_else(|e| e.into_inner())
                     .0
             }
+        }
+    }
+
+    /// Whether the monitor may sleep without a budget deadline: every one
+    /// of `workers` is parked. Announces the sleep first, so that a worker
+    /// that unparks from now on wakes it ([`Process::worker_unparked`]):
+    /// either the worker sees the announcement or this check sees the
+    /// worker unparked (both sequentially consistent). Called with the
+    /// worker list locked, which the monitor keeps until it waits.
+    pub(crate) fn monitor_may_idle(&self, workers: &[Arc<Worker>]) -> bool {
+        self.monitor_idle.store(true, SeqCst);
+        if workers.iter().all(|w| w.is_parked()) {
+            return true;
+        }
+        self.monitor_idle.store(false, Relaxed);
+        false
+    }
+
+    /// The monitor woke up: unparking workers need not wake it.
+    pub(crate) fn monitor_awake(&self) {
+        self.monitor_idle.store(false, Relaxed);
+    }
+
+    /// A worker unparked: wakes the monitor if it sleeps with every worker
+    /// parked (else one load). Taking the worker lock before notifying
+    /// means the monitor is already waiting, not between its check and
+    /// its wait.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn worker_unparked(&self) {
+        if self.monitor_idle.load(SeqCst) && self.monitor_idle.swap(false, SeqCst) {
+            let _workers = lock(&self.workers);
+            self.monitor_cv.notify_all();
         }
     }
 

@@ -8,30 +8,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::switches_of;
 use morpheus_runtime::{Config, Sources, YieldCause, bindings, current_worker};
 
 const BUDGET: Duration = Duration::from_millis(10);
 const WINDOW: Duration = Duration::from_millis(600);
-
-/// Context switches (voluntary and not) of the thread named `name` (as
-/// `comm` shows it: its first 15 bytes).
-fn switches_of(name: &str) -> u64 {
-    let name = &name[..name.len().min(15)];
-    for entry in std::fs::read_dir("/proc/self/task").unwrap() {
-        let dir = entry.unwrap().path();
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
-        }
-        let status = std::fs::read_to_string(dir.join("status")).unwrap();
-        return status
-            .lines()
-            .filter(|l| l.contains("ctxt_switches:"))
-            .map(|l| l.split(':').nth(1).unwrap().trim().parse::<u64>().unwrap())
-            .sum();
-    }
-    panic!("no thread named {name}");
-}
 
 #[test]
 fn the_monitor_wakes_about_once_per_budget_while_a_worker_yields_often() {

@@ -4,18 +4,26 @@
 //!
 //! One per process, started with the first worker; it sleeps on a condition
 //! variable while there are no workers. It checks every worker: one whose
-//! last yield is a budget ago (wall time) *and* that used at least half a
-//! budget of CPU since then gets its `expected` word poisoned, so its next
-//! checkpoint yields. Then it sleeps until the earliest time any worker's
-//! budget can run out (0.2 ms to 100 ms), not for a fixed tick: a worker
-//! that yields often (at kernel hints, say) costs no wake-ups, and one
-//! whose budget runs out is poisoned on time. Every wake-up of the monitor
-//! is a wake-up the scheduler has to place somewhere. Wall time is what a
-//! task waiting on the same worker experiences; the CPU condition keeps an
-//! idle (parked) worker from accumulating budget, without hooks into the
-//! runtime's park/unpark (a plain `#[tokio::main]` has none). The worker
-//! never reads a clock on its fast path: it stamps both clocks only when it
-//! yields.
+//! budget started (at its last yield or unpark) a budget ago (wall time)
+//! *and* that used at least half a budget of CPU since then gets its
+//! `expected` word poisoned, so its next checkpoint yields. Then it sleeps
+//! until the earliest time any worker's budget can run out (0.2 ms to
+//! 100 ms), not for a fixed tick: a worker that yields often (at kernel
+//! hints, say) costs about one wake-up per budget, and one whose budget runs
+//! out is poisoned on time. Every wake-up of the monitor is a wake-up the
+//! scheduler has to place somewhere. Wall time is what a task waiting on
+//! the same worker experiences.
+//!
+//! Idle workers cost nothing where the runtime says when they park: the
+//! workers of a [`Builder`](crate::Builder) runtime mark themselves parked
+//! in Tokio's park hooks, a parked worker's budget cannot run out, and
+//! with every worker parked the monitor sleeps until housekeeping; the
+//! first worker to unpark restarts its budget and wakes it
+//! ([`Process::worker_unparked`]). A plain `#[tokio::main]` has no such
+//! hooks: there the CPU condition keeps an idle worker from accumulating
+//! budget, at the price of a check every half budget while it idles. The
+//! worker never reads a clock on its fast path: it stamps both clocks only
+//! when it yields or unparks.
 
 pub(crate) mod mode;
 pub(crate) mod pressure;
@@ -47,14 +55,18 @@ fn effective_budget(p: &Process, w: &Worker) -> (u64, YieldCause) {
 }
 
 /// Checks `w`'s budget, poisoning its `expected` word if it ran out.
-/// Returns how long (ns) until it can run out next: the monitor sleeps
-/// until the earliest such time over all workers instead of polling.
-fn check_budget(p: &Process, w: &Worker) -> u64 {
+/// Returns how long (ns) until it can run out next, or `None` while the
+/// worker is parked (it cannot until it unparks): the monitor sleeps until
+/// the earliest such time over all workers instead of polling.
+fn check_budget(p: &Process, w: &Worker) -> Option<u64> {
+    if w.is_parked() {
+        return None;
+    }
     let (budget, cause) = effective_budget(p, w);
     if w.poisoned() {
         // Nothing to do until it yields; its next budget ends a budget
         // after that at the earliest.
-        return budget;
+        return Some(budget);
     }
     // Epoch first: if the worker yields after this, the poison is stale and
     // the worker ignores it.
@@ -63,14 +75,14 @@ fn check_budget(p: &Process, w: &Worker) -> u64 {
     if wall < budget {
         // Its CPU time is not read: the wall-time bound alone is a lower
         // bound on when the budget can run out.
-        return budget - wall;
+        return Some(budget - wall);
     }
     let cpu = w.cpu_since_yield();
     match until_budget_out(budget, wall, cpu) {
-        Some(left) => left,
+        Some(left) => Some(left),
         None => {
             w.poison(epoch, cause);
-            budget
+            Some(budget)
         }
     }
 }
@@ -90,7 +102,7 @@ fn until_budget_out(budget: u64, wall: u64, cpu: u64) -> Option<u64> {
 
 /// The monitor's shortest sleep: budgets run out at most this late.
 const MIN_TICK: Duration = Duration::from_micros(200);
-/// Its longest sleep with workers present.
+/// Its longest sleep while a worker's budget runs.
 const MAX_TICK: Duration = Duration::from_millis(100);
 
 /// The monitor loop (never returns).
@@ -103,10 +115,13 @@ pub(crate) fn run(p: &'static Process) {
         while workers.is_empty() {
             workers = p.wait_for_workers(workers, None);
         }
-        let mut next_check = u64::MAX;
-        if p.config().sources.budget {
+        let budgets = p.config().sources.budget;
+        let mut next_check: Option<u64> = None;
+        if budgets {
             for w in workers.iter() {
-                next_check = next_check.min(check_budget(p, w));
+                if let Some(left) = check_budget(p, w) {
+                    next_check = Some(next_check.map_or(left, |n| n.min(left)));
+                }
             }
         }
         if Instant::now() >= next_housekeeping {
@@ -115,11 +130,20 @@ pub(crate) fn run(p: &'static Process) {
             housekeeping(p, &list, &psi_files);
             next_housekeeping = Instant::now() + housekeeping_every;
             workers = p.workers();
+            // A worker may have unparked meanwhile: check the budgets again.
+            continue;
         }
-        let tick = Duration::from_nanos(next_check)
-            .clamp(MIN_TICK, MAX_TICK)
-            .min(housekeeping_every);
+        let tick = match next_check {
+            Some(ns) => Duration::from_nanos(ns)
+                .clamp(MIN_TICK, MAX_TICK)
+                .min(housekeeping_every),
+            // Every worker is parked: nothing runs out before one unparks,
+            // which wakes the monitor (else it checked again just now).
+            None if budgets && !p.monitor_may_idle(&workers) => continue,
+            None => next_housekeeping.saturating_duration_since(Instant::now()),
+        };
         workers = p.wait_for_workers(workers, Some(tick));
+        p.monitor_awake();
     }
 }
 

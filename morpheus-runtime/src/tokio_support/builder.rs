@@ -44,6 +44,8 @@ type Hook = Arc<dyn Fn() + Send + Sync + 'static>;
 /// (only workers park, and only async code passes checkpoints). For a
 /// current-thread runtime the thread that calls `build` gets these options
 /// for its own lazy attachment (the usual `build().block_on()` pattern).
+/// Its threads tell Morpheus when they park and unpark, so that idle
+/// workers cost the budget's monitor thread no wake-ups.
 ///
 /// Set thread hooks through this builder ([`Builder::on_thread_start`] and
 /// friends): hooks set on [`Builder::tokio_builder`] are replaced by `build`.
@@ -189,9 +191,12 @@ impl Builder {
                 f();
             }
         });
-        if let Some(f) = unpark {
-            self.inner.on_thread_unpark(move || f());
-        }
+        self.inner.on_thread_unpark(move || {
+            worker::unparked();
+            if let Some(f) = &unpark {
+                f();
+            }
+        });
         if self.current_thread {
             worker::set_thread_defaults(opts);
         }
@@ -199,12 +204,14 @@ impl Builder {
     }
 }
 
-/// A worker parks: make sure it is attached (and registered), and check
-/// that no critical section is open across the park.
+/// A worker parks: make sure it is attached (and registered), check that
+/// no critical section is open across the park, and tell the monitor that
+/// its budget cannot run out until it unparks.
 fn on_park(opts: WorkerOptions) {
-    if worker::current().is_none() && worker::attach(opts).is_err() {
+    let Ok(w) = worker::attach(opts) else {
         return;
-    }
+    };
+    w.parks();
     if worker::hot::critical_depth() > 0 {
         Process::get().say_once(
             log::Level::Error,

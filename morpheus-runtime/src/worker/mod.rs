@@ -184,7 +184,28 @@ impl Worker {
         clock_ns(self.cpu_clock).unwrap_or(0)
     }
 
+    // The owner's side: parking (Tokio's park hooks, see `tokio_support`).
+
+    /// The thread is about to park: no budget can run out while it is.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn parks(&self) {
+        self.own.park();
+    }
+
+    /// The thread unparked: its budget restarts now, and a monitor that
+    /// sleeps because every worker was parked is woken to time it.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn unparked(&self) {
+        self.own.unpark(self.cpu_now(), monotonic_ns());
+        self.process.worker_unparked();
+    }
+
     // The monitor's side: the budget and the in-process signal.
+
+    /// Whether the thread is parked (then its budget cannot run out).
+    pub(crate) fn is_parked(&self) -> bool {
+        self.own.parked()
+    }
 
     /// Whether an in-process signal is already raised (the worker has not
     /// yielded since).
@@ -199,12 +220,13 @@ impl Worker {
         self.own.epoch_acquire()
     }
 
-    /// Monotonic time since the worker's last yield (ns).
+    /// Monotonic time since the worker's budget started: its last yield or
+    /// unpark (ns).
     pub(crate) fn wall_since_yield(&self) -> u64 {
         monotonic_ns().saturating_sub(self.own.wall_at_yield_ns())
     }
 
-    /// CPU time the thread used since its last yield (ns).
+    /// CPU time the thread used since its budget started (ns).
     pub(crate) fn cpu_since_yield(&self) -> u64 {
         self.cpu_now().saturating_sub(self.own.cpu_at_yield_ns())
     }
@@ -292,6 +314,15 @@ pub(crate) fn attach_lazily() -> Result<&'static Worker, Error> {
     match current() {
         Some(w) => Ok(w),
         None => attach(options::lazy_options()),
+    }
+}
+
+/// The calling thread unparked (no-op if it is not a worker): see
+/// [`Worker::unparked`].
+#[cfg(feature = "tokio")]
+pub(crate) fn unparked() {
+    if let Some(w) = current() {
+        w.unparked();
     }
 }
 

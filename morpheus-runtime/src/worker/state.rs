@@ -13,7 +13,7 @@
 //! its group's writer stores to it; the methods say which side calls them.
 
 use std::sync::Mutex;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64};
 
 use morpheus_common::{Scb, YieldCause};
@@ -24,17 +24,22 @@ use crate::process::lock;
 /// worker adopt a new SCB).
 pub(super) const EPOCH_WAKE: u64 = u64::MAX;
 
-/// Written by the worker's own thread: its last yield (read by the
-/// monitor, which measures the budget from it) and the kernel slot in use.
+/// Written by the worker's own thread: where its budget started (its last
+/// yield, or its last unpark), whether it is parked (both read by the
+/// monitor, which measures the budget from them) and the kernel slot in
+/// use.
 #[derive(Debug)]
 pub(super) struct Own {
     /// Bumped at each yield (release); a signal raised in an older epoch
     /// is stale.
     epoch: AtomicU64,
-    /// Thread CPU time at the last yield.
+    /// Thread CPU time when the budget started.
     cpu_at_yield_ns: AtomicU64,
-    /// Monotonic time at the last yield.
+    /// Monotonic time when the budget started.
     wall_at_yield_ns: AtomicU64,
+    /// The thread is parked in its runtime (told by the runtime's park
+    /// hooks; always false for threads whose runtime has none).
+    parked: AtomicBool,
     /// The grace period of the SCB in use.
     grace_ns: AtomicU64,
     /// Last kernel sequence accounted for in `hints_seen`.
@@ -49,6 +54,7 @@ impl Own {
             epoch: AtomicU64::new(0),
             cpu_at_yield_ns: AtomicU64::new(cpu_ns),
             wall_at_yield_ns: AtomicU64::new(wall_ns),
+            parked: AtomicBool::new(false),
             grace_ns: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
             on_sched_ext: AtomicBool::new(false),
@@ -63,6 +69,30 @@ impl Own {
         self.epoch.fetch_add(1, Release);
     }
 
+    /// The thread is about to park: its runtime has no task left to run.
+    #[cfg(feature = "tokio")]
+    pub(super) fn park(&self) {
+        self.parked.store(true, SeqCst);
+    }
+
+    /// The thread unparked: the budget restarts from these clocks (every
+    /// task had yielded or finished before it parked). Not a yield: the
+    /// epoch stays, so a yield decided before the park is still the
+    /// deciding task's to take. Sequentially consistent, against the
+    /// monitor's check that every worker is parked
+    /// ([`Process::monitor_may_idle`](crate::process::Process::monitor_may_idle)).
+    #[cfg(feature = "tokio")]
+    pub(super) fn unpark(&self, cpu_ns: u64, wall_ns: u64) {
+        self.cpu_at_yield_ns.store(cpu_ns, Relaxed);
+        self.wall_at_yield_ns.store(wall_ns, Relaxed);
+        self.parked.store(false, SeqCst);
+    }
+
+    /// Whether the thread is parked.
+    pub(super) fn parked(&self) -> bool {
+        self.parked.load(SeqCst)
+    }
+
     /// The epoch, as the worker's own thread sees it.
     pub(super) fn epoch(&self) -> u64 {
         self.epoch.load(Relaxed)
@@ -73,12 +103,12 @@ impl Own {
         self.epoch.load(Acquire)
     }
 
-    /// Thread CPU time at the last yield.
+    /// Thread CPU time when the budget started.
     pub(super) fn cpu_at_yield_ns(&self) -> u64 {
         self.cpu_at_yield_ns.load(Relaxed)
     }
 
-    /// Monotonic time at the last yield.
+    /// Monotonic time when the budget started.
     pub(super) fn wall_at_yield_ns(&self) -> u64 {
         self.wall_at_yield_ns.load(Relaxed)
     }

@@ -417,6 +417,26 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Context switches (voluntary and not) of the thread named `name` (as
+/// `comm` shows it: its first 15 bytes).
+pub fn switches_of(name: &str) -> u64 {
+    let name = &name[..name.len().min(15)];
+    for entry in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = entry.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        return status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .map(|l| l.split(':').nth(1).unwrap().trim().parse::<u64>().unwrap())
+            .sum();
+    }
+    panic!("no thread named {name}");
+}
+
 /// CPU time of the calling thread.
 pub fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
