@@ -80,6 +80,8 @@ fn _morpheus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ReadyQueue", ready::ready_queue_type(py)?)?;
     m.add_function(wrap_pyfunction!(worker::attach_worker, m)?)?;
     m.add_function(wrap_pyfunction!(worker::_attach_loop_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::_will_park, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::_unparked, m)?)?;
     m.add_function(wrap_pyfunction!(worker::detach_worker, m)?)?;
     m.add_function(wrap_pyfunction!(worker::record_voluntary_yield, m)?)?;
     m.add_function(wrap_pyfunction!(worker::configure, m)?)?;

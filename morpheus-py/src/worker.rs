@@ -97,6 +97,19 @@ pub(crate) fn _attach_loop_thread(py: Python<'_>) -> PyResult<bool> {
     r.map(|()| true).map_err(runtime_error)
 }
 
+/// The loop thread is about to block in its selector (the event-loop
+/// integration): its budget cannot run out until `_unparked()`.
+#[pyfunction]
+pub(crate) fn _will_park() {
+    morpheus_runtime::bindings::will_park();
+}
+
+/// The loop thread is back from its selector: its budget starts now.
+#[pyfunction]
+pub(crate) fn _unparked() {
+    morpheus_runtime::bindings::unparked();
+}
+
 /// Stops treating the calling thread as a worker: unregisters it from the
 /// scheduler and folds its ledger into the process totals (thread exit
 /// does this automatically). Its next checkpoint attaches it again.

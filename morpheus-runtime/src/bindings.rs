@@ -14,6 +14,8 @@
 //! - [`enter_critical()`], [`exit_critical()`] and
 //!   [`exit_critical_answering()`]: critical sections without a guard.
 //! - [`record_voluntary_yield()`]: a yield the caller takes itself.
+//! - [`will_park()`] and [`unparked()`]: the event loop blocks for I/O and
+//!   comes back.
 //! - [`set_lazy_worker_options()`]: the options of threads that become
 //!   workers on their own.
 
@@ -196,6 +198,26 @@ pub fn exit_critical() -> Result<(), Error> {
 /// ```
 pub fn exit_critical_answering() -> Result<Option<YieldCause>, Error> {
     critical::exit_answering()
+}
+
+/// The calling worker's event loop is about to block waiting for I/O or a
+/// timer (no task is ready): until [`unparked()`], its budget cannot run
+/// out, and an idle process costs the runtime's monitor thread no wake-ups.
+/// Call [`unparked()`] when the wait returns. No-op on a thread that is not
+/// a worker. Tokio runtimes built with [`Builder`](crate::Builder) do this
+/// in their park hooks; a loop that never calls it is polled every half
+/// budget while it idles.
+pub fn will_park() {
+    if let Some(w) = worker::current() {
+        w.will_park();
+    }
+}
+
+/// The calling worker's event loop is back from a wait announced with
+/// [`will_park()`]: its budget starts now (every task had yielded or
+/// finished before the wait). No-op on a thread that is not a worker.
+pub fn unparked() {
+    worker::unparked();
 }
 
 /// Sets the options of threads that become workers on their own (at their

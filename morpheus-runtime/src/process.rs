@@ -266,7 +266,6 @@ impl Process {
     /// parked (else one load). Taking the worker lock before notifying
     /// means the monitor is already waiting, not between its check and
     /// its wait.
-    #[cfg(feature = "tokio")]
     pub(crate) fn worker_unparked(&self) {
         if self.monitor_idle.load(SeqCst) && self.monitor_idle.swap(false, SeqCst) {
             let _workers = lock(&self.workers);

@@ -12,6 +12,12 @@ C-accelerated tasks and futures all run as before. On the fast path the cost
 is a C-level method call and the checkpoint's compare (see ``bench/`` and the
 package README for numbers).
 
+The loop's selector is wrapped too (``_ParkingSelector``): when the loop
+blocks in ``select`` waiting for I/O or a timer, the worker is marked
+parked, so that its budget cannot run out meanwhile and an idle loop costs
+the runtime's monitor thread no wake-ups; its budget starts again when
+``select`` returns.
+
 The loop thread is registered as an asyncio worker when the loop starts
 (``run_forever``, which ``asyncio.run``, ``asyncio.Runner`` and
 ``run_until_complete`` all go through). Loops that are not the standard
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import selectors
 from typing import Optional
 
 from . import _morpheus as _native
@@ -31,20 +38,46 @@ from . import _morpheus as _native
 _CheckpointingReady = _native.ReadyQueue
 
 
+class _ParkingSelector:
+    """A loop's selector that tells Morpheus when the loop thread blocks in
+    ``select`` (a timeout other than zero) and when it is back; everything
+    else is the wrapped selector's."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: selectors.BaseSelector) -> None:
+        self._inner = inner
+
+    def select(self, timeout: Optional[float] = None):  # type: ignore[no-untyped-def]
+        if timeout is not None and timeout <= 0:
+            return self._inner.select(timeout)
+        _native._will_park()
+        try:
+            return self._inner.select(timeout)
+        finally:
+            _native._unparked()
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._inner, name)
+
+
 def _instrument(loop: asyncio.AbstractEventLoop) -> None:
-    """Makes ``loop`` checkpoint between callbacks (idempotent)."""
+    """Makes ``loop`` checkpoint between callbacks and say when it blocks
+    (idempotent)."""
     ready = getattr(loop, "_ready", None)
-    if isinstance(ready, _CheckpointingReady):
-        return
-    if not isinstance(loop, asyncio.BaseEventLoop) or type(ready) is not collections.deque:
-        raise _native.MorpheusError(
-            f"cannot checkpoint between the callbacks of {type(loop).__module__}."
-            f"{type(loop).__qualname__}: morpheus integrates with the standard asyncio "
-            "event loop only (e.g. uvicorn --loop asyncio, not uvloop); in other loops "
-            "call morpheus.attach_worker() on the loop thread and use "
-            "await morpheus.async_checkpoint() in long computations"
-        )
-    loop._ready = _CheckpointingReady(ready)  # type: ignore[attr-defined]
+    if not isinstance(ready, _CheckpointingReady):
+        if not isinstance(loop, asyncio.BaseEventLoop) or type(ready) is not collections.deque:
+            raise _native.MorpheusError(
+                f"cannot checkpoint between the callbacks of {type(loop).__module__}."
+                f"{type(loop).__qualname__}: morpheus integrates with the standard asyncio "
+                "event loop only (e.g. uvicorn --loop asyncio, not uvloop); in other loops "
+                "call morpheus.attach_worker() on the loop thread and use "
+                "await morpheus.async_checkpoint() in long computations"
+            )
+        loop._ready = _CheckpointingReady(ready)  # type: ignore[attr-defined]
+    selector = getattr(loop, "_selector", None)
+    if isinstance(selector, selectors.BaseSelector):
+        loop._selector = _ParkingSelector(selector)  # type: ignore[attr-defined]
 
 
 def _instrumented(loop: asyncio.AbstractEventLoop) -> bool:
@@ -131,12 +164,16 @@ def install(loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
 def uninstall(loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
     """Undoes :func:`install`: ``uninstall()`` stops instrumenting loops that
     start from now on (loops already instrumented keep checkpointing);
-    ``uninstall(loop)`` stops ``loop`` checkpointing between callbacks."""
+    ``uninstall(loop)`` stops ``loop`` checkpointing between callbacks and
+    saying when it blocks."""
     global _original_run_forever
     if loop is not None:
         ready = getattr(loop, "_ready", None)
         if isinstance(ready, _CheckpointingReady):
             loop._ready = collections.deque(ready)  # type: ignore[attr-defined]
+        selector = getattr(loop, "_selector", None)
+        if isinstance(selector, _ParkingSelector):
+            loop._selector = selector._inner  # type: ignore[attr-defined]
         return
     if _original_run_forever is not None:
         asyncio.BaseEventLoop.run_forever = _original_run_forever  # type: ignore[method-assign]

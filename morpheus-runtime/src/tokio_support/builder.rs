@@ -211,7 +211,7 @@ fn on_park(opts: WorkerOptions) {
     let Ok(w) = worker::attach(opts) else {
         return;
     };
-    w.parks();
+    w.will_park();
     if worker::hot::critical_depth() > 0 {
         Process::get().say_once(
             log::Level::Error,

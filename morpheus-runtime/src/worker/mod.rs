@@ -184,17 +184,16 @@ impl Worker {
         clock_ns(self.cpu_clock).unwrap_or(0)
     }
 
-    // The owner's side: parking (Tokio's park hooks, see `tokio_support`).
+    // The owner's side: parking (Tokio's park hooks in `tokio_support`,
+    // `bindings::will_park` for other event loops).
 
     /// The thread is about to park: no budget can run out while it is.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn parks(&self) {
+    pub(crate) fn will_park(&self) {
         self.own.park();
     }
 
     /// The thread unparked: its budget restarts now, and a monitor that
     /// sleeps because every worker was parked is woken to time it.
-    #[cfg(feature = "tokio")]
     pub(crate) fn unparked(&self) {
         self.own.unpark(self.cpu_now(), monotonic_ns());
         self.process.worker_unparked();
@@ -319,7 +318,6 @@ pub(crate) fn attach_lazily() -> Result<&'static Worker, Error> {
 
 /// The calling thread unparked (no-op if it is not a worker): see
 /// [`Worker::unparked`].
-#[cfg(feature = "tokio")]
 pub(crate) fn unparked() {
     if let Some(w) = current() {
         w.unparked();

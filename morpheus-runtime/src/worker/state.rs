@@ -70,7 +70,6 @@ impl Own {
     }
 
     /// The thread is about to park: its runtime has no task left to run.
-    #[cfg(feature = "tokio")]
     pub(super) fn park(&self) {
         self.parked.store(true, SeqCst);
     }
@@ -81,7 +80,6 @@ impl Own {
     /// deciding task's to take. Sequentially consistent, against the
     /// monitor's check that every worker is parked
     /// ([`Process::monitor_may_idle`](crate::process::Process::monitor_may_idle)).
-    #[cfg(feature = "tokio")]
     pub(super) fn unpark(&self, cpu_ns: u64, wall_ns: u64) {
         self.cpu_at_yield_ns.store(cpu_ns, Relaxed);
         self.wall_at_yield_ns.store(wall_ns, Relaxed);
