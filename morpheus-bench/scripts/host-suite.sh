@@ -37,9 +37,9 @@ T0=$SECONDS
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 echo "host-suite: kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), mode $MODE, output $OUT"
-run starvation 1 starvation-probe-cdf,starvation-throughput
-run latency 1 latency-light-cdf,latency-heavy-throughput --pressure
-run wakeup 1 wakeup-delay-cdf
+run starvation 1 starvation-probe-tail,starvation-throughput
+run latency 1 latency-light-tail,latency-heavy-throughput --pressure
+run wakeup 1 wakeup-delay-tail
 run liar 1 liar-longest-delay --critical-duration-ms 500
 run neutrality 1 neutrality-throughput
 if command -v valgrind >/dev/null; then

@@ -46,21 +46,21 @@ echo "vm-suite: kernel $KREL, $(nproc) CPUs, mode $MODE, output $OUT"
 # to hint the workers. Quick mode runs the demo's pair of strategies
 # (Blocking and Morpheus), for its table.
 if [[ $MODE == full ]]; then
-    run starvation 3 starvation-default-probe-cdf,starvation-observer-probe-cdf,starvation-bpfland-probe-cdf,starvation-observer-throughput \
+    run starvation 3 starvation-default-probe-tail,starvation-observer-probe-tail,starvation-bpfland-probe-tail,starvation-observer-throughput \
         --hogs "$(nproc)" --sched default,observer,bpfland
 else
-    run starvation 3 starvation-default-probe-cdf,starvation-observer-probe-cdf,starvation-bpfland-probe-cdf \
+    run starvation 3 starvation-default-probe-tail,starvation-observer-probe-tail,starvation-bpfland-probe-tail \
         --hogs "$(nproc)" --variants blocking,morpheus --sched default,observer,bpfland
 fi
 # The main claim, beside the peer scheduler (full mode: also --enforce,
 # which is only a loader option).
 if [[ $MODE == full ]]; then
-    run latency 4 latency-light-cdf,latency-heavy-throughput --pressure --sched default,observer,bpfland,enforce
+    run latency 4 latency-light-tail,latency-heavy-throughput --pressure --sched default,observer,bpfland,enforce
 else
-    run latency 3 latency-light-cdf,latency-heavy-throughput --pressure --sched default,observer,bpfland
+    run latency 3 latency-light-tail,latency-heavy-throughput --pressure --sched default,observer,bpfland
 fi
 # A plain thread waking from a 1 ms sleep beside CPU hogs.
-run wakeup 3 wakeup-delay-cdf --sched default,observer,bpfland
+run wakeup 3 wakeup-delay-tail --sched default,observer,bpfland
 # The demo's side-by-side table (tools/demo/demo.sh), from the three runs.
 if [[ $MODE == quick ]]; then
     step "demo-table"

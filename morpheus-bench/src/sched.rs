@@ -416,7 +416,8 @@ pub struct SchedMetrics {
 
 /// [`SchedMetrics::histograms`] in JSON: serde_json writes an infinite
 /// `f64` as `null`, which it then cannot read back, so the `+Inf` bound is
-/// written as the string OpenMetrics uses.
+/// written as the string OpenMetrics uses. Results recorded before that
+/// (c882aec's, in BENCHMARKS.md) have `null` there: read as `+Inf` too.
 mod bounds_json {
     use std::collections::BTreeMap;
 
@@ -428,6 +429,8 @@ mod bounds_json {
     enum Bound {
         Finite(f64),
         Inf(String),
+        /// `+Inf` as serde_json wrote it before this module existed.
+        Null,
     }
 
     type Histograms = BTreeMap<String, Vec<(f64, u64)>>;
@@ -462,6 +465,7 @@ mod bounds_json {
                     .map(|(bound, n)| match bound {
                         Bound::Finite(le) => Ok((le, n)),
                         Bound::Inf(t) if t == "+Inf" => Ok((f64::INFINITY, n)),
+                        Bound::Null => Ok((f64::INFINITY, n)),
                         Bound::Inf(t) => Err(serde::de::Error::custom(format!(
                             "histogram bound '{t}' is neither a number nor \"+Inf\""
                         ))),
@@ -700,5 +704,9 @@ mod tests {
         let json = serde_json::to_string(&b).unwrap();
         assert!(json.contains("\"+Inf\""), "{json}");
         assert_eq!(serde_json::from_str::<SchedMetrics>(&json).unwrap(), b);
+        // Older results wrote the +Inf bound as null.
+        let old = json.replace("\"+Inf\"", "null");
+        assert!(old.contains("null"), "{old}");
+        assert_eq!(serde_json::from_str::<SchedMetrics>(&old).unwrap(), b);
     }
 }

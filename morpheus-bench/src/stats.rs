@@ -48,29 +48,31 @@ pub fn percentile(sorted: &[u64], q: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// The empirical CDF of sorted samples as at most `points` (value, fraction)
-/// pairs, always including the largest sample.
+/// The empirical CDF of sorted samples as about `points` (value, fraction)
+/// pairs or fewer, always including the largest sample: spaced evenly in
+/// the fraction for the body of the distribution and in the nines of the
+/// tail (see [`thin_cdf`]), so that p99 and p99.9 stay visible.
 pub fn cdf(sorted: &[u64], points: usize) -> Vec<(u64, f64)> {
     let n = sorted.len();
     if n == 0 || points == 0 {
         return Vec::new();
     }
-    let step = n.div_ceil(points).max(1);
-    let mut out: Vec<(u64, f64)> = (0..n)
-        .step_by(step)
-        .map(|i| (sorted[i], (i + 1) as f64 / n as f64))
-        .collect();
-    if out.last().map(|p| p.1) != Some(1.0) {
-        out.push((sorted[n - 1], 1.0));
+    // The fraction at or below each distinct value.
+    let mut full: Vec<(u64, f64)> = Vec::new();
+    for (i, &x) in sorted.iter().enumerate() {
+        if sorted.get(i + 1) != Some(&x) {
+            full.push((x, (i + 1) as f64 / n as f64));
+        }
     }
-    out
+    thin_cdf(&full, points, n)
 }
 
 /// Pools CDFs (as [`cdf`] returns them) of `parts`, each with the number of
-/// samples it stands for, into one CDF of at most `points` points: at each
-/// value the fraction is the sample-weighted mean of the parts' fractions
-/// (each part a step function: its fraction at the largest value not
-/// above). Used to plot several rounds as one distribution.
+/// samples it stands for, into one CDF of about `points` points or fewer
+/// ([`thin_cdf`]): at each value the fraction is the sample-weighted mean
+/// of the parts' fractions (each part a step function: its fraction at the
+/// largest value not above). Used to plot several rounds as one
+/// distribution.
 pub fn pool_cdfs(parts: &[(usize, &[(u64, f64)])], points: usize) -> Vec<(u64, f64)> {
     let total: usize = parts.iter().map(|p| p.0).sum();
     let mut xs: Vec<u64> = parts.iter().flat_map(|p| p.1.iter().map(|q| q.0)).collect();
@@ -90,10 +92,34 @@ pub fn pool_cdfs(parts: &[(usize, &[(u64, f64)])], points: usize) -> Vec<(u64, f
             (x, sum / total as f64)
         })
         .collect();
-    let step = pooled.len().div_ceil(points).max(1);
-    let mut out: Vec<(u64, f64)> = pooled.iter().copied().step_by(step).collect();
-    if out.last() != pooled.last() {
-        out.extend(pooled.last());
+    thin_cdf(&pooled, points, total)
+}
+
+/// Keeps about `points` of a CDF's points or fewer (of `samples` samples),
+/// always the last: a point is kept when the fraction moved by 1/`points`
+/// since the last kept one, or the tail fraction (1 - fraction, down to
+/// 1/`samples`) moved by 1/`points` of its decades. A plot with a linear
+/// axis then sees the body, one with a log tail axis the nines.
+pub fn thin_cdf(cdf: &[(u64, f64)], points: usize, samples: usize) -> Vec<(u64, f64)> {
+    let Some(&last) = cdf.last() else {
+        return Vec::new();
+    };
+    let floor = 1.0 / samples.max(1) as f64;
+    let nines = |f: f64| -(1.0 - f).max(floor).log10();
+    let step = 1.0 / points.max(1) as f64;
+    let nines_step = nines(1.0) * step;
+    let mut out: Vec<(u64, f64)> = Vec::new();
+    for &p in cdf {
+        let keep = match out.last() {
+            None => true,
+            Some(&(_, f)) => p.1 - f >= step || nines(p.1) - nines(f) >= nines_step,
+        };
+        if keep {
+            out.push(p);
+        }
+    }
+    if out.last() != Some(&last) {
+        out.push(last);
     }
     out
 }
@@ -146,10 +172,31 @@ mod tests {
     fn cdf_is_monotonic_and_ends_at_one() {
         let v: Vec<u64> = (0..10_000).collect();
         let c = cdf(&v, 100);
-        assert!(c.len() <= 101);
-        assert!(c.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1));
+        assert!(c.len() <= 201, "{} points", c.len());
+        assert!(c.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1));
         assert_eq!(c.last(), Some(&(9_999, 1.0)));
         assert!(cdf(&[], 10).is_empty());
+        // Repeated values are one point, at their highest fraction.
+        assert_eq!(cdf(&[5, 5, 5, 9], 10), vec![(5, 0.75), (9, 1.0)]);
+    }
+
+    #[test]
+    fn cdf_keeps_the_tail() {
+        // 100 000 samples 0..100 000: p99, p99.9 and p99.99 are resolved
+        // (a point within a tenth of a nine of each), not only the body.
+        let v: Vec<u64> = (0..100_000).collect();
+        let c = cdf(&v, 100);
+        for q in [0.5f64, 0.99, 0.999, 0.9999] {
+            let near = c.iter().any(|p| {
+                let tail = (1.0 - p.1).max(1e-5);
+                ((1.0 - q).log10() - tail.log10()).abs() < 0.1
+            });
+            assert!(near, "no point near p{} in {c:?}", q * 100.0);
+        }
+        // Evenly spaced only in the fraction, the last 1 % would get one
+        // point of 100.
+        let tail = c.iter().filter(|p| p.1 > 0.99).count();
+        assert!(tail >= 20, "{tail} points above p99");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! Small self-contained SVG charts: latency CDFs (log-scaled x axis) and
-//! bar charts. No dependencies; the output is a few kilobytes.
+//! Small self-contained SVG charts: latency distributions (log-scaled x
+//! axis, log-scaled tail on y) and bar charts. No dependencies; the output
+//! is a few kilobytes.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -22,6 +23,21 @@ pub struct Series {
     pub name: String,
     /// Points in data units.
     pub points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    /// The pooled latency CDF of several rounds (each part: its sample
+    /// count and its CDF in nanoseconds, see [`crate::stats::pool_cdfs`]),
+    /// in milliseconds.
+    pub fn pooled_ms(name: impl Into<String>, parts: &[(usize, &[(u64, f64)])]) -> Series {
+        Series {
+            name: name.into(),
+            points: crate::stats::pool_cdfs(parts, 200)
+                .iter()
+                .map(|&(x, y)| (x as f64 / 1e6, y))
+                .collect(),
+        }
+    }
 }
 
 fn esc(s: &str) -> String {
@@ -84,9 +100,16 @@ fn fmt_tick(v: f64) -> String {
     }
 }
 
-/// A CDF chart: x = latency (log scale, the series' unit), y = fraction of
-/// samples at or below it (0..1).
-pub fn cdf_chart(title: &str, x_label: &str, series: &[Series]) -> String {
+/// The lowest tail fraction a chart shows: one sample in 100 000.
+const TAIL_FLOOR: f64 = 1e-5;
+
+/// A latency-distribution chart from CDFs (points: latency, fraction of
+/// samples at or below it): x = latency (log scale, the series' unit), y =
+/// the fraction of samples above it (1 - CDF, log scale, 1 at the top), so
+/// that the tail gets the room: 0.01 is p99, 0.001 p99.9. The y axis goes
+/// down to the smallest tail fraction the data resolves (a decade, at
+/// least 0.01); each series ends at its largest sample, drawn there.
+pub fn tail_chart(title: &str, x_label: &str, series: &[Series]) -> String {
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let (mut lo, mut hi) = xs.fold((f64::MAX, f64::MIN), |(l, h), x| (l.min(x), h.max(x)));
     if lo > hi {
@@ -94,9 +117,19 @@ pub fn cdf_chart(title: &str, x_label: &str, series: &[Series]) -> String {
     }
     let lo = 10f64.powf(lo.max(1e-3).log10().floor());
     let hi = 10f64.powf(hi.max(lo * 10.0).log10().ceil());
+    let smallest_tail = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| 1.0 - p.1))
+        .filter(|&t| t > 0.0)
+        .fold(1e-2, f64::min);
+    // (1 - 0.9999 is a hair below 1e-4: round before taking the decade.)
+    let floor = 10f64
+        .powf((smallest_tail.max(TAIL_FLOOR).log10() + 1e-9).floor())
+        .min(1e-2);
+    let decades = -floor.log10();
     let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
     let px = |x: f64| LEFT + (x.max(lo).log10() - lo.log10()) / (hi.log10() - lo.log10()) * pw;
-    let py = |y: f64| TOP + (1.0 - y) * ph;
+    let py = |tail: f64| TOP + (-tail.max(floor).log10()) / decades * ph;
     let mut out = String::new();
     header(&mut out, title);
     // Over more than three decades only powers of ten get a label.
@@ -118,34 +151,39 @@ pub fn cdf_chart(title: &str, x_label: &str, series: &[Series]) -> String {
             TOP + ph + 16.0,
         );
     }
-    for (i, frac) in [0.0, 0.25, 0.5, 0.75, 0.9, 1.0].iter().enumerate() {
-        let y = py(*frac);
+    for k in 0..=decades.round() as i32 {
+        let tail = 10f64.powi(-k);
+        let y = py(tail);
+        let label = match k {
+            0 => "all".to_string(),
+            _ => format!("p{}", fmt_tail(100.0 * (1.0 - tail))),
+        };
         let _ = writeln!(
             out,
             "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#{}\"/>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{frac}</text>",
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>",
             LEFT + pw,
-            if i == 0 || i == 5 { "999" } else { "eee" },
-            LEFT - 6.0,
+            if k == 0 { "999" } else { "ddd" },
+            LEFT - 4.0,
             y + 4.0
         );
     }
     for (i, s) in series.iter().enumerate() {
         let c = COLOURS[i % COLOURS.len()];
         let mut d = String::new();
-        let mut prev_y = 0.0;
-        for (j, &(x, y)) in s.points.iter().enumerate() {
-            // Step function: horizontal at the previous fraction, then up.
+        let mut prev_tail = 1.0;
+        for (j, &(x, f)) in s.points.iter().enumerate() {
+            // Step function: level at the previous tail, then down.
             let cmd = if j == 0 { 'M' } else { 'L' };
             let _ = write!(
                 d,
                 "{cmd}{:.1},{:.1} L{:.1},{:.1} ",
                 px(x),
-                py(prev_y),
+                py(prev_tail),
                 px(x),
-                py(y)
+                py(1.0 - f)
             );
-            prev_y = y;
+            prev_tail = 1.0 - f;
         }
         let _ = writeln!(
             out,
@@ -155,9 +193,15 @@ pub fn cdf_chart(title: &str, x_label: &str, series: &[Series]) -> String {
     }
     let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
     legend(&mut out, &names);
-    axis_labels(&mut out, x_label, "fraction of samples <= x");
+    axis_labels(&mut out, x_label, "share of samples above x (log)");
     out.push_str("</svg>\n");
     out
+}
+
+/// A percentile without trailing zeros (90, 99.9).
+fn fmt_tail(v: f64) -> String {
+    let s = format!("{v:.5}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn axis_labels(out: &mut String, x_label: &str, y_label: &str) {
@@ -237,17 +281,62 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cdf_chart_is_wellformed_svg() {
+    fn tail_chart_is_wellformed_svg() {
         let s = Series {
             name: "a<b".into(),
             points: vec![(0.5, 0.1), (2.0, 0.5), (30.0, 1.0)],
         };
-        let svg = cdf_chart("t", "ms", &[s]);
+        let svg = tail_chart("t", "ms", &[s]);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(svg.contains("a&lt;b"));
         assert!(svg.contains("<path"));
         // Empty input still renders axes.
-        assert!(cdf_chart("t", "ms", &[]).contains("</svg>"));
+        assert!(tail_chart("t", "ms", &[]).contains("</svg>"));
+    }
+
+    #[test]
+    fn tail_chart_goes_down_to_the_nines_the_data_has() {
+        // A tail down to 1 sample in 10 000: the axis shows p99.99, and the
+        // p99 and p99.9 levels are a decade apart (not squeezed into the
+        // last pixel of a linear axis).
+        let points = vec![
+            (1.0, 0.5),
+            (2.0, 0.99),
+            (5.0, 0.999),
+            (9.0, 0.9999),
+            (20.0, 1.0),
+        ];
+        let svg = tail_chart(
+            "t",
+            "ms",
+            &[Series {
+                name: "s".into(),
+                points,
+            }],
+        );
+        for label in [">p90<", ">p99<", ">p99.9<", ">p99.99<"] {
+            assert!(svg.contains(label), "no {label}: {svg}");
+        }
+        assert!(!svg.contains(">p99.999<"), "{svg}");
+        // The path's y coordinates: p99 (tail 0.01) two decades of four
+        // below the top, p99.9 three.
+        let ph = H - TOP - BOTTOM;
+        let y = |decade: f64| format!("{:.1}", TOP + decade / 4.0 * ph);
+        let path = svg.lines().find(|l| l.starts_with("<path")).unwrap();
+        for decades in [2.0, 3.0] {
+            assert!(path.contains(&y(decades)), "no y {} in {path}", y(decades));
+        }
+        // Without samples that far out, the axis stops at p99.
+        let short = vec![(1.0, 0.5), (2.0, 1.0)];
+        let svg = tail_chart(
+            "t",
+            "ms",
+            &[Series {
+                name: "s".into(),
+                points: short,
+            }],
+        );
+        assert!(svg.contains(">p99<") && !svg.contains(">p99.9<"), "{svg}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use morpheus_bench::rounds::{self, Compared, Figures, Limit, names};
 use morpheus_bench::rtmetrics::RuntimeFigures;
 use morpheus_bench::sched::SchedConfig;
 use morpheus_bench::service::{HeavyWork, LightPhases, Load, run_client, start_server};
-use morpheus_bench::stats::{Summary, cdf, pool_cdfs};
+use morpheus_bench::stats::{Summary, cdf};
 use morpheus_bench::strategy::Strategy;
 use morpheus_bench::svg::{self, Series};
 use morpheus_bench::work::unit_ns;
@@ -326,19 +326,13 @@ fn plots(o: &Opts, runs: &[Compared<Measurement>]) -> Result<()> {
                 .iter()
                 .map(|r| (r.result.light.count, r.result.light_cdf.as_slice()))
                 .collect();
-            Series {
-                name: c.label.clone(),
-                points: pool_cdfs(&parts, 200)
-                    .iter()
-                    .map(|&(x, y)| (x as f64 / 1e6, y))
-                    .collect(),
-            }
+            Series::pooled_ms(c.label.clone(), &parts)
         })
         .collect();
     harness::plot(
         &o.run,
-        "latency-light-cdf",
-        &svg::cdf_chart(
+        "latency-light-tail",
+        &svg::tail_chart(
             "latency: light requests (all rounds)",
             "latency (ms, log scale)",
             &series,

@@ -20,7 +20,7 @@ use morpheus_bench::probe::Probe;
 use morpheus_bench::rounds::{self, Compared, Figures, names, verdict};
 use morpheus_bench::rtmetrics::RuntimeFigures;
 use morpheus_bench::sched::SchedMetrics;
-use morpheus_bench::stats::{Summary, cdf, pool_cdfs};
+use morpheus_bench::stats::{Summary, cdf};
 use morpheus_bench::strategy::{Strategy, WORKER_THREAD};
 use morpheus_bench::svg::{self, Series};
 use morpheus_bench::work::{unit_ns, work_unit};
@@ -392,8 +392,15 @@ fn plots(o: &Opts, runs: &[Compared<Measurement>]) -> Result<()> {
         let suffix = c
             .sched
             .map_or(String::new(), |s| format!("-{}", s.as_str()));
-        let series: Vec<Series> = o
+        // The strategies this configuration measured (with --replot, the
+        // options hold every strategy, the file only those it ran).
+        let measured: Vec<Strategy> = o
             .variants
+            .iter()
+            .copied()
+            .filter(|&s| c.rounds.iter().any(|r| find(&r.result, s).is_some()))
+            .collect();
+        let series: Vec<Series> = measured
             .iter()
             .map(|&s| {
                 let parts: Vec<(usize, &[(u64, f64)])> = c
@@ -402,13 +409,7 @@ fn plots(o: &Opts, runs: &[Compared<Measurement>]) -> Result<()> {
                     .filter_map(|r| find(&r.result, s))
                     .map(|v| (v.probe.count, v.probe_cdf.as_slice()))
                     .collect();
-                Series {
-                    name: s.label().into(),
-                    points: pool_cdfs(&parts, 200)
-                        .iter()
-                        .map(|&(x, y)| (x as f64 / 1e6, y))
-                        .collect(),
-                }
+                Series::pooled_ms(s.label(), &parts)
             })
             .collect();
         // Not with --no-probe: nothing to draw.
@@ -416,12 +417,11 @@ fn plots(o: &Opts, runs: &[Compared<Measurement>]) -> Result<()> {
             let title = format!("starvation: probe lateness ({}, all rounds)", c.label);
             harness::plot(
                 &o.run,
-                &format!("starvation{suffix}-probe-cdf"),
-                &svg::cdf_chart(&title, "lateness (ms, log scale)", &series),
+                &format!("starvation{suffix}-probe-tail"),
+                &svg::tail_chart(&title, "lateness (ms, log scale)", &series),
             )?;
         }
-        let bars: Vec<(String, f64)> = o
-            .variants
+        let bars: Vec<(String, f64)> = measured
             .iter()
             .map(|s| {
                 let m = c.median(&names::units_per_s(s.label()));

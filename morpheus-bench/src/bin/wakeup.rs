@@ -19,7 +19,7 @@ use morpheus_bench::harness::{self, Ctx, RunOpts};
 use morpheus_bench::hogs::{Hogs, cpus};
 use morpheus_bench::rounds::{self, Compared, Figures, Limit, names};
 use morpheus_bench::sched::SchedConfig;
-use morpheus_bench::stats::{Summary, cdf, pool_cdfs};
+use morpheus_bench::stats::{Summary, cdf};
 use morpheus_bench::svg::{self, Series};
 use serde::{Deserialize, Serialize};
 
@@ -286,25 +286,19 @@ fn plots(o: &Opts, runs: &[Compared<Measurement>]) -> Result<()> {
                     .filter_map(|r| r.result.cases.get(k))
                     .map(|case| (case.delay.count, case.delay_cdf.as_slice()))
                     .collect();
-                Series {
-                    name: c.label.clone(),
-                    points: pool_cdfs(&parts, 200)
-                        .iter()
-                        .map(|&(x, y)| (x as f64 / 1e6, y))
-                        .collect(),
-                }
+                Series::pooled_ms(c.label.clone(), &parts)
             })
             .collect();
         let name = if o.hogs.len() > 1 {
-            format!("wakeup-delay-cdf-{h}hogs")
+            format!("wakeup-delay-tail-{h}hogs")
         } else {
-            "wakeup-delay-cdf".into()
+            "wakeup-delay-tail".into()
         };
         let title = format!("wakeup: delay beside {h} CPU hogs (all rounds)");
         harness::plot(
             &o.run,
             &name,
-            &svg::cdf_chart(&title, "wake-up delay (ms, log scale)", &series),
+            &svg::tail_chart(&title, "wake-up delay (ms, log scale)", &series),
         )?;
     }
     Ok(())
