@@ -25,6 +25,21 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Redraws `program`'s plots from `json` into `plots`, tagged "t".
+fn replot(program: &str, json: &str, plots: &Path) {
+    run(
+        program,
+        &[
+            "--replot",
+            json,
+            "--plots",
+            plots.to_str().unwrap(),
+            "--tag",
+            "t",
+        ],
+    );
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -47,17 +62,7 @@ fn starvation_replots_the_strategies_it_measured_and_only_those() {
             json_s,
         ],
     );
-    run(
-        bin,
-        &[
-            "--replot",
-            json_s,
-            "--plots",
-            plots.to_str().unwrap(),
-            "--tag",
-            "t",
-        ],
-    );
+    replot(bin, json_s, &plots);
     let bars = read(&plots.join("t-starvation-throughput.svg"));
     let tail = read(&plots.join("t-starvation-probe-tail.svg"));
     for svg in [&bars, &tail] {
@@ -85,17 +90,7 @@ fn latency_and_wakeup_replot_their_tail_charts() {
         let json = dir.join("r.json");
         let json_s = json.to_str().unwrap();
         run(program, &["--quick", "--rounds", "1", "--json", json_s]);
-        run(
-            program,
-            &[
-                "--replot",
-                json_s,
-                "--plots",
-                plots.to_str().unwrap(),
-                "--tag",
-                "t",
-            ],
-        );
+        replot(program, json_s, &plots);
         let svg = read(&plots.join(plot));
         assert!(svg.contains("<path") && svg.contains(">p99<"), "{svg}");
     }

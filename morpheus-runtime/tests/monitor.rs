@@ -9,24 +9,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::switches_of;
-use morpheus_runtime::{Config, Sources, YieldCause, bindings, current_worker};
+use morpheus_runtime::{YieldCause, bindings, current_worker};
 
 const BUDGET: Duration = Duration::from_millis(10);
 const WINDOW: Duration = Duration::from_millis(600);
 
 #[test]
 fn the_monitor_wakes_about_once_per_budget_while_a_worker_yields_often() {
-    morpheus_runtime::configure(Config {
-        socket_path: common::socket_path("monitor-absent"),
-        budget: BUDGET,
-        // Host CPU pressure would halve the budget (and double the wake-ups).
-        sources: Sources {
-            pressure: false,
-            ..Sources::default()
-        },
-        ..Config::default()
-    })
-    .unwrap();
+    common::configure_budget_only("monitor-absent", BUDGET);
     // The first checkpoint attaches this thread (and starts the monitor).
     assert_eq!(bindings::checkpoint(), None);
     assert!(current_worker().is_ok());

@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::switches_of;
-use morpheus_runtime::{Builder, Config, Sources, YieldCause, try_checkpoint};
+use morpheus_runtime::{Builder, YieldCause, try_checkpoint};
 
 const BUDGET: Duration = Duration::from_millis(10);
 const IDLE: Duration = Duration::from_millis(600);
@@ -36,17 +36,7 @@ async fn until_budget_yield() -> Duration {
 
 #[test]
 fn parked_workers_cost_no_wakeups_and_an_unparked_one_is_budgeted_at_once() {
-    morpheus_runtime::configure(Config {
-        socket_path: common::socket_path("park-absent"),
-        budget: BUDGET,
-        // Host CPU pressure would halve the budget.
-        sources: Sources {
-            pressure: false,
-            ..Sources::default()
-        },
-        ..Config::default()
-    })
-    .unwrap();
+    common::configure_budget_only("park-absent", BUDGET);
     let rt = Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -437,6 +437,22 @@ pub fn switches_of(name: &str) -> u64 {
     panic!("no thread named {name}");
 }
 
+/// Configures this test process: no scheduler (socket `name`, absent),
+/// the given budget, and no pressure source (host CPU pressure would
+/// halve the budget, and change how often the monitor wakes).
+pub fn configure_budget_only(name: &str, budget: Duration) {
+    morpheus_runtime::configure(morpheus_runtime::Config {
+        socket_path: socket_path(name),
+        budget,
+        sources: morpheus_runtime::Sources {
+            pressure: false,
+            ..morpheus_runtime::Sources::default()
+        },
+        ..morpheus_runtime::Config::default()
+    })
+    .unwrap();
+}
+
 /// CPU time of the calling thread.
 pub fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
