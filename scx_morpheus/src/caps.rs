@@ -58,9 +58,8 @@ pub fn check() -> Result<()> {
         bail!(
             "scx_morpheus lacks {} (effective capabilities {cap_eff:#x}): loading a sched_ext \
              scheduler needs CAP_SYS_ADMIN, or both CAP_BPF and CAP_PERFMON. {}; under \
-             systemd, keep CAP_SYS_ADMIN (or CAP_BPF and CAP_PERFMON) in the unit's \
-             CapabilityBoundingSet=, and in AmbientCapabilities= if it runs as a User= other \
-             than root",
+             systemd, keep CAP_BPF and CAP_PERFMON in the unit's CapabilityBoundingSet=, \
+             and in AmbientCapabilities= if it runs as a User= other than root",
             missing.join(" and "),
             if root {
                 "It runs as root, but something dropped them (a container, capsh, setpriv): \

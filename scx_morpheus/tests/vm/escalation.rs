@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use morpheus_common::WORKER_ESCAPABLE;
 
 use crate::support::fragile::Fragile;
-use crate::support::process::{Board, Cgroup, Child, SharedBoard};
+use crate::support::process::{Board, Cgroup, Child, NOBODY, SharedBoard, become_user};
 use crate::support::worker::{self, Behaviour};
 use crate::support::*;
 
@@ -293,10 +293,8 @@ impl Spinner {
                 let mut set: libc::cpu_set_t = std::mem::zeroed();
                 libc::CPU_SET(cpu, &mut set);
                 libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
-                if libc::setgid(NOBODY) != 0 || libc::setuid(NOBODY) != 0 {
-                    libc::_exit(1);
-                }
             }
+            become_user(NOBODY);
             loop {
                 std::hint::spin_loop();
             }
@@ -327,15 +325,7 @@ fn other_users_worker(sock: &str, cpu: usize, board: &SharedBoard) -> Child {
     Child::fork(move || {
         // SAFETY: the shared board outlives the child (the parent kills it first).
         let b = unsafe { &*(board as *const Board) };
-        // SAFETY: dropping privileges in the forked child.
-        let dropped = unsafe {
-            libc::setgroups(0, std::ptr::null()) == 0
-                && libc::setgid(NOBODY) == 0
-                && libc::setuid(NOBODY) == 0
-        };
-        if !dropped {
-            return 98;
-        }
+        become_user(NOBODY);
         pin_to(cpu);
         let Some(s) = Fragile::open(&sock) else {
             return 1;
@@ -365,9 +355,6 @@ fn share(offender: &str, control: &str, window: Duration) -> f64 {
     let (o, c) = (cpu_ns(offender) - o, cpu_ns(control) - c);
     o as f64 / c.max(1) as f64
 }
-
-/// The user id of `nobody`.
-const NOBODY: libc::uid_t = 65534;
 
 /// CGROUP_THROTTLE reduces the offender's share of a CPU and only its: an
 /// escapable worker that ignores its hints, sharing a CPU with a spinning

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::process::{NOBODY, as_user};
 use crate::support::worker::Behaviour;
 use crate::support::*;
 
@@ -249,6 +250,19 @@ fn the_shipped_unit_runs_the_loader_with_its_bounded_capabilities() {
     let loader = Loader::start_as_unit(&partial);
     register_and_leave();
     let exit = loader.stop();
+    assert!(exit.status.success(), "loader exit: {}", exit.stderr);
+
+    // Another user's worker: the identity checks on a process the loader
+    // does not own need no capability beyond the unit's.
+    let mut open = unit.clone();
+    open.exec.extend(["--socket-mode".into(), "666".into()]);
+    let loader = Loader::start_as_unit(&open);
+    let code = as_user(NOBODY, || {
+        register_and_leave();
+        0
+    });
+    let exit = loader.stop();
+    assert_eq!(code, 0, "user nobody could not register: {}", exit.stderr);
     assert!(exit.status.success(), "loader exit: {}", exit.stderr);
 }
 

@@ -10,24 +10,8 @@ use morpheus_common::protocol::Message;
 use morpheus_common::{MAX_WORKERS_PER_PROCESS, Status, WorkerState};
 
 use crate::support::client::{Session, metric, request};
+use crate::support::process::{NOBODY, as_user, become_user};
 use crate::support::*;
-
-/// Runs `f` in a forked child as `uid`/`gid`; returns its exit code.
-fn as_user(uid: u32, f: impl FnOnce() -> i32) -> i32 {
-    // SAFETY: the child only runs `f` and _exits; glibc keeps malloc usable after fork.
-    unsafe {
-        let pid = libc::fork();
-        assert!(pid >= 0);
-        if pid == 0 {
-            become_user(uid);
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(99);
-            libc::_exit(code);
-        }
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
-        libc::WEXITSTATUS(status)
-    }
-}
 
 #[test]
 fn an_unprivileged_worker_registers_and_another_user_cannot_touch_its_scb() {
@@ -46,12 +30,7 @@ fn an_unprivileged_worker_registers_and_another_user_cannot_touch_its_scb() {
     // SAFETY: fork; the child registers, reports, and sleeps until killed.
     let victim = unsafe { libc::fork() };
     if victim == 0 {
-        // SAFETY: dropping privileges in the child.
-        unsafe {
-            libc::setgroups(0, std::ptr::null());
-            libc::setgid(65534);
-            libc::setuid(65534);
-        }
+        become_user(NOBODY);
         let session = Session::open(sock_path.as_ref());
         let (slot, _) = session
             .register(0)
@@ -445,20 +424,6 @@ fn a_connection_never_speaks_for_a_new_process_with_its_peers_pid() {
     assert!(loader.stop().status.success());
 }
 
-/// Drops to `uid`/`gid` in a forked child (or exits it with 98).
-fn become_user(uid: u32) {
-    // SAFETY: setgroups/setgid/setuid in a forked child.
-    let ok = unsafe {
-        libc::setgroups(0, std::ptr::null()) == 0
-            && libc::setgid(uid) == 0
-            && libc::setuid(uid) == 0
-    };
-    if !ok {
-        // SAFETY: leaving the forked child.
-        unsafe { libc::_exit(98) };
-    }
-}
-
 /// Says HELLO on a new connection: Some(true) accepted, Some(false)
 /// refused or closed, None when no connection could be made.
 fn try_hello(path: &std::path::Path) -> Option<(bool, OwnedFd)> {
@@ -522,7 +487,7 @@ fn one_user_with_a_thousand_registrations_locks_no_one_out() {
     // SAFETY: fork; the child forks the registrants, then connects.
     let greedy = unsafe { libc::fork() };
     if greedy == 0 {
-        become_user(65534);
+        become_user(NOBODY);
         for _ in 0..PROCESSES {
             // SAFETY: fork in the greedy child.
             if unsafe { libc::fork() } == 0 {
@@ -724,7 +689,7 @@ fn the_default_socket_admits_only_root_and_its_group() {
     let (sock, _) = endpoints("default-mode", 0);
     let loader = Loader::start(&["--socket", &sock]);
     let path = sock.clone();
-    let code = as_user(65534, move || {
+    let code = as_user(NOBODY, move || {
         match crate::support::client::connect(path.as_ref()) {
             Err(e) if e.raw_os_error() == Some(libc::EACCES) => 0,
             Err(_) => 1,

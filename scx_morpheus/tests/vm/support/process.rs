@@ -170,3 +170,37 @@ impl Drop for Cgroup {
         });
     }
 }
+
+/// The user id (and group id) of `nobody`.
+pub const NOBODY: u32 = 65534;
+
+/// Runs `f` in a forked child as `uid`/`gid`; returns its exit code.
+pub fn as_user(uid: u32, f: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child only runs `f` and _exits; glibc keeps malloc usable after fork.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            become_user(uid);
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(99);
+            libc::_exit(code);
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        libc::WEXITSTATUS(status)
+    }
+}
+
+/// Drops to `uid`/`gid` in a forked child (or exits it with 98).
+pub fn become_user(uid: u32) {
+    // SAFETY: setgroups/setgid/setuid in a forked child.
+    let ok = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(uid) == 0
+            && libc::setuid(uid) == 0
+    };
+    if !ok {
+        // SAFETY: leaving the forked child.
+        unsafe { libc::_exit(98) };
+    }
+}
