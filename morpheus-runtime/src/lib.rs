@@ -68,7 +68,7 @@
 //! |----------|---------------------------------------------------------------|----------------|
 //! | kernel   | scx_morpheus bumps `hint_seq` in the worker's shared control block | `hint`     |
 //! | kernel   | a catch-up: I/O arrived for the process while its workers were busy (the worker serves its ready tasks and keeps the CPU) | `catch_up` |
-//! | budget   | the worker has been busy for [`Config::budget`] (10 ms) since its last yield | `budget` |
+//! | budget   | the worker has been busy for [`Config::budget`] (10 ms) since its last yield or unpark (a parked worker's budget never runs out) | `budget` |
 //! | pressure | PSI `some avg10` is high: the budget is halved (no kernel source) | `pressure`  |
 //! | defensive| escalations seen: the budget is quartered                     | `defensive`    |
 //!
