@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Metrics: a plain [`snapshot`], its metric [`families`] and their
 //! OpenMetrics text ([`openmetrics`]) for a service's own `/metrics`
-//! endpoint; with the `prometheus-client` feature, [`MorpheusCollector`]
+//! endpoint; with the `prometheus-client` feature, `MorpheusCollector`
 //! adds the same families to a `prometheus_client` registry.
 //!
 //! ```
