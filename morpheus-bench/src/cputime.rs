@@ -150,19 +150,7 @@ mod tests {
     use super::*;
     use std::sync::mpsc::{Receiver, Sender, channel};
 
-    /// The calling thread's CPU time.
-    fn own_cpu() -> Duration {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a valid timespec for the kernel to fill.
-        assert_eq!(
-            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
-            0
-        );
-        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-    }
+    use morpheus_common::clock::thread_cpu as own_cpu;
 
     /// A thread named `name` that spins until it has used `cpu` of CPU
     /// time, says so, and lives on until told to end.

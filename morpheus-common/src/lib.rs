@@ -18,6 +18,7 @@
 )]
 #[rustfmt::skip]
 pub mod abi;
+pub mod clock;
 mod enums;
 pub mod openmetrics;
 pub mod protocol;

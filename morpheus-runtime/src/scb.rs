@@ -93,21 +93,4 @@ impl ScbRef {
     }
 }
 
-/// The current `CLOCK_MONOTONIC` time in nanoseconds (the clock of
-/// `bpf_ktime_get_ns()`).
-pub(crate) fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC).unwrap_or(0)
-}
-
-/// Reads a clock in nanoseconds.
-pub(crate) fn clock_ns(clock: libc::clockid_t) -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return None;
-    }
-    Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
-}
+pub(crate) use morpheus_common::clock::{monotonic_ns, read_ns as clock_ns};

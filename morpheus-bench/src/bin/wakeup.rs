@@ -21,6 +21,7 @@ use morpheus_bench::rounds::{self, Compared, Figures, Limit, names};
 use morpheus_bench::sched::SchedConfig;
 use morpheus_bench::stats::{Summary, cdf};
 use morpheus_bench::svg::{self, Series};
+use morpheus_common::clock::monotonic_ns;
 use serde::{Deserialize, Serialize};
 
 /// Wake-up delay of sleeping threads beside CPU hogs.
@@ -133,16 +134,6 @@ fn figures(m: &Measurement) -> Figures {
         ));
     }
     f
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Sleeps until the CLOCK_MONOTONIC time `deadline_ns`.

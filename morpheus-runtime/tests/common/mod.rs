@@ -396,14 +396,8 @@ impl Session {
     }
 }
 
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+/// `CLOCK_MONOTONIC` now (ns): the clock of the SCB's timestamps.
+pub use morpheus_common::clock::monotonic_ns as now_ns;
 
 /// Polls `f` until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -454,15 +448,7 @@ pub fn configure_budget_only(name: &str, budget: Duration) {
 }
 
 /// CPU time of the calling thread.
-pub fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+pub use morpheus_common::clock::thread_cpu;
 
 /// Runs `f` in a loop until the thread has used `cpu` of CPU time (not wall
 /// time: on a loaded host a thread may get a small share of a wall-clock

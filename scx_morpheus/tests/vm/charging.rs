@@ -12,6 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use crate::support::*;
+use morpheus_common::clock::thread_cpu;
 
 /// `struct sched_attr` (linux/sched/types.h, SCHED_ATTR_SIZE_VER1).
 #[repr(C)]
@@ -44,20 +45,6 @@ fn set_requested_slice(tid: i32, ns: u64) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
-}
-
-/// The calling thread's CPU time.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: the kernel fills a valid timespec.
-    assert_eq!(
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
-        0
-    );
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Who changes the first spinner's properties.
