@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! Metrics: a plain [`snapshot`], its metric [`families`] and their
-//! OpenMetrics text ([`openmetrics`]) for a service's own `/metrics`
-//! endpoint; with the `prometheus-client` feature, `MorpheusCollector`
-//! adds the same families to a `prometheus_client` registry.
+//! Metrics: a plain [`snapshot`] and its OpenMetrics text
+//! ([`openmetrics`]) for a service's own `/metrics` endpoint; with the
+//! `prometheus-client` feature, `MorpheusCollector` adds the same metric
+//! families to a `prometheus_client` registry.
 //!
 //! ```
 //! let text = morpheus_runtime::metrics::openmetrics();
@@ -27,7 +27,7 @@ mod families;
 mod prometheus;
 
 pub use crate::ledger::ResponseHistogram;
-pub use families::{Family, Labels, Options, PREFIX, Samples, families};
+use families::{Labels, Options, PREFIX, Samples, families};
 #[cfg(feature = "prometheus-client")]
 pub use prometheus::MorpheusCollector;
 
@@ -159,8 +159,8 @@ fn snapshot_of(p: &Process) -> Snapshot {
     }
 }
 
-/// Renders the snapshot as OpenMetrics text (ends with `# EOF`), with
-/// the process's configured [`Options`] (per-worker samples only with
+/// Renders the snapshot as OpenMetrics text (ends with `# EOF`), as the
+/// process is configured (per-worker samples only with
 /// `MORPHEUS_METRICS_PER_WORKER=1`).
 pub fn openmetrics() -> String {
     openmetrics_with(None)
@@ -173,7 +173,7 @@ pub fn openmetrics_with(per_worker: Option<bool>) -> String {
     render_with(&s, opts)
 }
 
-/// The snapshot and the [`Options`] the process's configuration asks for,
+/// The snapshot and the `Options` the process's configuration asks for,
 /// with `per_worker` in place of its choice when given.
 pub(crate) fn snapshot_and_options(per_worker: Option<bool>) -> (Snapshot, Options) {
     let of = |p: &Process| {
@@ -188,14 +188,8 @@ pub(crate) fn snapshot_and_options(per_worker: Option<bool>) -> (Snapshot, Optio
     }
 }
 
-/// Renders a snapshot as OpenMetrics text with the default [`Options`]
-/// (no per-worker samples).
-pub fn render(s: &Snapshot) -> String {
-    render_with(s, Options::default())
-}
-
 /// Renders a snapshot as OpenMetrics text.
-pub fn render_with(s: &Snapshot, opts: Options) -> String {
+fn render_with(s: &Snapshot, opts: Options) -> String {
     let mut m = Exposition::new(PREFIX);
     for f in families(s, opts) {
         let mut family = m.family(f.name, f.kind(), f.help);
@@ -256,10 +250,9 @@ mod tests {
     #[test]
     fn worker_labels_are_off_by_default() {
         let s = with_workers();
-        for text in [render(&s), render_with(&s, Options::default())] {
-            assert!(!text.contains("worker="), "{text}");
-            assert!(!text.contains("worker_yields"), "{text}");
-        }
+        let text = render_with(&s, Options::default());
+        assert!(!text.contains("worker="), "{text}");
+        assert!(!text.contains("worker_yields"), "{text}");
         assert!(!crate::config::Config::default().metrics_per_worker);
     }
 
@@ -285,7 +278,7 @@ mod tests {
         s.process.hint_response.counts[2] = 3;
         s.process.hint_response.sum_ns = 900_000;
         s.cpu_pressure = Some(12.5);
-        let text = render(&s);
+        let text = render_with(&s, Options::default());
         assert!(text.ends_with("# EOF\n"));
         assert_eq!(text.matches("# EOF").count(), 1);
         assert!(

@@ -38,7 +38,7 @@ impl MorpheusCollector {
     }
 
     /// Whether to add the `worker`-labelled samples, whatever the
-    /// configuration says (see [`Options::per_worker`](super::Options::per_worker)).
+    /// configuration says (`MORPHEUS_METRICS_PER_WORKER`).
     pub fn per_worker(mut self, on: bool) -> MorpheusCollector {
         self.per_worker = Some(on);
         self
