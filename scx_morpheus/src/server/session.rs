@@ -118,29 +118,9 @@ impl<'a> Session<'a> {
                     runtime_kind,
                 },
                 Some(pidfd),
-            ) if self.open => {
-                let result = st.register_worker(self.peer, pidfd, flags, runtime_kind.as_u32());
-                drop(st);
-                let (status, slot, generation) = match result {
-                    Ok((slot, generation)) => (Status::Ok, slot, generation),
-                    Err(status) => (status, 0, 0),
-                };
-                self.reply(
-                    Message::RegisterReply {
-                        status,
-                        slot,
-                        generation,
-                    },
-                    None,
-                )
-            }
+            ) if self.open => self.on_register(st, pidfd, flags, runtime_kind),
             (Message::Unregister { slot, generation }, None) if self.open => {
-                let status = st
-                    .unregister_worker(tgid, slot, generation)
-                    .err()
-                    .unwrap_or(Status::Ok);
-                drop(st);
-                self.reply(Message::UnregisterReply { status }, None)
+                self.on_unregister(st, slot, generation)
             }
             (msg, _) => {
                 // Out of order, wrong direction, or a stray fd (closed on drop).
@@ -195,6 +175,47 @@ impl<'a> Session<'a> {
         };
         let array = st.array(tgid).expect("created by open_process");
         self.reply(ok, Some(array.fd()))
+    }
+
+    /// REGISTER: the thread behind `pidfd`, if it is one of the peer's,
+    /// becomes a worker of its process in a free slot.
+    fn on_register(
+        &mut self,
+        mut st: std::sync::MutexGuard<'_, State>,
+        pidfd: OwnedFd,
+        flags: u32,
+        kind: RuntimeKind,
+    ) -> Result<()> {
+        let result = st.register_worker(self.peer, pidfd, flags, kind.as_u32());
+        drop(st);
+        let (status, slot, generation) = match result {
+            Ok((slot, generation)) => (Status::Ok, slot, generation),
+            Err(status) => (status, 0, 0),
+        };
+        self.reply(
+            Message::RegisterReply {
+                status,
+                slot,
+                generation,
+            },
+            None,
+        )
+    }
+
+    /// UNREGISTER: the worker in `slot` (of this `generation`) of the
+    /// peer's process stops being one.
+    fn on_unregister(
+        &mut self,
+        mut st: std::sync::MutexGuard<'_, State>,
+        slot: u32,
+        generation: u64,
+    ) -> Result<()> {
+        let status = st
+            .unregister_worker(self.peer.pid, slot, generation)
+            .err()
+            .unwrap_or(Status::Ok);
+        drop(st);
+        self.reply(Message::UnregisterReply { status }, None)
     }
 
     /// Counts and answers an invalid message; too many close the connection.
