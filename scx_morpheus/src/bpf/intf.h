@@ -30,6 +30,12 @@ enum morpheus_sched_consts {
 	/* Shortest slice a task is given, whatever its weight (ns). */
 	MORPHEUS_SLICE_FLOOR_NS = 250 * 1000,
 	/*
+	 * Shortest slice a worker keeps its CPU for until the next decision
+	 * (ns): a decision whose time has already come is made again right
+	 * away, after this much, not in a loop of zero slices.
+	 */
+	MORPHEUS_KEEP_FLOOR_NS = 10 * 1000,
+	/*
 	 * A runnable task's vtime is kept within this many maximum slices
 	 * ahead of the queue's, shared among the tasks queued for its CPU
 	 * (shared_allowance()): however heavy one charge (a low weight, a long

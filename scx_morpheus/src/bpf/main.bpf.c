@@ -268,7 +268,7 @@ static __always_inline void stat_inc(u64 *counter)
  */
 static void hist_add(u64 *hist, u64 ns)
 {
-	u64 us = ns / 1000;
+	u64 us = ns / NSEC_PER_USEC;
 	bool found = false;
 	u32 b = 0;
 

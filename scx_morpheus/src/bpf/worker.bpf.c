@@ -132,7 +132,7 @@ static void worker_tick(struct morpheus_worker_ctx *wc, u64 now)
 	if (!scb)
 		return;
 	scb->k.pressure = cur_pressure;
-	scb->k.slice_us = (cur_slice_ns ?: slice_ns) / 1000;
+	scb->k.slice_us = (cur_slice_ns ?: slice_ns) / NSEC_PER_USEC;
 	/* Untrusted: only ever compared with zero. */
 	if (READ_ONCE(scb->u.critical_depth))
 		wc->crit_seen = now;
@@ -324,8 +324,8 @@ static void worker_keep(struct task_struct *p, struct cpu_ctx *cctx, s32 cpu, u6
 	/* A deadline already passed is decided on again right away. */
 	u64 left = until > now ? until - now : 0;
 
-	if (left < NSEC_PER_USEC * 10)
-		left = NSEC_PER_USEC * 10;
+	if (left < MORPHEUS_KEEP_FLOOR_NS)
+		left = MORPHEUS_KEEP_FLOOR_NS;
 	scx_bpf_task_set_slice(p, left);
 	cpu_timer_arm(cctx, now + left, now);
 }
