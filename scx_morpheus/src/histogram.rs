@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! The BPF program's log2(us) histograms (`resp_hist`, `hint_delay_hist`,
+//! The BPF program's log2(us) histograms (`hint_response_hist`, `hint_delay_hist`,
 //! `timer_late_hist`) read as what they can honestly say: cumulative
 //! buckets with upper bounds in seconds, and percentiles as bucket bounds.
 //!

@@ -85,7 +85,7 @@ pub fn lines(m: &Metrics) -> Vec<String> {
         ),
         format!(
             "  p50/p99 response {} delay {} timer late {} | ring drops {}",
-            p50_p99(&m.resp_hist),
+            p50_p99(&m.hint_response_hist),
             p50_p99(&m.hint_delay_hist),
             p50_p99(&m.timer_late_hist),
             c(m.ring_drops),
@@ -142,7 +142,7 @@ mod tests {
             // Widest percentile texts: an open-ended bucket, "<263ms".
             let mut h = vec![0; 24];
             h[23] = widest;
-            m.resp_hist = h.clone();
+            m.hint_response_hist = h.clone();
             m.hint_delay_hist = h;
             m.timer_late_hist = vec![0; 24];
             m.timer_late_hist[17] = 1;
@@ -162,16 +162,16 @@ mod tests {
         let mut before = Metrics {
             hints_sent: 1_000,
             slice_us: 2_000,
-            resp_hist: vec![0; 24],
+            hint_response_hist: vec![0; 24],
             ..Default::default()
         };
         // Since attach: 1000 fast answers (8..16 us).
-        before.resp_hist[3] = 1_000;
+        before.hint_response_hist[3] = 1_000;
         let mut now = before.clone();
         now.hints_sent += 7;
         now.slice_us = 5_000;
         // In this interval: 7 slow answers (1024..2048 us).
-        now.resp_hist[10] = 7;
+        now.hint_response_hist[10] = 7;
         let text = lines(&now.delta(&before)).join("\n");
         assert!(text.contains("hints sent 7 "), "{text}");
         assert!(text.contains("slice 5000us"), "{text}");

@@ -201,7 +201,7 @@ impl<'a> Scheduler<'a> {
             hints_dropped: bss.hints_dropped + counters.hints_dropped,
             catch_ups: bss.catch_ups,
             catch_ups_deferred: bss.catch_ups_deferred,
-            resp_hist: bss.resp_hist.to_vec(),
+            hint_response_hist: bss.hint_response_hist.to_vec(),
             hint_delay_hist: bss.hint_delay_hist.to_vec(),
             timer_late_hist: bss.timer_late_hist.to_vec(),
             escalations_kick: policy(morpheus_common::abi::MORPHEUS_ESCALATION_THREAD_KICK),

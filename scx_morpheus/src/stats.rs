@@ -97,7 +97,7 @@ pub struct Metrics {
     #[stat(
         desc = "Hint response time (issued to answered): count per log2(us) bucket; OpenMetrics: hint_response_seconds"
     )]
-    pub resp_hist: Vec<u64>,
+    pub hint_response_hist: Vec<u64>,
     #[stat(
         desc = "Hint delay (due to issued): count per log2(us) bucket; OpenMetrics: hint_delay_seconds"
     )]
@@ -139,7 +139,7 @@ const GAUGES: &[&str] = &[
 /// the BPF array's name; the family says what it measures, in seconds.
 const HISTOGRAMS: &[(&str, &str, &str)] = &[
     (
-        "resp_hist",
+        "hint_response_hist",
         "hint_response_seconds",
         "Time from a hint to its answer (acknowledged, or the worker yielded or blocked).",
     ),
@@ -173,7 +173,7 @@ impl Metrics {
     /// A histogram field by name.
     fn histogram(&self, field: &str) -> &[u64] {
         match field {
-            "resp_hist" => &self.resp_hist,
+            "hint_response_hist" => &self.hint_response_hist,
             "hint_delay_hist" => &self.hint_delay_hist,
             "timer_late_hist" => &self.timer_late_hist,
             _ => unreachable!("{field} is not a histogram field"),
@@ -317,15 +317,15 @@ mod tests {
     #[test]
     fn delta_subtracts_histograms_bucket_by_bucket() {
         let a = Metrics {
-            resp_hist: vec![3, 0, 9],
+            hint_response_hist: vec![3, 0, 9],
             ..Default::default()
         };
         let b = Metrics {
-            resp_hist: vec![1, 0, 9],
+            hint_response_hist: vec![1, 0, 9],
             ..Default::default()
         };
         // Since the previous reading: 2 in bucket 0, nothing in bucket 2.
-        assert_eq!(a.delta(&b).resp_hist, vec![2, 0, 0]);
+        assert_eq!(a.delta(&b).hint_response_hist, vec![2, 0, 0]);
     }
 
     #[test]
@@ -370,7 +370,7 @@ mod tests {
         h[3] = 2; // 8..16 us
         h[6] = 1; // 64..128 us
         let m = Metrics {
-            resp_hist: h,
+            hint_response_hist: h,
             ..Default::default()
         };
         let text = m.openmetrics();
@@ -416,7 +416,7 @@ mod tests {
         }
         let mut m: Metrics = serde_json::from_value(json).unwrap();
         let hist = |seed: u64| (0..24u64).map(|i| (i * seed) % 5).collect::<Vec<u64>>();
-        m.resp_hist = hist(3);
+        m.hint_response_hist = hist(3);
         m.hint_delay_hist = hist(2);
         m.timer_late_hist = hist(1);
         m

@@ -183,7 +183,7 @@ static void hint_answered(struct task_struct *p, struct morpheus_worker_ctx *wc,
 			if (scb)
 				__sync_fetch_and_add(&scb->k.hints_answered, 1);
 		}
-		hist_add(resp_hist, resp);
+		hist_add(hint_response_hist, resp);
 		emit(MORPHEUS_EVENT_ANSWERED, p, wc, wc->hint_seq, resp);
 	}
 	wc->hint_seq = 0;

@@ -134,12 +134,12 @@ u64 throttles;					/* throttles applied */
 u64 workers_started;				/* REGISTERED -> RUNNING transitions */
 u64 workers_exited;				/* threads that exited while registered */
 u64 catch_ups;					/* catch-ups signalled to workers (io.bpf.c) */
-u64 catch_ups_deferred;			    /* ... due while none of the process's workers ran */
-u64 cur_slice_ns;			    /* the adaptive slice now (weight 100) */
-u64 cur_pressure;			    /* MORPHEUS_PRESSURE_ONE fixed point */
-u64 resp_hist[MORPHEUS_RESP_BUCKETS];	    /* hint issued -> answered, log2(us) */
-u64 hint_delay_hist[MORPHEUS_RESP_BUCKETS]; /* hint due -> issued, log2(us) */
-u64 timer_late_hist[MORPHEUS_RESP_BUCKETS]; /* decision timer due -> fired, log2(us) */
+u64 catch_ups_deferred;			       /* ... due while none of the process's workers ran */
+u64 cur_slice_ns;			       /* the adaptive slice now (weight 100) */
+u64 cur_pressure;			       /* MORPHEUS_PRESSURE_ONE fixed point */
+u64 hint_response_hist[MORPHEUS_RESP_BUCKETS]; /* hint issued -> answered, log2(us) */
+u64 hint_delay_hist[MORPHEUS_RESP_BUCKETS];    /* hint due -> issued, log2(us) */
+u64 timer_late_hist[MORPHEUS_RESP_BUCKETS];    /* decision timer due -> fired, log2(us) */
 
 /* The vtime of the most recently started task: the "now" of the queues. */
 static u64 vtime_now;
