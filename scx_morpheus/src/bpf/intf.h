@@ -97,6 +97,8 @@ enum morpheus_sched_consts {
 #define MORPHEUS_CTX_HINT_EXPIRED (1u << 8) /* outstanding hint passed its deadline */
 #define MORPHEUS_CTX_NEW_ROUND (1u << 9)    /* preempted at a cap: its next run starts a round */
 #define MORPHEUS_CTX_STARTED (1u << 10)	    /* has run since it registered */
+/* taken off its CPU while runnable: its next run may continue this one */
+#define MORPHEUS_CTX_PREEMPTED (1u << 11)
 
 /*
  * Leases: one 64-bit word per registration in the `leases` array, which
@@ -148,8 +150,13 @@ struct morpheus_worker_ctx {
 	__u64 calm_ts;		  /* last decision that saw nobody waiting for its CPU */
 	__u64 escalation_ts;	  /* last escalation */
 	__u32 escalations_recent; /* escalations within the hybrid window */
-	__u32 __pad;
-	__u64 contended_since; /* first decision of the current stretch with waiters */
+	__u32 stop_cpu;		  /* the CPU it last stopped running on */
+	__u64 contended_since;	  /* first decision of the current stretch with waiters */
+	/* its CPU's run_id when it last stopped running */
+	__u64 stop_run_id;
+	/* when its current turn began: its run start, unless the run only
+	 * continues one that a task outside this scheduler interrupted */
+	__u64 turn_start;
 };
 
 /* Throttle map value: a cgroup (or, for the root cgroup, a process) serving a penalty. */

@@ -616,7 +616,7 @@ void BPF_STRUCT_OPS(morpheus_stopping, struct task_struct *p, bool runnable)
 
 	wc = worker_of(p);
 	if (wc && !remote)
-		worker_stopping(p, wc, runnable, used, now);
+		worker_stopping(p, wc, cctx, runnable, used, now);
 
 	/*
 	 * Its typical request: the bursts it ran before sleeping, and any

@@ -49,9 +49,30 @@ static u64 worker_slice(struct task_struct *p, u64 now, bool *throttled)
 }
 
 /*
+ * Whether the run of @wc starting on @cpu (whose record @cctx has just
+ * counted it) only continues its previous one: it was taken off this CPU
+ * while runnable and no other task of this scheduler ran here since. That
+ * is a task of a higher class (the CPU stopper, which the soft-lockup
+ * watchdog runs on every CPU every few seconds; an RT or deadline task)
+ * that interrupted it: the kernel puts it back at the head of the CPU's
+ * queue with what was left of its slice, and nobody waiting for the CPU
+ * got a turn.
+ */
+static __always_inline bool worker_continues(const struct morpheus_worker_ctx *wc,
+					     const struct cpu_ctx *cctx, s32 cpu)
+{
+	return (wc->flags & MORPHEUS_CTX_PREEMPTED) && wc->stop_cpu == (u32)cpu &&
+	       cctx->run_id == wc->stop_run_id + 1;
+}
+
+/*
  * The worker starts running on @cpu: a new run with its slice's end (when a
  * hint becomes due if others wait) and the grace period moved by the time
- * it waited for a CPU. Arms the CPU's timer for the first decision.
+ * it waited for a CPU. A new turn, too, unless the run only continues one
+ * that a task outside this scheduler interrupted (worker_continues()): the
+ * critical-section cap counts the waiters' time from the turn's start, so
+ * that an interruption does not start it again. Arms the CPU's timer for
+ * the first decision.
  */
 static void worker_running(struct task_struct *p, struct morpheus_worker_ctx *wc,
 			   struct cpu_ctx *cctx, s32 cpu, u64 now)
@@ -61,6 +82,9 @@ static void worker_running(struct task_struct *p, struct morpheus_worker_ctx *wc
 	u64 slice = worker_slice(p, now, &throttled);
 	u64 next;
 
+	if (!worker_continues(wc, cctx, cpu))
+		wc->turn_start = now;
+	wc->flags &= ~MORPHEUS_CTX_PREEMPTED;
 	wc->run_start = now;
 	/*
 	 * The grace period is time on a CPU: a worker cannot reach a
@@ -96,13 +120,21 @@ static void worker_running(struct task_struct *p, struct morpheus_worker_ctx *wc
  * The worker stops running. A hint is answered by an acknowledgement or by
  * giving up the CPU (blocking). Involuntary preemption does not answer it,
  * and the CPU time keeps counting towards the next hint and the caps.
+ * Where and in which run of @cctx's CPU it stopped is kept for
+ * worker_continues().
  */
-static void worker_stopping(struct task_struct *p, struct morpheus_worker_ctx *wc, bool runnable,
-			    u64 used, u64 now)
+static void worker_stopping(struct task_struct *p, struct morpheus_worker_ctx *wc,
+			    struct cpu_ctx *cctx, bool runnable, u64 used, u64 now)
 {
 	struct morpheus_scb *scb = scb_of(wc);
 
 	wc->stop_ts = now;
+	wc->stop_cpu = scx_bpf_task_cpu(p);
+	wc->stop_run_id = cctx ? cctx->run_id : 0;
+	if (runnable && cctx)
+		wc->flags |= MORPHEUS_CTX_PREEMPTED;
+	else
+		wc->flags &= ~MORPHEUS_CTX_PREEMPTED;
 	if (wc->flags & MORPHEUS_CTX_NEW_ROUND) {
 		wc->flags &= ~MORPHEUS_CTX_NEW_ROUND;
 		wc->ran_acc = 0;
@@ -255,12 +287,13 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 		/*
 		 * Critical sections are honoured until others have waited the
 		 * cap (their share of it), never beyond. They began waiting
-		 * after the last calm decision, or were waiting when this run
-		 * began.
+		 * after the last calm decision, or were waiting when this turn
+		 * began (worker_running(): an interrupted run resumed is the
+		 * same turn, or every interruption would start the cap again).
 		 */
 		u64 cap = shared_allowance(cpu, max_critical_ns);
 
-		waited_since = wc->calm_ts > wc->run_start ? wc->calm_ts : wc->run_start;
+		waited_since = wc->calm_ts > wc->turn_start ? wc->calm_ts : wc->turn_start;
 		if (!waited_since)
 			/* Registered while running: no run start seen yet. */
 			waited_since = wc->crit_start;

@@ -3,7 +3,7 @@
 //! never inside a critical section (until its cap); caps bound everyone.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use morpheus_common::WORKER_ESCAPABLE;
@@ -207,12 +207,25 @@ fn hybrid_kicks_first_then_throttles_repeat_offenders_for_a_bounded_window() {
     h.stop();
 }
 
+/// A liar that never leaves its critical section keeps a task that wakes
+/// every millisecond on its CPU waiting at most the cap at a time, also
+/// while a real-time thread keeps interrupting it: a task outside
+/// sched_ext (an RT thread here; the CPU stopper of the soft-lockup
+/// watchdog, every few seconds, on any machine) puts the liar back at the
+/// head of its CPU's queue with no decision of ours, and that must not
+/// start the cap again. Before the cap counted per turn, each interruption
+/// restarted it: with one every 5 ms the cap never struck (no violation in
+/// 2 s) and the probe waited up to 700 ms at a time; without the RT thread
+/// about one run in three had a cycle 8-52 ms over the cap (the watchdog's
+/// stopper).
 #[test]
 fn a_liar_in_a_critical_section_delays_others_by_at_most_the_cap() {
     require_sched_ext();
     let _slot = exclusive();
     const CAP_MS: u64 = 50;
-    let h = Harness::start(
+    // The loader's own threads stay off the liar's CPU: their turns there
+    // would be legitimate waits of the probe, not the liar's.
+    let h = Harness::start_off_test_cpu(
         "liar",
         19204,
         &[
@@ -226,20 +239,46 @@ fn a_liar_in_a_critical_section_delays_others_by_at_most_the_cap() {
     );
     let cpu = test_cpu();
 
-    // A probe on the liar's CPU wakes every millisecond and records lateness.
+    // A probe on the liar's CPU wakes every millisecond and records how
+    // late it ran: each wait behind the liar (over 10 ms) is one cycle.
     let stop = Arc::new(AtomicBool::new(false));
-    let worst = Arc::new(AtomicU64::new(0));
     let probe = {
-        let (stop, worst) = (stop.clone(), worst.clone());
+        let stop = stop.clone();
         std::thread::spawn(move || {
             pin_to(cpu);
             std::thread::sleep(Duration::from_millis(300)); // let the liar start
+            let mut waits_us = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 std::thread::sleep(Duration::from_millis(1));
                 let late = t.elapsed().as_micros() as u64;
-                worst.fetch_max(late, Ordering::Relaxed);
+                if late > 10_000 {
+                    waits_us.push(late);
+                }
             }
+            waits_us.sort_unstable();
+            waits_us
+        })
+    };
+    // A real-time thread on the same CPU: 100 us of work every 5 ms.
+    let interrupter = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            pin_to(cpu);
+            let param = libc::sched_param { sched_priority: 1 };
+            // SAFETY: a valid sched_param for this thread (tid 0: itself).
+            let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+            assert_eq!(rc, 0, "SCHED_FIFO: {}", std::io::Error::last_os_error());
+            let mut interruptions = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_micros(100) {
+                    std::hint::spin_loop();
+                }
+                interruptions += 1;
+            }
+            interruptions
         })
     };
     let liar = worker::run(
@@ -250,19 +289,35 @@ fn a_liar_in_a_critical_section_delays_others_by_at_most_the_cap() {
         Duration::from_secs(2),
     );
     stop.store(true, Ordering::Relaxed);
-    probe.join().unwrap();
-    let worst_ms = worst.load(Ordering::Relaxed) as f64 / 1000.0;
+    let waits_us = probe.join().unwrap();
+    let interruptions = interrupter.join().unwrap();
     let violations = h.metric("critical_cap_violations");
+    let ms = |us: u64| us as f64 / 1000.0;
+    let worst_ms = ms(waits_us.last().copied().unwrap_or(0));
+    let median_ms = ms(waits_us.get(waits_us.len() / 2).copied().unwrap_or(0));
     println!(
-        "liar {liar:?}: worst probe delay {worst_ms:.1} ms (cap {CAP_MS} ms), cap violations {violations}"
+        "liar {liar:?}: {} waits behind it, median {median_ms:.1} ms, worst {worst_ms:.1} ms \
+         (cap {CAP_MS} ms), {interruptions} RT interruptions, cap violations {violations}",
+        waits_us.len()
     );
     assert!(violations >= 1, "the liar was not stopped at the cap");
-    // Without the cap the liar could hold the CPU for its whole grant
-    // (slice + --max-overrun-ms 400 ms). With it: cap + one 4 ms tick +
-    // wakeup, plus slack for software emulation, whose stalls count as
-    // delay too (the liar benchmark reports the precise figures).
     assert!(
-        worst_ms <= (CAP_MS + 4 + 120) as f64,
+        interruptions >= 100,
+        "the RT thread ran {interruptions} times"
+    );
+    // The liar ran 2 s: at most one cap at a time, that is about 30 waits.
+    assert!(
+        waits_us.len() >= 20,
+        "only {} waits behind the liar: the probe did not get the CPU each cap",
+        waits_us.len()
+    );
+    // Without the cap the liar could hold the CPU for its whole grant
+    // (slice + --max-overrun-ms 400 ms); with a cap that each interruption
+    // restarts, its whole run. With it: the cap plus the decision timer's
+    // lateness and the RT thread's share, plus emulation's stalls (measured:
+    // 20 runs, 10 per CI kernel, all within 3.3 ms of the cap; SECURITY.md).
+    assert!(
+        worst_ms <= (CAP_MS + 20) as f64,
         "probe delayed {worst_ms:.1} ms with a {CAP_MS} ms cap"
     );
     assert_eq!(liar.escalations, 0);
