@@ -376,6 +376,7 @@ pub mod figures;
 pub mod fragile;
 pub mod kill;
 pub mod process;
+pub mod rt;
 pub mod service;
 pub mod sleeper;
 pub mod unit;
