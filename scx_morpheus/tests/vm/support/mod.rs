@@ -375,6 +375,7 @@ pub mod client;
 pub mod figures;
 pub mod fragile;
 pub mod kill;
+pub mod offender;
 pub mod process;
 pub mod rt;
 pub mod service;
