@@ -234,8 +234,9 @@ pub(crate) fn exit_critical(py: Python<'_>) -> PyResult<()> {
 }
 
 /// Closes a level; leaving the outermost answers what the section
-/// deferred: acknowledged while the section is still open (the runtime's
-/// `bindings::exit_critical_answering`), then the CPU given up with the GIL released.
+/// deferred, as the runtime's `bindings::exit_critical` does: acknowledged
+/// while the section is still open (`bindings::exit_critical_answering`),
+/// then the CPU given up, here with the GIL released.
 /// A Python-level `checkpoint()` after the `with` block would leave a
 /// window in which the scheduler sees an expired hint and no section, and
 /// may escalate an escapable worker.

@@ -166,29 +166,37 @@ pub fn enter_critical() -> Result<(), Error> {
     critical::enter()
 }
 
-/// Closes the innermost section opened by [`enter_critical`].
+/// Closes the innermost section opened by [`enter_critical`]. If that
+/// closes the outermost one and a yield was deferred inside it, the yield
+/// is taken now: acknowledged while the section is still open (see
+/// [`exit_critical_answering`]), then the CPU given up (`sched_yield`);
+/// its cause is returned. Python's `morpheus.exit_critical()` is this call.
 ///
 /// ```
 /// use morpheus_runtime::Error;
 /// use morpheus_runtime::bindings::{enter_critical, exit_critical};
 /// enter_critical().unwrap();
-/// exit_critical().unwrap();
+/// assert_eq!(exit_critical(), Ok(None)); // nothing was deferred
 /// let err = exit_critical().unwrap_err();
 /// assert_eq!(err, Error::UnbalancedCriticalSection);
 /// assert!(err.to_string().contains("pair every enter_critical()"));
 /// ```
-#[inline]
-pub fn exit_critical() -> Result<(), Error> {
-    critical::exit()
+pub fn exit_critical() -> Result<Option<YieldCause>, Error> {
+    let answered = critical::exit_answering()?;
+    if answered.is_some() {
+        sched_yield();
+    }
+    Ok(answered)
 }
 
 /// [`exit_critical`] for bindings that yield their own way: if this closes
 /// the outermost section and a yield was deferred inside it, the yield is
 /// acknowledged (ledger, kernel hint) *before* the section ends, and its
-/// cause returned: give up the CPU right away (e.g. `sched_yield` after
-/// releasing a lock such as Python's GIL). Acknowledging after the section
-/// ends would leave a moment in which the scheduler sees an expired hint
-/// and no section, and may escalate an escapable worker.
+/// cause returned, but the CPU is not given up: the caller does that right
+/// away (e.g. `sched_yield` after releasing a lock such as Python's GIL).
+/// Acknowledging after the section ends would leave a moment in which the
+/// scheduler sees an expired hint and no section, and may escalate an
+/// escapable worker.
 ///
 /// ```
 /// use morpheus_runtime::bindings::{enter_critical, exit_critical_answering};

@@ -105,8 +105,8 @@ pub struct Config {
     pub reconnect_interval: Duration,
     /// Export each live worker's yields with a `worker` label
     /// (`MORPHEUS_METRICS_PER_WORKER`, off by default: every worker number
-    /// becomes a series that outlives the worker; see
-    /// [`crate::metrics::Options::per_worker`]).
+    /// becomes a series that outlives the worker;
+    /// [`crate::metrics::openmetrics_with`] overrides it per call).
     pub metrics_per_worker: bool,
 }
 

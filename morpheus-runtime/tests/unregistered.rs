@@ -189,10 +189,14 @@ fn holding_a_guard_across_await_on_a_current_thread_runtime_is_caught() {
     assert!(msg.contains("held across an .await"), "{msg}");
 }
 
-#[test]
-fn leaving_a_section_can_answer_its_deferred_yield_before_it_ends() {
+/// A guardless exit: `bindings::exit_critical` or `exit_critical_answering`.
+type Exit = fn() -> Result<Option<YieldCause>, Error>;
+
+/// Leaving the outermost of two guardless sections in which a yield was
+/// deferred answers it while the section is still open, through `exit`.
+fn leaving_answers_the_deferred_yield(exit: Exit) {
     setup();
-    std::thread::spawn(|| {
+    std::thread::spawn(move || {
         assert_eq!(bindings::checkpoint(), None); // attach
         bindings::enter_critical().unwrap();
         bindings::enter_critical().unwrap();
@@ -202,24 +206,27 @@ fn leaving_a_section_can_answer_its_deferred_yield_before_it_ends() {
         });
         assert!(current_worker().unwrap().ledger.checkpoints_deferred > 0);
         // An inner level: nothing answered yet.
-        assert_eq!(
-            morpheus_runtime::bindings::exit_critical_answering(),
-            Ok(None)
-        );
+        assert_eq!(exit(), Ok(None));
         // The outermost: acknowledged while still inside, then closed.
         let before = current_worker().unwrap().ledger.yields_total;
-        assert_eq!(
-            morpheus_runtime::bindings::exit_critical_answering(),
-            Ok(Some(YieldCause::Budget))
-        );
+        assert_eq!(exit(), Ok(Some(YieldCause::Budget)));
         assert_eq!(critical_depth(), 0);
         assert_eq!(current_worker().unwrap().ledger.yields_total, before + 1);
         assert_eq!(bindings::checkpoint(), None, "answered already");
-        assert_eq!(
-            morpheus_runtime::bindings::exit_critical_answering(),
-            Err(Error::UnbalancedCriticalSection)
-        );
+        assert_eq!(exit(), Err(Error::UnbalancedCriticalSection));
     })
     .join()
     .unwrap();
+}
+
+#[test]
+fn leaving_a_section_can_answer_its_deferred_yield_before_it_ends() {
+    leaving_answers_the_deferred_yield(morpheus_runtime::bindings::exit_critical_answering);
+}
+
+/// The same through `exit_critical`, which also gives up the CPU: one
+/// behaviour for `exit_critical` in Rust and in Python.
+#[test]
+fn exit_critical_takes_the_deferred_yield_as_python_does() {
+    leaving_answers_the_deferred_yield(morpheus_runtime::bindings::exit_critical);
 }
