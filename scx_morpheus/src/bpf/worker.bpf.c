@@ -21,6 +21,19 @@ enum worker_verdict {
 	WORKER_GONE,		  /* no live SCB: scheduled like any task */
 };
 
+/*
+ * Whether an escapable worker that lets a hint expire is escalated: with
+ * --enforce and a policy that does something. With --escalation none it
+ * is treated as in observer mode (its expired hint stays outstanding, and
+ * no new one is sent until it answers), not hinted again and again.
+ */
+static __always_inline bool escalates(const struct morpheus_worker_ctx *wc)
+{
+	return enforce && (wc->flags & MORPHEUS_WORKER_ESCAPABLE) &&
+	       escalation_policy != MORPHEUS_ESCALATION_NONE &&
+	       escalation_policy < MORPHEUS_ESCALATION_POLICY_NR;
+}
+
 /* CPU time since the worker last blocked or answered a hint. */
 static __always_inline u64 worker_ran(const struct morpheus_worker_ctx *wc, u64 now)
 {
@@ -308,8 +321,8 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 	} else {
 		if (throttled && ran >= slice)
 			return WORKER_PREEMPT_THROTTLED;
-		if (enforce && (wc->flags & MORPHEUS_WORKER_ESCAPABLE) &&
-		    (wc->flags & MORPHEUS_CTX_HINT_EXPIRED) && now - wc->crit_seen >= grace_ns) {
+		if (escalates(wc) && (wc->flags & MORPHEUS_CTX_HINT_EXPIRED) &&
+		    now - wc->crit_seen >= grace_ns) {
 			/*
 			 * Recovery, not policy: the worker ignored a hint past
 			 * its grace, and has had a whole grace period outside
@@ -336,8 +349,7 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 			next = min_u64(next, now + (slice - ran));
 		if (cctx->want_ts)
 			next = min_u64(next, cctx->want_ts + yield_window_ns);
-		if (enforce && (wc->flags & MORPHEUS_WORKER_ESCAPABLE) &&
-		    (wc->flags & MORPHEUS_CTX_HINT_EXPIRED))
+		if (escalates(wc) && (wc->flags & MORPHEUS_CTX_HINT_EXPIRED))
 			next = min_u64(next, wc->crit_seen + grace_ns);
 	}
 	/* When the hint becomes due. */
