@@ -150,7 +150,7 @@ mod tests {
     use super::*;
     use std::sync::mpsc::{Receiver, Sender, channel};
 
-    use morpheus_common::clock::thread_cpu as own_cpu;
+    use morpheus_common::clock::thread_cpu;
 
     /// A thread named `name` that spins until it has used `cpu` of CPU
     /// time, says so, and lives on until told to end.
@@ -163,8 +163,8 @@ mod tests {
         let t = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let start = own_cpu();
-                while own_cpu() - start < cpu {
+                let start = thread_cpu();
+                while thread_cpu() - start < cpu {
                     std::hint::spin_loop();
                 }
                 spun_tx.send(()).unwrap();
@@ -222,8 +222,8 @@ mod tests {
                 // kernel, clearing the buffer.
                 let mut zero = std::fs::File::open("/dev/zero").unwrap();
                 let mut buf = vec![1u8; 1 << 20];
-                let start = own_cpu();
-                while own_cpu() - start < ms(300) {
+                let start = thread_cpu();
+                while thread_cpu() - start < ms(300) {
                     std::io::Read::read_exact(&mut zero, &mut buf).unwrap();
                 }
                 done_tx.send(()).unwrap();
@@ -259,8 +259,8 @@ mod tests {
             .spawn(move || {
                 for cpu in [0, 1, 0, 1] {
                     crate::hogs::pin_to(cpu).unwrap();
-                    let start = own_cpu();
-                    while own_cpu() - start < Duration::from_millis(2) {
+                    let start = thread_cpu();
+                    while thread_cpu() - start < Duration::from_millis(2) {
                         std::hint::spin_loop();
                     }
                 }

@@ -92,5 +92,3 @@ impl ScbRef {
         }
     }
 }
-
-pub(crate) use morpheus_common::clock::{monotonic_ns, read_ns as clock_ns};

@@ -32,11 +32,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use morpheus_common::clock::monotonic_ns;
 use morpheus_common::{RuntimeMode, YieldCause};
 
 use self::mode::ModeInputs;
 use crate::process::Process;
-use crate::scb::{ScbRef, monotonic_ns};
+use crate::scb::ScbRef;
 use crate::worker::Worker;
 
 /// The budget a worker has in its current mode, and the cause to record

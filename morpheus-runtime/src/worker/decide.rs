@@ -7,11 +7,12 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::fence;
 
+use morpheus_common::clock::monotonic_ns;
 use morpheus_common::{RuntimeMode, YieldCause};
 
 use super::hot::POISON;
 use super::{Worker, attach_lazily, current};
-use crate::scb::{catch_up_between, hint_part, monotonic_ns};
+use crate::scb::{catch_up_between, hint_part};
 
 /// What the slow path decided: yield for `cause`, answering kernel hint
 /// sequence `answer` if any; `word` is the signal word it decided on.

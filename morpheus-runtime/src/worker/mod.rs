@@ -35,6 +35,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, Release};
 
+use morpheus_common::clock::{monotonic_ns, read_ns};
 use morpheus_common::{RuntimeKind, RuntimeMode, WORKER_ESCAPABLE, YieldCause};
 
 use self::hot::{HOT, Hot, POISON};
@@ -42,7 +43,7 @@ use self::state::{Own, Registration, Signal};
 use crate::error::Error;
 use crate::ledger::Ledger;
 use crate::process::Process;
-use crate::scb::{LocalScb, ScbRef, clock_ns, monotonic_ns};
+use crate::scb::{LocalScb, ScbRef};
 
 pub use self::options::WorkerOptions;
 pub(crate) use self::options::set_lazy_defaults;
@@ -108,7 +109,7 @@ impl Worker {
             process,
             hot: HOT.with(|h| h as *const Hot),
             local: LocalScb::new(),
-            own: Own::new(wall, clock_ns(cpu_clock).unwrap_or(0)),
+            own: Own::new(wall, read_ns(cpu_clock).unwrap_or(0)),
             signal: Signal::new(),
             registration: Registration::new(cfg.enabled && cfg.sources.kernel),
             ledger: Ledger::default(),
@@ -181,7 +182,7 @@ impl Worker {
 
     /// CPU time the thread has consumed (read by the monitor and the owner).
     fn cpu_now(&self) -> u64 {
-        clock_ns(self.cpu_clock).unwrap_or(0)
+        read_ns(self.cpu_clock).unwrap_or(0)
     }
 
     // The owner's side: parking (Tokio's park hooks in `tokio_support`,

@@ -171,7 +171,7 @@ impl Server {
     /// one more in the signal word's hint sequence. Returns the new
     /// sequence (the word's hint bits).
     pub fn hint(&self, slot: u32) -> u64 {
-        let now = now_ns();
+        let now = monotonic_ns();
         self.u64_at(slot, std::mem::offset_of!(Scb, k.hint_issued_ns))
             .store(now, Relaxed);
         self.u64_at(slot, std::mem::offset_of!(Scb, k.hint_deadline_ns))
@@ -397,7 +397,7 @@ impl Session {
 }
 
 /// `CLOCK_MONOTONIC` now (ns): the clock of the SCB's timestamps.
-pub use morpheus_common::clock::monotonic_ns as now_ns;
+pub use morpheus_common::clock::monotonic_ns;
 
 /// Polls `f` until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
