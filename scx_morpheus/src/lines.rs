@@ -91,12 +91,13 @@ pub fn lines(m: &Metrics) -> Vec<String> {
             c(m.ring_drops),
         ),
         format!(
-            "  escalations kick {} throttle {} (active {}) | catch-ups {} deferred {}",
+            "  escalate kick {} throttle {} (now {}) | catch-ups {} deferred {} wait {}",
             c(m.escalations_kick),
             c(m.escalations_throttle),
             c(m.throttles_active),
             c(m.catch_ups),
             c(m.catch_ups_deferred),
+            p50_p99(&m.catch_up_delay_hist),
         ),
     ];
     debug_assert!(lines.iter().all(|l| l.len() <= WIDTH), "{lines:#?}");
@@ -143,7 +144,8 @@ mod tests {
             let mut h = vec![0; 24];
             h[23] = widest;
             m.hint_response_hist = h.clone();
-            m.hint_delay_hist = h;
+            m.hint_delay_hist = h.clone();
+            m.catch_up_delay_hist = h;
             m.timer_late_hist = vec![0; 24];
             m.timer_late_hist[17] = 1;
             let lines = lines(&m);

@@ -204,6 +204,7 @@ impl<'a> Scheduler<'a> {
             hint_response_hist: bss.hint_response_hist.to_vec(),
             hint_delay_hist: bss.hint_delay_hist.to_vec(),
             timer_late_hist: bss.timer_late_hist.to_vec(),
+            catch_up_delay_hist: bss.catch_up_delay_hist.to_vec(),
             escalations_kick: policy(morpheus_common::abi::MORPHEUS_ESCALATION_THREAD_KICK),
             escalations_throttle: policy(morpheus_common::abi::MORPHEUS_ESCALATION_CGROUP_THROTTLE),
             throttles_active: bss.throttles_active,

@@ -106,6 +106,10 @@ pub struct Metrics {
         desc = "Decision timer lateness (due to fired): count per log2(us) bucket; OpenMetrics: timer_late_seconds"
     )]
     pub timer_late_hist: Vec<u64>,
+    #[stat(
+        desc = "Catch-up delay (I/O ready with none of the process's workers running, to one running): count per log2(us) bucket; OpenMetrics: catch_up_delay_seconds"
+    )]
+    pub catch_up_delay_hist: Vec<u64>,
     #[stat(desc = "Escalations by thread kick")]
     pub escalations_kick: u64,
     #[stat(desc = "Escalations by throttle")]
@@ -153,6 +157,11 @@ const HISTOGRAMS: &[(&str, &str, &str)] = &[
         "timer_late_seconds",
         "Time from a decision timer being due to its firing.",
     ),
+    (
+        "catch_up_delay_hist",
+        "catch_up_delay_seconds",
+        "Time from I/O becoming ready for a process none of whose workers ran to one of them running.",
+    ),
 ];
 
 impl Metrics {
@@ -176,6 +185,7 @@ impl Metrics {
             "hint_response_hist" => &self.hint_response_hist,
             "hint_delay_hist" => &self.hint_delay_hist,
             "timer_late_hist" => &self.timer_late_hist,
+            "catch_up_delay_hist" => &self.catch_up_delay_hist,
             _ => unreachable!("{field} is not a histogram field"),
         }
     }
@@ -419,6 +429,7 @@ mod tests {
         m.hint_response_hist = hist(3);
         m.hint_delay_hist = hist(2);
         m.timer_late_hist = hist(1);
+        m.catch_up_delay_hist = hist(4);
         m
     }
 }

@@ -129,15 +129,22 @@ static void catch_up_process(u32 tgid, u64 now)
 
 /*
  * Worker @wc starts running: a catch-up that came due for its process
- * while none of its workers ran is its.
+ * while none of its workers ran is its, and how long the I/O waited for
+ * it is counted (catch_up_delay_hist).
  */
 static void catch_up_on_run(const struct morpheus_worker_ctx *wc, struct morpheus_scb *scb)
 {
 	u32 tgid = wc->tgid;
+	u64 *due = bpf_map_lookup_elem(&catch_ups_due, &tgid);
+	u64 since, now = bpf_ktime_get_ns();
 
-	if (bpf_map_lookup_elem(&catch_ups_due, &tgid) &&
-	    !bpf_map_delete_elem(&catch_ups_due, &tgid))
-		catch_up_signal(scb);
+	if (!due)
+		return;
+	since = *due;
+	if (bpf_map_delete_elem(&catch_ups_due, &tgid))
+		return;
+	hist_add(catch_up_delay_hist, now > since ? now - since : 0);
+	catch_up_signal(scb);
 }
 
 /*

@@ -140,6 +140,7 @@ u64 cur_pressure;			       /* MORPHEUS_PRESSURE_ONE fixed point */
 u64 hint_response_hist[MORPHEUS_RESP_BUCKETS]; /* hint issued -> answered, log2(us) */
 u64 hint_delay_hist[MORPHEUS_RESP_BUCKETS];    /* hint due -> issued, log2(us) */
 u64 timer_late_hist[MORPHEUS_RESP_BUCKETS];    /* decision timer due -> fired, log2(us) */
+u64 catch_up_delay_hist[MORPHEUS_RESP_BUCKETS]; /* deferred catch-up due -> a worker runs */
 
 /* The vtime of the most recently started task: the "now" of the queues. */
 static u64 vtime_now;

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use morpheus_runtime::{Builder, YieldCause, checkpoint, metrics};
 
-use crate::support::client::metric;
+use crate::support::client::{metric, scrape};
+use crate::support::figures;
 use crate::support::fragile::Fragile;
 use crate::support::process::{Board, Child, SharedBoard};
 use crate::support::*;
@@ -36,6 +37,10 @@ struct Run {
     catch_up_yields: u64,
     /// The loader's catch-up counter.
     catch_ups: u64,
+    /// Catch-ups due while the worker was off its CPU, and how many waits
+    /// for it the loader's catch-up delay histogram counted.
+    deferred: u64,
+    delays: u64,
     /// The worker's yields by cause over the run, and the median round
     /// trip of the pings sent while it was busy (for the record).
     yields: String,
@@ -206,6 +211,8 @@ fn run(loader_args: &[&str], addr: &str) -> Run {
         catch_up_yields: after.yields_by(YieldCause::CatchUp)
             - before.yields_by(YieldCause::CatchUp),
         catch_ups: metric(addr, "catch_ups"),
+        deferred: metric(addr, "catch_ups_deferred"),
+        delays: figures::count(&scrape(addr), "catch_up_delay_seconds"),
         yields: YieldCause::ALL
             .iter()
             .map(|&c| format!("{c}={}", after.yields_by(c) - before.yields_by(c)))
@@ -228,10 +235,12 @@ fn a_busy_worker_serves_io_at_its_next_checkpoint() {
     let off = run(&["--no-catch-up"], "127.0.0.1:19432");
     for (name, r) in [("on", &on), ("off (control)", &off)] {
         println!(
-            "catch-ups {name}: {} pings answered while busy (round trip p50 {:?}), catch-ups {} sent {} taken; yields {}; bystander: {} catch-ups, {} hints answered",
+            "catch-ups {name}: {} pings answered while busy (round trip p50 {:?}), catch-ups {} sent ({} deferred, {} waits timed) {} taken; yields {}; bystander: {} catch-ups, {} hints answered",
             r.answered_busy,
             r.busy_rtt_p50,
             r.catch_ups,
+            r.deferred,
+            r.delays,
             r.catch_up_yields,
             r.yields,
             r.bystander_catch_ups,
@@ -248,7 +257,14 @@ fn a_busy_worker_serves_io_at_its_next_checkpoint() {
     assert!(on.answered_busy >= PINGS * 3 / 4, "{on:?}");
     assert!(on.catch_up_yields >= PINGS / 4, "{on:?}");
     assert!(on.catch_ups >= on.catch_up_yields, "{on:?}");
+    // Some pings came while the worker had yielded its CPU to the
+    // bystander: those catch-ups were deferred to its next run, and each
+    // wait for it was timed (fewer when a second one came due before it
+    // ran: one wait, one delivery).
+    assert!(on.deferred >= 1, "{on:?}");
+    assert!((1..=on.deferred).contains(&on.delays), "{on:?}");
     // Off: no catch-up is sent or taken.
     assert_eq!(off.catch_ups, 0, "{off:?}");
+    assert_eq!(off.delays, 0, "{off:?}");
     assert_eq!(off.catch_up_yields, 0, "{off:?}");
 }

@@ -41,9 +41,20 @@ pub fn figure(block: &str, label: &str) -> Option<u64> {
 /// `hint_response_seconds`) in `text`, as the upper bound of its bucket in
 /// microseconds; `u64::MAX` past the last bound, `None` if it is empty.
 pub fn quantile_us(text: &str, family: &str, q: f64) -> Option<u64> {
+    morpheus_common::openmetrics::quantile_us(&buckets(text, family), q)
+}
+
+/// How many durations the loader's histogram `family` in `text` counted
+/// (its `+Inf` bucket; 0 if it has none).
+pub fn count(text: &str, family: &str) -> u64 {
+    buckets(text, family).last().map_or(0, |b| b.1)
+}
+
+/// The cumulative buckets of the loader's histogram `family` in `text`:
+/// (upper bound in seconds, count).
+fn buckets(text: &str, family: &str) -> Vec<(f64, u64)> {
     let prefix = format!("scx_morpheus_{family}_bucket{{le=\"");
-    let buckets: Vec<(f64, u64)> = text
-        .lines()
+    text.lines()
         .filter_map(|l| {
             let rest = l.strip_prefix(&prefix)?;
             let (le, n) = rest.split_once("\"} ")?;
@@ -54,8 +65,7 @@ pub fn quantile_us(text: &str, family: &str, q: f64) -> Option<u64> {
             };
             Some((le, n.parse().ok()?))
         })
-        .collect();
-    morpheus_common::openmetrics::quantile_us(&buckets, q)
+        .collect()
 }
 
 #[cfg(test)]
@@ -96,5 +106,7 @@ scx_morpheus_hint_delay_seconds_bucket{le=\"+Inf\"} 100
         assert_eq!(quantile_us(text, "hint_delay_seconds", 0.99), Some(2048));
         assert_eq!(quantile_us(text, "hint_delay_seconds", 1.0), Some(u64::MAX));
         assert_eq!(quantile_us(text, "timer_late_seconds", 0.5), None);
+        assert_eq!(count(text, "hint_delay_seconds"), 100);
+        assert_eq!(count(text, "timer_late_seconds"), 0);
     }
 }
