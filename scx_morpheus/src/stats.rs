@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::histogram;
 
 /// One snapshot (counters and histograms are cumulative since attach,
-/// gauges are current).
+/// gauges are current). A field is a counter unless flagged `_gauge` or
+/// `_histogram` (an array of counts per log2(us) bucket, see [`Exposed`]).
 #[stat_doc]
 #[derive(Clone, Debug, Default, Serialize, Deserialize, Stats)]
 #[stat(top)]
@@ -52,21 +53,30 @@ pub struct Metrics {
     pub nr_timer_kicks: u64,
     #[stat(desc = "Scheduler ticks observed")]
     pub nr_ticks: u64,
-    #[stat(desc = "Deepest queue (all queues) seen")]
+    #[stat(desc = "Deepest queue (all queues) seen", _gauge)]
     pub nr_queued_max: u64,
-    #[stat(desc = "Current adaptive slice in microseconds (gauge)")]
+    #[stat(desc = "Current adaptive slice in microseconds (gauge)", _gauge)]
     pub slice_us: u64,
-    #[stat(desc = "Current pressure, 1024 = one runnable task per CPU (gauge)")]
+    #[stat(
+        desc = "Current pressure, 1024 = one runnable task per CPU (gauge)",
+        _gauge
+    )]
     pub pressure: u64,
-    #[stat(desc = "Processes with a registration session (gauge)")]
+    #[stat(desc = "Processes with a registration session (gauge)", _gauge)]
     pub processes: u64,
-    #[stat(desc = "Live registrations in every state, the loader's own count (gauge)")]
+    #[stat(
+        desc = "Live registrations in every state, the loader's own count (gauge)",
+        _gauge
+    )]
     pub workers: u64,
-    #[stat(desc = "Workers registered, not yet run (gauge)")]
+    #[stat(desc = "Workers registered, not yet run (gauge)", _gauge)]
     pub workers_registered: u64,
-    #[stat(desc = "Workers running under the scheduler (gauge)")]
+    #[stat(desc = "Workers running under the scheduler (gauge)", _gauge)]
     pub workers_running: u64,
-    #[stat(desc = "Workers whose thread exited, not yet reclaimed (gauge)")]
+    #[stat(
+        desc = "Workers whose thread exited, not yet reclaimed (gauge)",
+        _gauge
+    )]
     pub workers_dead: u64,
     #[stat(desc = "Registrations accepted")]
     pub registrations: u64,
@@ -95,26 +105,27 @@ pub struct Metrics {
     #[stat(desc = "Catch-ups that waited for one of the process's workers to run")]
     pub catch_ups_deferred: u64,
     #[stat(
-        desc = "Hint response time (issued to answered): count per log2(us) bucket; OpenMetrics: hint_response_seconds"
+        desc = "Time from a hint to its answer (acknowledged, or the worker yielded or blocked).",
+        _histogram
     )]
     pub hint_response_hist: Vec<u64>,
-    #[stat(
-        desc = "Hint delay (due to issued): count per log2(us) bucket; OpenMetrics: hint_delay_seconds"
-    )]
+    #[stat(desc = "Time from a hint being due to its being issued.", _histogram)]
     pub hint_delay_hist: Vec<u64>,
     #[stat(
-        desc = "Decision timer lateness (due to fired): count per log2(us) bucket; OpenMetrics: timer_late_seconds"
+        desc = "Time from a decision timer being due to its firing.",
+        _histogram
     )]
     pub timer_late_hist: Vec<u64>,
     #[stat(
-        desc = "Catch-up delay (I/O ready with none of the process's workers running, to one running): count per log2(us) bucket; OpenMetrics: catch_up_delay_seconds"
+        desc = "Time from I/O becoming ready for a process none of whose workers ran to one of them running.",
+        _histogram
     )]
     pub catch_up_delay_hist: Vec<u64>,
     #[stat(desc = "Escalations by thread kick")]
     pub escalations_kick: u64,
     #[stat(desc = "Escalations by throttle")]
     pub escalations_throttle: u64,
-    #[stat(desc = "Throttles active now (gauge)")]
+    #[stat(desc = "Throttles active now (gauge)", _gauge)]
     pub throttles_active: u64,
     #[stat(desc = "Throttles applied")]
     pub throttles: u64,
@@ -126,70 +137,57 @@ pub struct Metrics {
     pub ring_drops: u64,
 }
 
-/// Which fields are gauges (kept as-is by `delta`, typed gauge in OpenMetrics).
-const GAUGES: &[&str] = &[
-    "slice_us",
-    "pressure",
-    "processes",
-    "workers",
-    "workers_registered",
-    "workers_running",
-    "workers_dead",
-    "throttles_active",
-    "nr_queued_max",
-];
+/// How a field is exposed, from its scx_stats flags: `_gauge` (a current
+/// value: kept by `delta`, typed gauge in OpenMetrics), `_histogram` (a
+/// `*_hist` array of log2(us) buckets, exposed in seconds as the family
+/// `*_seconds`), else a counter. The description is the OpenMetrics help.
+enum Exposed {
+    Counter,
+    Gauge,
+    Histogram,
+}
 
-/// The histograms: (stats field, OpenMetrics family, help). The field has
-/// the BPF array's name; the family says what it measures, in seconds.
-const HISTOGRAMS: &[(&str, &str, &str)] = &[
-    (
-        "hint_response_hist",
-        "hint_response_seconds",
-        "Time from a hint to its answer (acknowledged, or the worker yielded or blocked).",
-    ),
-    (
-        "hint_delay_hist",
-        "hint_delay_seconds",
-        "Time from a hint being due to its being issued.",
-    ),
-    (
-        "timer_late_hist",
-        "timer_late_seconds",
-        "Time from a decision timer being due to its firing.",
-    ),
-    (
-        "catch_up_delay_hist",
-        "catch_up_delay_seconds",
-        "Time from I/O becoming ready for a process none of whose workers ran to one of them running.",
-    ),
-];
-
-impl Metrics {
-    /// (name, description, value) of every counter and gauge (not the
-    /// histograms), sorted by name.
-    pub fn fields(&self) -> Vec<(String, String, u64)> {
-        let json = serde_json::to_value(self).expect("plain struct");
-        Metrics::meta()
-            .fields
-            .into_iter()
-            .filter_map(|(name, f)| {
-                let value = json[&name].as_u64()?;
-                Some((name, f.attrs.desc.unwrap_or_default(), value))
-            })
-            .collect()
-    }
-
-    /// A histogram field by name.
-    fn histogram(&self, field: &str) -> &[u64] {
-        match field {
-            "hint_response_hist" => &self.hint_response_hist,
-            "hint_delay_hist" => &self.hint_delay_hist,
-            "timer_late_hist" => &self.timer_late_hist,
-            "catch_up_delay_hist" => &self.catch_up_delay_hist,
-            _ => unreachable!("{field} is not a histogram field"),
+impl Exposed {
+    fn of(field: &StatsField) -> Exposed {
+        let user = &field.attrs.user;
+        if user.contains_key("_gauge") {
+            Exposed::Gauge
+        } else if user.contains_key("_histogram") {
+            Exposed::Histogram
+        } else {
+            Exposed::Counter
         }
     }
+}
 
+/// The OpenMetrics family of histogram field `name` (`hint_delay_hist`:
+/// `hint_delay_seconds`).
+fn histogram_family(name: &str) -> String {
+    format!("{}_seconds", name.strip_suffix("_hist").unwrap_or(name))
+}
+
+/// Every field of [`Metrics`]: (name, description, how it is exposed),
+/// sorted by name.
+fn exposed_fields() -> Vec<(String, String, Exposed)> {
+    Metrics::meta()
+        .fields
+        .into_iter()
+        .map(|(name, f)| {
+            let how = Exposed::of(&f);
+            (name, f.attrs.desc.unwrap_or_default(), how)
+        })
+        .collect()
+}
+
+/// The buckets of histogram field `name` in `json` (a [`Metrics`] as JSON).
+fn buckets(json: &serde_json::Value, name: &str) -> Vec<u64> {
+    json[name]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0)).collect())
+        .unwrap_or_default()
+}
+
+impl Metrics {
     /// Prints the figures on lines of at most 100 columns ([`crate::lines`]).
     pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
         for line in crate::lines::lines(self) {
@@ -203,20 +201,19 @@ impl Metrics {
     pub fn delta(&self, rhs: &Self) -> Self {
         let mut cur = serde_json::to_value(self).expect("plain struct");
         let prev = serde_json::to_value(rhs).expect("plain struct");
-        for (name, value) in cur.as_object_mut().expect("struct").iter_mut() {
-            if GAUGES.contains(&name.as_str()) {
-                continue;
-            }
-            if HISTOGRAMS.iter().any(|h| h.0 == name) {
-                let d = histogram::delta(self.histogram(name), rhs.histogram(name));
-                *value = d.into();
-                continue;
-            }
-            let d = value
-                .as_u64()
-                .unwrap_or(0)
-                .saturating_sub(prev[name].as_u64().unwrap_or(0));
-            *value = d.into();
+        for (name, _, how) in exposed_fields() {
+            let d: serde_json::Value = match how {
+                Exposed::Gauge => continue,
+                Exposed::Histogram => {
+                    histogram::delta(&buckets(&cur, &name), &buckets(&prev, &name)).into()
+                }
+                Exposed::Counter => cur[&name]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .saturating_sub(prev[&name].as_u64().unwrap_or(0))
+                    .into(),
+            };
+            cur[&name] = d;
         }
         serde_json::from_value(cur).expect("same shape")
     }
@@ -224,17 +221,20 @@ impl Metrics {
     /// OpenMetrics text exposition (for Prometheus), ending with `# EOF`.
     pub fn openmetrics(&self) -> String {
         let mut m = Exposition::new("scx_morpheus_");
-        for (name, desc, value) in self.fields() {
-            if GAUGES.contains(&name.as_str()) {
-                m.gauge(&name, &desc, value);
-            } else {
-                m.counter(&name, &desc, value);
-            }
+        let json = serde_json::to_value(self).expect("plain struct");
+        let mut histograms = Vec::new();
+        for (name, desc, how) in exposed_fields() {
+            let value = json[&name].as_u64().unwrap_or(0);
+            match how {
+                Exposed::Gauge => m.gauge(&name, &desc, value),
+                Exposed::Counter => m.counter(&name, &desc, value),
+                Exposed::Histogram => histograms.push((name, desc)),
+            };
         }
-        for (field, family, help) in HISTOGRAMS {
-            let (buckets, count) = histogram::cumulative_seconds(self.histogram(field));
+        for (name, help) in histograms {
+            let (buckets, count) = histogram::cumulative_seconds(&buckets(&json, &name));
             // The BPF program keeps no sum of the durations: none is made up.
-            m.family(family, Kind::Histogram, help)
+            m.family(&histogram_family(&name), Kind::Histogram, &help)
                 .histogram(&buckets, count, None);
         }
         m.finish()
@@ -338,19 +338,23 @@ mod tests {
         assert_eq!(a.delta(&b).hint_response_hist, vec![2, 0, 0]);
     }
 
+    /// The arrays are exactly the fields flagged `_histogram`, each named
+    /// `*_hist` (its family is `*_seconds`); gauges are plain numbers.
     #[test]
-    fn every_histogram_field_is_listed_once() {
-        let listed: Vec<&str> = HISTOGRAMS.iter().map(|h| h.0).collect();
-        let arrays: Vec<String> = Metrics::meta()
-            .fields
-            .into_iter()
-            .filter(|(_, f)| matches!(f.data, StatsData::Array(_)))
-            .map(|f| f.0)
-            .collect();
-        assert_eq!(arrays.len(), listed.len(), "{arrays:?} vs {listed:?}");
-        for a in &arrays {
-            assert!(listed.contains(&a.as_str()), "{a} is not in HISTOGRAMS");
+    fn every_array_field_is_a_flagged_histogram() {
+        let mut histograms = 0;
+        for (name, f) in Metrics::meta().fields {
+            let array = matches!(f.data, StatsData::Array(_));
+            match Exposed::of(&f) {
+                Exposed::Histogram => {
+                    assert!(array && name.ends_with("_hist"), "{name}");
+                    histograms += 1;
+                }
+                Exposed::Gauge | Exposed::Counter => assert!(!array, "{name} is not flagged"),
+            }
         }
+        assert_eq!(histograms, 4);
+        assert_eq!(histogram_family("hint_delay_hist"), "hint_delay_seconds");
     }
 
     #[test]
