@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use morpheus_common::openmetrics::Scrape;
 use serde::{Deserialize, Serialize};
 
 const SCHED_EXT: &str = "/sys/kernel/sched_ext";
@@ -480,36 +481,12 @@ mod bounds_json {
 impl SchedMetrics {
     /// Parses OpenMetrics text as served by scx_morpheus.
     pub fn parse(text: &str) -> SchedMetrics {
-        let mut m = SchedMetrics::default();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((name, value)) = line.split_once(' ') else {
-                continue;
-            };
-            let Some(name) = name.strip_prefix("scx_morpheus_") else {
-                continue;
-            };
-            let Ok(value) = value.trim().parse::<f64>() else {
-                continue;
-            };
-            if let Some((family, le)) = name.split_once("_bucket{le=\"") {
-                let le = le.trim_end_matches("\"}");
-                let le = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().unwrap_or(f64::NAN)
-                };
-                m.histograms
-                    .entry(family.to_string())
-                    .or_default()
-                    .push((le, value as u64));
-                continue;
-            }
-            match name.strip_suffix("_total") {
-                Some(c) => m.counters.insert(c.to_string(), value as u64),
-                None => m.gauges.insert(name.to_string(), value as u64),
-            };
+        let s = Scrape::parse(text, "scx_morpheus_");
+        SchedMetrics {
+            counters: s.counters,
+            gauges: s.gauges,
+            histograms: s.histograms,
         }
-        m
     }
 
     /// Counter increments since `before`; gauges as now.

@@ -18,6 +18,7 @@
 //! assert!(text.ends_with("# EOF\n"));
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt::{Display, Write};
 
 /// A metric family's type.
@@ -173,6 +174,83 @@ pub fn quantile_us(buckets: &[(f64, u64)], q: f64) -> Option<u64> {
     })
 }
 
+/// An exposition read back, as tests and benchmarks scrape one: the
+/// unlabelled samples of the families named with a prefix, by family name
+/// without it, and the buckets of its histograms. Labelled samples other
+/// than buckets are skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scrape {
+    /// Counters (`<prefix>hints_sent_total 3`: `hints_sent`, 3).
+    pub counters: BTreeMap<String, u64>,
+    /// Gauges: every other unlabelled sample.
+    pub gauges: BTreeMap<String, u64>,
+    /// Histograms by family: cumulative (upper bound in seconds, count),
+    /// in the order written, `+Inf` last.
+    pub histograms: BTreeMap<String, Vec<(f64, u64)>>,
+}
+
+impl Scrape {
+    /// Reads the samples of `text` whose names start with `prefix`.
+    pub fn parse(text: &str, prefix: &str) -> Scrape {
+        let mut m = Scrape::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Some(name) = name.strip_prefix(prefix) else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            if let Some((family, le)) = name.split_once("_bucket{le=\"") {
+                let le = le.trim_end_matches("\"}");
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap_or(f64::NAN)
+                };
+                m.histograms
+                    .entry(family.to_string())
+                    .or_default()
+                    .push((le, value as u64));
+                continue;
+            }
+            if name.contains('{') {
+                continue;
+            }
+            match name.strip_suffix("_total") {
+                Some(c) => m.counters.insert(c.to_string(), value as u64),
+                None => m.gauges.insert(name.to_string(), value as u64),
+            };
+        }
+        m
+    }
+
+    /// The value of counter or gauge `name`.
+    pub fn value(&self, name: &str) -> Option<u64> {
+        self.counters
+            .get(name)
+            .or_else(|| self.gauges.get(name))
+            .copied()
+    }
+
+    /// How many observations histogram `family` counted (its `+Inf`
+    /// bucket; 0 when it has none).
+    pub fn count(&self, family: &str) -> u64 {
+        self.histograms
+            .get(family)
+            .and_then(|b| b.last())
+            .map_or(0, |b| b.1)
+    }
+
+    /// [`quantile_us`] of histogram `family`; `None` if it has none or is
+    /// empty.
+    pub fn quantile_us(&self, family: &str, q: f64) -> Option<u64> {
+        quantile_us(self.histograms.get(family)?, q)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +324,31 @@ mod tests {
         assert_eq!(quantile_us(&b, 0.99), Some(u64::MAX));
         assert_eq!(quantile_us(&[(0.001, 0), (f64::INFINITY, 0)], 0.5), None);
         assert_eq!(quantile_us(&[], 0.5), None);
+    }
+
+    #[test]
+    fn a_scrape_reads_back_what_an_exposition_wrote() {
+        let mut m = Exposition::new("t_");
+        m.counter("sent", "Sent.", 7);
+        m.gauge("slice_us", "Slice.", 2000);
+        m.family("yields", Kind::Counter, "Yields, by cause.")
+            .sample(&[("cause", "hint")], 2);
+        m.family("delay_seconds", Kind::Histogram, "Delay.")
+            .histogram(&[(0.000016, 90), (0.002048, 99)], 100, None);
+        let text = m.finish() + "other_sent_total 9\n";
+        let s = Scrape::parse(&text, "t_");
+        assert_eq!(s.value("sent"), Some(7));
+        assert_eq!(s.value("slice_us"), Some(2000));
+        assert_eq!(
+            s.counters.len(),
+            1,
+            "labelled and foreign samples skipped: {s:?}"
+        );
+        assert_eq!(s.gauges.len(), 1, "{s:?}");
+        assert_eq!(s.count("delay_seconds"), 100);
+        assert_eq!(s.quantile_us("delay_seconds", 0.5), Some(16));
+        assert_eq!(s.quantile_us("delay_seconds", 0.99), Some(2048));
+        assert_eq!(s.quantile_us("delay_seconds", 1.0), Some(u64::MAX));
+        assert_eq!((s.count("none"), s.quantile_us("none", 0.5)), (0, None));
     }
 }

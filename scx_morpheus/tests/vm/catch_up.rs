@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use morpheus_runtime::{Builder, YieldCause, checkpoint, metrics};
 
-use crate::support::client::{metric, scrape};
-use crate::support::figures;
+use crate::support::client::{metric, scraped};
 use crate::support::fragile::Fragile;
 use crate::support::process::{Board, Child, SharedBoard};
 use crate::support::*;
@@ -212,7 +211,7 @@ fn run(loader_args: &[&str], addr: &str) -> Run {
             - before.yields_by(YieldCause::CatchUp),
         catch_ups: metric(addr, "catch_ups"),
         deferred: metric(addr, "catch_ups_deferred"),
-        delays: figures::count(&scrape(addr), "catch_up_delay_seconds"),
+        delays: scraped(addr).count("catch_up_delay_seconds"),
         yields: YieldCause::ALL
             .iter()
             .map(|&c| format!("{c}={}", after.yields_by(c) - before.yields_by(c)))

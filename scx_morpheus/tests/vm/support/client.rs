@@ -9,6 +9,7 @@ use std::path::Path;
 use std::ptr::{addr_of, addr_of_mut};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use morpheus_common::openmetrics::Scrape;
 use morpheus_common::protocol::Message;
 use morpheus_common::seqpacket::{self, Received};
 use morpheus_common::shm::SharedMapping;
@@ -231,31 +232,23 @@ pub fn scrape(addr: &str) -> String {
     body
 }
 
-/// One consistent snapshot of every counter and gauge, by name without
-/// the `scx_morpheus_` prefix and `_total` suffix.
+/// One consistent snapshot of the loader's figures from `addr`, by name
+/// without the `scx_morpheus_` prefix (and counters without `_total`).
+pub fn scraped(addr: &str) -> Scrape {
+    Scrape::parse(&scrape(addr), "scx_morpheus_")
+}
+
+/// Every counter and gauge of one snapshot ([`scraped`]).
 pub fn metrics(addr: &str) -> std::collections::HashMap<String, u64> {
-    scrape(addr)
-        .lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            let k = k.strip_prefix("scx_morpheus_")?;
-            Some((
-                k.strip_suffix("_total").unwrap_or(k).to_string(),
-                v.parse().ok()?,
-            ))
-        })
-        .collect()
+    let s = scraped(addr);
+    s.counters.into_iter().chain(s.gauges).collect()
 }
 
 /// Fetches the loader's OpenMetrics text and returns `name`'s value.
 pub fn metric(addr: &str, name: &str) -> u64 {
     let body = scrape(addr);
-    let wanted = format!("scx_morpheus_{name}");
-    body.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == wanted || k == format!("{wanted}_total")).then(|| v.parse().ok())?
-        })
+    Scrape::parse(&body, "scx_morpheus_")
+        .value(name)
         .unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
 }
 

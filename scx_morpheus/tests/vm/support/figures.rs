@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Reading the loader's figures as it prints them (`--stats`, `--monitor`,
 //! the exit totals: blocks of lines of "name value" pairs, see
-//! src/lines.rs) and its OpenMetrics histograms.
+//! src/lines.rs). Its OpenMetrics figures are read with
+//! `morpheus_common::openmetrics::Scrape` (client::scraped).
 
 /// The first line of each printed block.
 pub const BLOCK_START: &str = "[scx_morpheus] slice ";
@@ -37,37 +38,6 @@ pub fn figure(block: &str, label: &str) -> Option<u64> {
     Some((digits.parse::<f64>().ok()? * scale) as u64)
 }
 
-/// Quantile `q` of the loader's histogram `family` (for example
-/// `hint_response_seconds`) in `text`, as the upper bound of its bucket in
-/// microseconds; `u64::MAX` past the last bound, `None` if it is empty.
-pub fn quantile_us(text: &str, family: &str, q: f64) -> Option<u64> {
-    morpheus_common::openmetrics::quantile_us(&buckets(text, family), q)
-}
-
-/// How many durations the loader's histogram `family` in `text` counted
-/// (its `+Inf` bucket; 0 if it has none).
-pub fn count(text: &str, family: &str) -> u64 {
-    buckets(text, family).last().map_or(0, |b| b.1)
-}
-
-/// The cumulative buckets of the loader's histogram `family` in `text`:
-/// (upper bound in seconds, count).
-fn buckets(text: &str, family: &str) -> Vec<(f64, u64)> {
-    let prefix = format!("scx_morpheus_{family}_bucket{{le=\"");
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(&prefix)?;
-            let (le, n) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, n.parse().ok()?))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,20 +63,5 @@ some log line
         assert_eq!(figure(&b[1], "ticks"), Some(1_200_000));
         assert_eq!(figure(&b[1], "hints sent"), Some(0));
         assert_eq!(figure(&b[1], "nothing"), None);
-    }
-
-    #[test]
-    fn histogram_quantiles_are_bucket_bounds_in_microseconds() {
-        let text = "\
-scx_morpheus_hint_delay_seconds_bucket{le=\"0.000016\"} 90
-scx_morpheus_hint_delay_seconds_bucket{le=\"0.002048\"} 99
-scx_morpheus_hint_delay_seconds_bucket{le=\"+Inf\"} 100
-";
-        assert_eq!(quantile_us(text, "hint_delay_seconds", 0.5), Some(16));
-        assert_eq!(quantile_us(text, "hint_delay_seconds", 0.99), Some(2048));
-        assert_eq!(quantile_us(text, "hint_delay_seconds", 1.0), Some(u64::MAX));
-        assert_eq!(quantile_us(text, "timer_late_seconds", 0.5), None);
-        assert_eq!(count(text, "hint_delay_seconds"), 100);
-        assert_eq!(count(text, "timer_late_seconds"), 0);
     }
 }

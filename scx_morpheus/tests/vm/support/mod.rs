@@ -574,8 +574,9 @@ impl Harness {
     /// `hint_response_seconds`), as its bucket's upper bound in
     /// microseconds (0 if nothing was observed).
     pub fn quantile_us(&self, family: &str, q: f64) -> u64 {
-        let text = client::scrape(&self.addr);
-        figures::quantile_us(&text, family, q).unwrap_or(0)
+        client::scraped(&self.addr)
+            .quantile_us(family, q)
+            .unwrap_or(0)
     }
 
     /// Runs one registered worker on the test CPU for `ms`, alone.
