@@ -21,6 +21,7 @@ pub mod abi;
 pub mod clock;
 mod enums;
 pub mod openmetrics;
+pub mod pidfd;
 pub mod protocol;
 pub mod seqpacket;
 pub mod shm;

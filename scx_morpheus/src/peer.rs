@@ -207,17 +207,7 @@ mod tests {
     use super::*;
 
     fn own_thread_pidfd() -> OwnedFd {
-        // SAFETY: gettid and pidfd_open(PIDFD_THREAD = O_EXCL) have no preconditions.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_open,
-                libc::syscall(libc::SYS_gettid),
-                libc::O_EXCL,
-            )
-        };
-        assert!(fd >= 0, "pidfd_open: {}", io::Error::last_os_error());
-        // SAFETY: a fresh pidfd.
-        unsafe { OwnedFd::from_raw_fd(fd as i32) }
+        morpheus_common::pidfd::own_thread().expect("pidfd_open of this thread")
     }
 
     #[test]
@@ -278,11 +268,7 @@ mod tests {
         // The socket's peer is the child (it holds the other end since the
         // pair was made in this process, so the credentials are ours):
         // check the child through its own pidfd instead.
-        // SAFETY: pidfd_open of our child.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child, 0) };
-        assert!(fd >= 0);
-        // SAFETY: a fresh pidfd.
-        let child_fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let child_fd = morpheus_common::pidfd::open_process(child).expect("pidfd of our child");
         let peer = Peer::of(a.as_fd()).unwrap();
         assert_eq!(
             peer.owns_thread(child_fd.as_fd()),

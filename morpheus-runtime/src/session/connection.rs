@@ -11,10 +11,11 @@
 //! tracking every reader.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::Duration;
 
+use morpheus_common::pidfd;
 use morpheus_common::protocol::{Message, ProtocolError};
 use morpheus_common::seqpacket::{self, Received};
 use morpheus_common::shm::SharedMapping;
@@ -23,9 +24,6 @@ use morpheus_common::{
 };
 
 use crate::scb::ScbRef;
-
-/// `PIDFD_THREAD` (Linux >= 6.9): a pidfd for one thread, not its process.
-const PIDFD_THREAD: libc::c_int = libc::O_EXCL;
 
 /// Why a registration request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,22 +261,15 @@ impl Connection {
         flags: u32,
         kind: RuntimeKind,
     ) -> Result<(u32, u64), ClientError> {
-        // SAFETY: plain system call.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, PIDFD_THREAD) };
-        if pidfd < 0 {
-            let e = io::Error::last_os_error();
-            return Err(ClientError::System(
-                if e.raw_os_error() == Some(libc::EINVAL) {
-                    format!(
-                        "pidfd_open(PIDFD_THREAD) failed ({e}): kernel registration needs Linux 6.9 or later"
-                    )
-                } else {
-                    format!("pidfd_open of thread {tid}: {e}")
-                },
-            ));
-        }
-        // SAFETY: we own the new descriptor.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+        let pidfd = pidfd::open_thread(tid).map_err(|e| {
+            ClientError::System(if e.raw_os_error() == Some(libc::EINVAL) {
+                format!(
+                    "pidfd_open(PIDFD_THREAD) failed ({e}): kernel registration needs Linux 6.9 or later"
+                )
+            } else {
+                format!("pidfd_open of thread {tid}: {e}")
+            })
+        })?;
         send(
             self.fd.as_raw_fd(),
             &Message::Register {

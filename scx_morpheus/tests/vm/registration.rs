@@ -81,13 +81,10 @@ fn an_unprivileged_worker_registers_and_another_user_cannot_touch_its_scb() {
         }
         // 3. Registering the victim's thread from our own session is refused.
         let session = Session::open(sock_path.as_ref());
-        // SAFETY: pidfd_open(PIDFD_THREAD) of another user's thread (allowed by the kernel).
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, victim_tid, libc::O_EXCL) };
-        if pidfd < 0 {
+        // Another user's thread: the kernel lets anyone open its pidfd.
+        let Ok(pidfd) = morpheus_common::pidfd::open_thread(victim_tid as i32) else {
             return 3;
-        }
-        // SAFETY: a fresh pidfd.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+        };
         let (reply, _) = request(
             session.socket(),
             &Message::Register {
@@ -309,10 +306,8 @@ fn a_connection_never_speaks_for_a_new_process_with_its_peers_pid() {
             // the connection, A's last).
             let code = match get(&go_rd) {
                 Some(victim) => {
-                    // SAFETY: pidfd_open(PIDFD_THREAD) of the victim's main thread.
-                    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, victim, libc::O_EXCL) };
-                    // SAFETY: a fresh pidfd.
-                    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+                    let pidfd = morpheus_common::pidfd::open_thread(victim as i32)
+                        .expect("pidfd of the victim's main thread");
                     let (reply, _) = request(
                         session.socket(),
                         &Message::Register {

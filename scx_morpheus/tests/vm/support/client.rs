@@ -4,7 +4,7 @@
 //! (morpheus-runtime has the production client; these tests pin down the
 //! scheduler's side of the contract.)
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::ptr::{addr_of, addr_of_mut};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -42,13 +42,7 @@ pub fn request(sock: &OwnedFd, msg: &Message, fd: Option<&OwnedFd>) -> (Message,
 
 /// A pidfd of the calling thread.
 pub fn own_thread_pidfd() -> OwnedFd {
-    // SAFETY: gettid and pidfd_open(PIDFD_THREAD = O_EXCL) have no preconditions.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid);
-        let fd = libc::syscall(libc::SYS_pidfd_open, tid, libc::O_EXCL);
-        assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
-        OwnedFd::from_raw_fd(fd as i32)
-    }
+    morpheus_common::pidfd::own_thread().expect("pidfd_open of this thread")
 }
 
 impl Session {
