@@ -55,7 +55,7 @@ struct {
 	__uint(max_entries, MORPHEUS_MAX_PROCESSES);
 	__type(key, u32);
 	__type(value, u64);
-} catch_ups_due SEC(".maps");
+} deferred_catch_ups SEC(".maps");
 
 /* The record of what @cpu runs for catch-ups, or NULL. */
 static __always_inline struct cpu_worker *cpu_worker(s32 cpu)
@@ -123,7 +123,7 @@ static void catch_up_process(u32 tgid, u64 now)
 			return;
 		}
 	}
-	if (!bpf_map_update_elem(&catch_ups_due, &tgid, &now, BPF_ANY))
+	if (!bpf_map_update_elem(&deferred_catch_ups, &tgid, &now, BPF_ANY))
 		stat_inc(&catch_ups_deferred);
 }
 
@@ -135,13 +135,13 @@ static void catch_up_process(u32 tgid, u64 now)
 static void catch_up_on_run(const struct morpheus_worker_ctx *wc, struct morpheus_scb *scb)
 {
 	u32 tgid = wc->tgid;
-	u64 *due = bpf_map_lookup_elem(&catch_ups_due, &tgid);
+	u64 *due = bpf_map_lookup_elem(&deferred_catch_ups, &tgid);
 	u64 since, now = bpf_ktime_get_ns();
 
 	if (!due)
 		return;
 	since = *due;
-	if (bpf_map_delete_elem(&catch_ups_due, &tgid))
+	if (bpf_map_delete_elem(&deferred_catch_ups, &tgid))
 		return;
 	hist_add(catch_up_delay_hist, now > since ? now - since : 0);
 	catch_up_signal(scb);
