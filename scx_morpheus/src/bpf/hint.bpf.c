@@ -252,9 +252,12 @@ static void throttle(struct task_struct *p, u64 now)
 	stat_inc(&throttles);
 }
 
-/* Applies the escalation policy to p (running on this CPU); returns the policy used. */
-static u32 escalate(struct task_struct *p, struct morpheus_worker_ctx *wc, struct morpheus_scb *scb,
-		    u64 now)
+/*
+ * Applies the escalation policy to @p, running on this CPU (only when
+ * escalates() holds: --enforce, an escapable worker, a policy that acts).
+ */
+static void escalate(struct task_struct *p, struct morpheus_worker_ctx *wc,
+		     struct morpheus_scb *scb, u64 now)
 {
 	u32 policy = escalation_policy;
 
@@ -267,14 +270,13 @@ static u32 escalate(struct task_struct *p, struct morpheus_worker_ctx *wc, struc
 		policy = wc->escalations_recent >= MORPHEUS_HYBRID_REPEAT ?
 				 MORPHEUS_ESCALATION_CGROUP_THROTTLE :
 				 MORPHEUS_ESCALATION_THREAD_KICK;
-	/* --escalation none changes nothing: no counter, no event. */
-	if (policy == MORPHEUS_ESCALATION_NONE || policy >= MORPHEUS_ESCALATION_POLICY_NR)
-		return MORPHEUS_ESCALATION_NONE;
+	/* escalates() admits no other policy; the bound is the verifier's. */
+	if (policy >= MORPHEUS_ESCALATION_POLICY_NR)
+		return;
 
 	if (policy == MORPHEUS_ESCALATION_CGROUP_THROTTLE)
 		throttle(p, now);
 	__sync_fetch_and_add(&escalations[policy], 1);
 	__sync_fetch_and_add(&scb->k.escalations, 1);
 	emit(MORPHEUS_EVENT_ESCALATED, p, wc, wc->hint_seq, policy);
-	return policy;
 }

@@ -329,13 +329,11 @@ static u32 worker_decide(struct task_struct *p, struct morpheus_worker_ctx *wc,
 			 * critical sections to answer it (a hint deferred by a
 			 * section is answered at the first checkpoint after it).
 			 */
-			u32 policy = escalate(p, wc, scb, now);
-
+			escalate(p, wc, scb, now);
 			wc->flags &= ~MORPHEUS_CTX_HINT_EXPIRED;
 			wc->hint_seq = 0;
 			cctx->hinted = false;
-			if (policy != MORPHEUS_ESCALATION_NONE)
-				return WORKER_PREEMPT_ESCALATED;
+			return WORKER_PREEMPT_ESCALATED;
 		}
 		if (cctx->want_ts && now >= cctx->want_ts + yield_window_ns)
 			return WORKER_PREEMPT_WINDOW;
