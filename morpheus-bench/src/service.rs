@@ -10,8 +10,9 @@
 //! split on one clock into its phases ([`LightPhases`]): the client's own
 //! delay in sending it, the service's in reading it, and the way back.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,72 @@ fn stamp() -> u64 {
     epoch().elapsed().as_nanos() as u64
 }
 
+/// Attribution of the serve phase (`latency --attribute`): how long the
+/// worker that read a light request waited in a run queue (for a CPU)
+/// while the request waited for it. A worker records its thread id the
+/// first time it reads a request and, for each light request, its
+/// cumulative run-queue wait when it read it; the client samples every
+/// recorded worker's when it sends one. Off by default: the client's
+/// samples cost it a file read per worker and request.
+mod attribution {
+    use super::*;
+
+    pub static ON: AtomicBool = AtomicBool::new(false);
+    static WORKERS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+    static READS: Mutex<Option<HashMap<u64, (i32, u64)>>> = Mutex::new(None);
+
+    thread_local! {
+        static SEEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Thread `tid`'s cumulative run-queue wait (the second field of its
+    /// schedstat), nanoseconds.
+    fn runq_ns(tid: i32) -> Option<u64> {
+        let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+        text.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    fn gettid() -> i32 {
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+    }
+
+    /// The service read light request `id` on this thread.
+    pub fn read(id: u64) {
+        let tid = gettid();
+        if !SEEN.replace(true) {
+            WORKERS.lock().unwrap_or_else(|e| e.into_inner()).push(tid);
+        }
+        if let Some(rq) = runq_ns(tid) {
+            READS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(HashMap::new)
+                .insert(id, (tid, rq));
+        }
+    }
+
+    /// Every recorded worker's run-queue wait now (at a send).
+    pub fn sample() -> Vec<(i32, u64)> {
+        let tids = WORKERS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        tids.into_iter()
+            .filter_map(|t| Some((t, runq_ns(t)?)))
+            .collect()
+    }
+
+    /// How long the worker that read request `id` waited in a run queue
+    /// since `at_send` was sampled; `None` if it was not sampled then.
+    pub fn waited(id: u64, at_send: &[(i32, u64)]) -> Option<u64> {
+        let (tid, rq) = READS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()?
+            .remove(&id)?;
+        let (_, before) = at_send.iter().find(|(t, _)| *t == tid)?;
+        Some(rq.saturating_sub(*before))
+    }
+}
+
 /// Where one light request's latency went (nanoseconds, one clock).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LightPhases {
@@ -59,6 +126,9 @@ pub struct LightPhases {
     /// From the service reading it to the client reading the answer: the
     /// answer's write and the client thread's wake-up.
     pub return_ns: u64,
+    /// Of serve_ns, the time the worker that read it spent waiting in a
+    /// run queue (with `--attribute`; else `None`).
+    pub serve_runq_ns: Option<u64>,
 }
 
 impl LightPhases {
@@ -98,7 +168,13 @@ async fn serve_conn(mut s: TcpStream, w: HeavyWork) -> std::io::Result<()> {
         let id = u64::from_le_bytes(req[8..16].try_into().expect("8 bytes"));
         let answer = match req[0] {
             // A light request's answer is when the service read it.
-            LIGHT => stamp(),
+            LIGHT => {
+                let read = stamp();
+                if attribution::ON.load(Relaxed) {
+                    attribution::read(id);
+                }
+                read
+            }
             HEAVY => heavy(w, id).await,
             _ => return Ok(()),
         };
@@ -148,6 +224,8 @@ pub struct Load {
     pub warmup: Duration,
     /// The measurement window.
     pub window: Duration,
+    /// Attribute the serve phase ([`LightPhases::serve_runq_ns`]).
+    pub attribute: bool,
 }
 
 /// What the client measured.
@@ -195,6 +273,7 @@ async fn light_conn(addr: SocketAddr, sh: Arc<Shared>, k: usize, period: Duratio
         tokio::time::sleep_until(at.into()).await;
         sh.in_flight[k].store(at.duration_since(sh.start).as_nanos() as u64, Relaxed);
         let due = at.duration_since(epoch()).as_nanos() as u64;
+        let runq = attribution::ON.load(Relaxed).then(attribution::sample);
         let sent = stamp();
         let r = call(&mut s, LIGHT, u64::from(i)).await;
         let done = stamp();
@@ -209,6 +288,7 @@ async fn light_conn(addr: SocketAddr, sh: Arc<Shared>, k: usize, period: Duratio
                 send_ns: sent.saturating_sub(due),
                 serve_ns: read.saturating_sub(sent),
                 return_ns: done.saturating_sub(read),
+                serve_runq_ns: runq.and_then(|r| attribution::waited(u64::from(i), &r)),
             };
             sh.samples
                 .lock()
@@ -259,6 +339,7 @@ fn client_thread(
 /// (current-thread Tokio runtimes, not Morpheus workers).
 pub fn run_client(addr: SocketAddr, load: Load) -> std::io::Result<ClientResult> {
     stamp();
+    attribution::ON.store(load.attribute, Relaxed);
     let start = Instant::now();
     let sh = Arc::new(Shared {
         start,
@@ -349,6 +430,7 @@ mod tests {
             heavy_clients: 2,
             warmup: Duration::from_millis(100),
             window: Duration::from_millis(300),
+            attribute: true,
         };
         let r = run_client(addr, load).unwrap();
         assert_eq!(r.errors, 0);
@@ -362,5 +444,16 @@ mod tests {
             assert_eq!(p.total_ns(), *lat, "{p:?}");
             assert!(p.serve_ns > 0 && p.return_ns > 0, "{p:?}");
         }
+        // Attributed: once the workers have read a request (the warm-up),
+        // each request's reader was sampled when it was sent.
+        let attributed = r
+            .light_phases
+            .iter()
+            .filter(|p| p.serve_runq_ns.is_some())
+            .count();
+        assert!(
+            attributed * 2 >= r.light_phases.len(),
+            "{attributed} attributed"
+        );
     }
 }

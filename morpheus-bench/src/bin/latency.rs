@@ -67,6 +67,12 @@ struct Opts {
     #[arg(long, default_value_t = 50.0)]
     checkpoint_us: f64,
 
+    /// Attribute the serve phase: how long the worker that read each light
+    /// request waited for a CPU meanwhile (its run-queue wait; costs the
+    /// client a file read per worker and request).
+    #[arg(long)]
+    attribute: bool,
+
     /// Warm-up seconds before the window (default: 2, or 0.5 with --quick).
     #[arg(long)]
     warmup: Option<f64>,
@@ -122,6 +128,27 @@ struct Phases {
     tail_send: f64,
     tail_serve: f64,
     tail_return: f64,
+    /// With --attribute: the share (0..1) of the serve time of all
+    /// attributed requests, and of those at or above the p99, that the
+    /// worker reading them spent waiting for a CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    serve_runq: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tail_serve_runq: Option<f64>,
+}
+
+/// The share of the serve time of `requests` spent in the reader's run
+/// queue, over those attributed (`None` if none is).
+fn runq_share<'a>(requests: impl Iterator<Item = &'a LightPhases>) -> Option<f64> {
+    let (mut runq, mut serve) = (0u64, 0u64);
+    for p in requests {
+        if let Some(r) = p.serve_runq_ns {
+            // The reader's wait is sampled around the serve interval.
+            runq += r.min(p.serve_ns);
+            serve += p.serve_ns;
+        }
+    }
+    (serve > 0).then(|| runq as f64 / serve as f64)
 }
 
 impl Phases {
@@ -143,6 +170,8 @@ impl Phases {
             tail_send: sum(|p| p.send_ns) / total,
             tail_serve: sum(|p| p.serve_ns) / total,
             tail_return: sum(|p| p.return_ns) / total,
+            serve_runq: runq_share(all.iter()),
+            tail_serve_runq: runq_share(tail.iter().copied()),
         }
     }
 }
@@ -168,6 +197,16 @@ fn figures(m: &Measurement) -> Figures {
         ("tail % serve".into(), 100.0 * p.tail_serve),
         ("tail % return".into(), 100.0 * p.tail_return),
     ]
+    .into_iter()
+    .chain(
+        p.serve_runq
+            .map(|s| ("serve % in run queue".into(), 100.0 * s)),
+    )
+    .chain(
+        p.tail_serve_runq
+            .map(|s| ("tail serve % in run queue".into(), 100.0 * s)),
+    )
+    .collect()
 }
 
 impl Opts {
@@ -237,6 +276,7 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
         heavy_clients: o.heavy_clients.unwrap_or(1),
         warmup: Duration::from_secs_f64(o.warmup.unwrap_or(0.0)),
         window,
+        attribute: o.attribute,
     };
     let total = load.warmup + window;
     let mut r = run_client(addr, load)?;
