@@ -44,15 +44,22 @@ pub(super) fn bind(cfg: &ServerConfig) -> Result<OwnedFd> {
 
     let sock = seqpacket::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
     let cpath = CString::new(path.as_os_str().as_bytes()).expect("no NUL in a bound path");
-    // The directory lets no one else replace what we bound (checked
+    // The directories let no one else replace what we bound (checked
     // above); still, never follow a symlink when setting permissions.
     use std::os::unix::fs::FileTypeExt;
     if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
         bail!("{} is not the socket just bound", path.display());
     }
-    // SAFETY: chmod/chown on the path we just bound.
+    // SAFETY: fchmodat/fchownat on the path we just bound, not following
+    // a symlink there (glibc's fchmodat refuses one with AT_SYMLINK_NOFOLLOW).
     unsafe {
-        if libc::chmod(cpath.as_ptr(), cfg.mode as libc::mode_t) != 0 {
+        if libc::fchmodat(
+            libc::AT_FDCWD,
+            cpath.as_ptr(),
+            cfg.mode as libc::mode_t,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ) != 0
+        {
             return Err(io::Error::last_os_error()).context("cannot chmod the socket");
         }
         if let Some(gid) = cfg.group
@@ -71,30 +78,50 @@ pub(super) fn bind(cfg: &ServerConfig) -> Result<OwnedFd> {
     Ok(sock)
 }
 
-/// The socket's directory must keep others from replacing the socket (and
-/// so from redirecting clients, or the permissions we set, elsewhere): owned
-/// by us or root, and writable by nobody else unless sticky (as /tmp is:
-/// others cannot remove or rename what we bind there).
+/// The socket's directory, and every directory above it, must keep others
+/// from replacing the socket (and so from redirecting clients, or the
+/// permissions we set, elsewhere): each owned by us or root, and writable
+/// by nobody else unless sticky (as /tmp is: others cannot remove or
+/// rename what we bind there). A directory above that others could write
+/// would let them rename the socket's directory away and put their own in
+/// its place. Judged on the resolved path: a symlink on the way counts as
+/// where it leads.
 fn check_socket_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(dir)
+    let resolved = std::fs::canonicalize(dir)
         .with_context(|| format!("cannot inspect the socket directory {}", dir.display()))?;
+    for d in resolved.ancestors() {
+        let what = if d == resolved {
+            format!("the socket directory {}", dir.display())
+        } else {
+            format!(
+                "{}, above the socket directory {},",
+                d.display(),
+                dir.display()
+            )
+        };
+        check_one_dir(d, &what)?;
+    }
+    Ok(())
+}
+
+/// One directory of [`check_socket_dir`], called `what` in errors.
+fn check_one_dir(d: &Path, what: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(d).with_context(|| format!("cannot inspect {what}"))?;
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != 0 && meta.uid() != me {
         bail!(
-            "the socket directory {} belongs to uid {}, who could replace the socket: \
+            "{what} belongs to uid {}, who could replace the socket: \
              use a directory owned by root (the default /run/morpheus)",
-            dir.display(),
             meta.uid()
         );
     }
     let sticky = meta.mode() & libc::S_ISVTX != 0;
     if meta.mode() & 0o022 != 0 && !sticky {
         bail!(
-            "the socket directory {} (mode {:o}) is writable by others, who could replace \
+            "{what} (mode {:o}) is writable by others, who could replace \
              the socket: remove group/other write permission or use another --socket",
-            dir.display(),
             meta.mode() & 0o7777
         );
     }
@@ -191,6 +218,33 @@ mod tests {
         for d in [private, open, group, sticky] {
             std::fs::remove_dir(d).unwrap();
         }
+    }
+
+    /// A private directory is no safer than the directories above it:
+    /// whoever can write one of them can move it away.
+    #[test]
+    fn a_directory_others_can_write_above_the_socket_directory_is_refused() {
+        let open = dir_with_mode("open-above", 0o777);
+        let inner = open.join("private");
+        std::fs::create_dir(&inner).unwrap();
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = check_socket_dir(&inner).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{}, above the socket directory", open.display()))
+                && e.contains("is writable by others"),
+            "{e}"
+        );
+        // Reached through a symlink, it is judged by where it leads.
+        let link =
+            std::env::temp_dir().join(format!("morpheus-sockdir-link-{}", std::process::id()));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&inner, &link).unwrap();
+        assert!(check_socket_dir(&link).is_err());
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(check_socket_dir(&link).is_ok());
+        std::fs::remove_file(link).unwrap();
+        std::fs::remove_dir(inner).unwrap();
+        std::fs::remove_dir(open).unwrap();
     }
 
     #[test]
