@@ -123,8 +123,12 @@ static void catch_up_process(u32 tgid, u64 now)
 			return;
 		}
 	}
-	if (!bpf_map_update_elem(&deferred_catch_ups, &tgid, &now, BPF_ANY))
-		stat_inc(&catch_ups_deferred);
+	/*
+	 * The wait starts at the first catch-up due since one of its workers
+	 * last ran: a later one must not restart catch_up_delay_hist's clock.
+	 */
+	bpf_map_update_elem(&deferred_catch_ups, &tgid, &now, BPF_NOEXIST);
+	stat_inc(&catch_ups_deferred);
 }
 
 /*
