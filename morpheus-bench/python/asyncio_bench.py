@@ -8,7 +8,12 @@ morpheus.async_checkpoint()`` every N units). Throughput is work units per
 second of real wall-clock time; probe lateness percentiles in ms. Also times
 the ``morpheus.checkpoint()`` call itself next to an empty Python call.
 
-    python3 asyncio_bench.py [--quick] [--duration SECS] [--every N] [--json PATH]
+    python3 asyncio_bench.py [--quick] [--rounds N] [--duration SECS] [--every N] [--json PATH]
+
+Each round runs every (task count, strategy) once, the strategies in an
+order that rotates from round to round; the table gives the median and
+range (min..max) over the rounds, and ratios (to Blocking's throughput, to
+Naive's probe p99) are taken within each round before the median.
 
 Needs the morpheus package (pip install ./morpheus-py). Runs under any
 scheduler; inside the VM with scx_morpheus attached the hints are the
@@ -20,6 +25,7 @@ import asyncio
 import json
 import math
 import os
+import statistics
 import platform
 import sys
 import time
@@ -118,6 +124,49 @@ async def run_one(strategy, tasks, every, secs):
     }
 
 
+def spread(values):
+    """(median, min, max) of the finite values, or None when there are none."""
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    if not v:
+        return None
+    return statistics.median(v), min(v), max(v)
+
+
+def show(sp, fmt):
+    """'median (min..max)' of a spread, or 'n/a'."""
+    if sp is None:
+        return "n/a"
+    m, lo, hi = sp
+    return fmt(m) if lo == hi else f"{fmt(m)} ({fmt(lo)}..{fmt(hi)})"
+
+
+def ratio(a, b):
+    return a / b if b else None
+
+
+def summarize(results, tasks, rounds):
+    """Per (tasks, strategy): the spreads over the rounds of throughput, its
+    ratio to Blocking's in the same round, the probe's p50 and p99 and the
+    p99's ratio to Naive's in the same round."""
+    by = {(r["round"], r["tasks"], r["strategy"]): r for r in results}
+    rows = []
+    for n in tasks:
+        for s in STRATEGIES:
+            per = [by[(k, n, s)] for k in range(rounds)]
+            rows.append({
+                "tasks": n,
+                "strategy": s,
+                "units_per_s": spread([r["units_per_s"] for r in per]),
+                "vs_blocking": spread([ratio(r["units_per_s"], by[(k, n, "blocking")]["units_per_s"])
+                                       for k, r in enumerate(per)]),
+                "probe_p50_ms": spread([r["probe_p50_ms"] for r in per]),
+                "probe_p99_ms": spread([r["probe_p99_ms"] for r in per]),
+                "p99_vs_naive": spread([ratio(r["probe_p99_ms"], by[(k, n, "naive")]["probe_p99_ms"])
+                                        for k, r in enumerate(per)]),
+            })
+    return rows
+
+
 def ledger_now():
     """The process's yield ledger (yields by cause, hints), if exposed."""
     try:
@@ -156,13 +205,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a few seconds in all (test suite)")
     ap.add_argument("--duration", type=float, help="seconds per configuration (default 3, quick 0.3)")
+    ap.add_argument("--rounds", type=int, help="rounds of every configuration (default 5, quick 1)")
     ap.add_argument("--every", type=int, default=10, help="work units between checkpoints")
     ap.add_argument("--tasks", default="1,2,4,8", help="task counts, comma-separated")
     ap.add_argument("--json", help="write raw data as JSON here")
     a = ap.parse_args()
     secs = a.duration if a.duration is not None else (0.3 if a.quick else 3.0)
+    rounds = a.rounds if a.rounds is not None else (1 if a.quick else 5)
     if not (0 < secs <= 3600) or a.every < 1:
         ap.error("--duration must be in (0, 3600] and --every at least 1")
+    if not 1 <= rounds <= 100:
+        ap.error("--rounds must be between 1 and 100")
     try:
         tasks = [int(t) for t in a.tasks.split(",")]
     except ValueError:
@@ -175,28 +228,34 @@ def main():
         work_unit(1)
     unit_us = (time.perf_counter() - t0) / 200 * 1e6
     results = []
-    for n in tasks:
-        for s in STRATEGIES:
-            before = ledger_now()
-            r = asyncio.run(run_one(s, n, a.every, secs))
-            r["ledger"] = ledger_delta(before, ledger_now())
-            results.append(r)
+    for k in range(rounds):
+        order = STRATEGIES[k % len(STRATEGIES):] + STRATEGIES[:k % len(STRATEGIES)]
+        for n in tasks:
+            for s in order:
+                before = ledger_now()
+                r = asyncio.run(run_one(s, n, a.every, secs))
+                r["round"] = k
+                r["ledger"] = ledger_delta(before, ledger_now())
+                results.append(r)
     costs = call_cost()
+    summary = summarize(results, tasks, rounds)
 
     print(f"asyncio_bench: Python {platform.python_version()}, kernel {platform.release()}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; 1 unit = {unit_us:.1f} us, "
-          f"checkpoint every {a.every} units, {secs}s per row")
-    hdr = f"{'tasks':>5}  {'strategy':<9} {'units/s':>9} {'vs Blocking':>11} {'p50 ms':>8} {'p99':>8} {'p99.9':>8} {'max':>8} {'p99 vs Naive':>12}"
-    print(hdr)
-    print("-" * len(hdr))
-    for n in tasks:
-        rows = {r["strategy"]: r for r in results if r["tasks"] == n}
-        for s in STRATEGIES:
-            r = rows[s]
-            vb = r["units_per_s"] / rows["blocking"]["units_per_s"] if rows["blocking"]["units_per_s"] else float("nan")
-            vn = r["probe_p99_ms"] / rows["naive"]["probe_p99_ms"] if rows["naive"]["probe_p99_ms"] else float("nan")
-            print(f"{n:>5}  {s:<9} {r['units_per_s']:>9.0f} {vb:>10.2f}x {r['probe_p50_ms']:>8.2f} "
-                  f"{r['probe_p99_ms']:>8.2f} {r['probe_p999_ms']:>8.2f} {r['probe_max_ms']:>8.2f} {vn:>11.2f}x")
+          f"checkpoint every {a.every} units, {secs}s per row, median (min..max) of {rounds} round(s)")
+    num = lambda v: f"{v:.0f}" if v >= 100 else f"{v:.2f}"  # noqa: E731
+    x = lambda v: f"{v:.2f}x"  # noqa: E731
+    hdr = ["tasks", "strategy", "units/s", "vs Blocking", "probe p50 ms", "p99", "p99 vs Naive"]
+    table = [[str(r["tasks"]), r["strategy"], show(r["units_per_s"], num), show(r["vs_blocking"], x),
+              show(r["probe_p50_ms"], num), show(r["probe_p99_ms"], num), show(r["p99_vs_naive"], x)]
+             for r in summary]
+    widths = [max(len(c) for c in col) for col in zip(hdr, *table)]
+    line = lambda cells: "  ".join(c.rjust(w) if i != 1 else c.ljust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    print(line(hdr))
+    print("-" * len(line(hdr)))
+    for row in table:
+        print(line(row))
     for k, v in costs.items():
         print(f"{k:<24} {v:7.1f} ns per call")
     for r in results:
@@ -210,8 +269,8 @@ def main():
             "command": " ".join(sys.argv),
             "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
                         "python": platform.python_version(), "loadavg": os.getloadavg()},
-            "unit_us": unit_us, "every": a.every, "secs": secs,
-            "results": results, "call_ns": costs,
+            "unit_us": unit_us, "every": a.every, "secs": secs, "rounds": rounds,
+            "results": results, "summary": summary, "call_ns": costs,
         }
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:

@@ -181,6 +181,26 @@ impl Table {
         }
         out
     }
+
+    /// Renders the table as Markdown (GitHub's pipe tables), with the same
+    /// alignment: the first column left, the others right.
+    pub fn render_markdown(&self) -> String {
+        let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut out = String::new();
+        for (i, row) in self.rows.iter().enumerate() {
+            let cells: Vec<String> = (0..cols)
+                .map(|c| row.get(c).map_or("", String::as_str).replace('|', "\\|"))
+                .collect();
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
+            if i == 0 {
+                let rule: Vec<&str> = (0..cols)
+                    .map(|c| if c == 0 { "---" } else { "---:" })
+                    .collect();
+                out.push_str(&format!("|{}|\n", rule.join("|")));
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +218,13 @@ mod tests {
         assert_eq!(lines[1], "-------------");
         assert_eq!(lines[2], "a           1");
         assert_eq!(lines[3], "longer   1000");
+        assert_eq!(
+            t.render_markdown(),
+            "| name | value |\n|---|---:|\n| a | 1 |\n| longer | 1000 |\n"
+        );
+        let mut t = Table::new(&["a|b"]);
+        t.row(&["x"]);
+        assert_eq!(t.render_markdown(), "| a\\|b |\n|---|\n| x |\n");
     }
 
     #[test]

@@ -272,8 +272,15 @@ impl<T> Compared<T> {
                     Limit::AtMost(x) => r.median <= x,
                     Limit::AtLeast(x) => r.median >= x,
                 };
+                // The verdict is the median's; say when single rounds
+                // fell on both sides of the limit.
+                let mixed = if r.min < x && x < r.max {
+                    " (rounds on both sides of the limit)"
+                } else {
+                    ""
+                };
                 format!(
-                    "{figure} {} of kernel default, {target}: {}",
+                    "{figure} {} of kernel default, {target}: {}{mixed}",
                     r.show(|v| format!("{v:.2}x")),
                     verdict(ok)
                 )
@@ -405,6 +412,18 @@ mod tests {
         assert!(c[0].get("x").unwrap().vs_default.is_none());
         let text = render(&c);
         assert!(text.contains("2.00x (0.50x..3.00x)"), "{text}");
+        let line = c[1].judge("x", Limit::AtMost(2.5));
+        assert!(
+            line.ends_with("target <= 2.50x: met (rounds on both sides of the limit)"),
+            "{line}"
+        );
+        let line = c[1].judge("x", Limit::AtMost(3.0));
+        assert!(line.ends_with("target <= 3.00x: met"), "{line}");
+        let line = c[1].judge("x", Limit::AtLeast(2.5));
+        assert!(
+            line.ends_with("MISSED (rounds on both sides of the limit)"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! rounds, and per-round ratios to the default), the scheduler's own
 //! metrics, and the verdict on each target of issue 10 that these runs
 //! measure, computed from the data (and "NOT MEASURED" where they do not).
-//! Used by tools/demo/demo.sh and the VM suite.
+//! Used by tools/demo/demo.sh and the VM suite; with `--markdown`, the
+//! same as Markdown: BENCHMARKS.md's current figures are this output for
+//! the committed JSON, and a test (tests/benchmarks_md.rs) keeps them so.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +16,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use morpheus_bench::report::Table;
 use morpheus_bench::rounds::{Compared, Limit, names, verdict};
-use morpheus_bench::sched::SchedConfig;
+use morpheus_bench::sched::{SchedConfig, SchedMetrics};
 use morpheus_bench::strategy::Strategy;
 use serde_json::Value;
 
@@ -31,6 +33,10 @@ struct Opts {
     /// JSON written by `neutrality --sched default,bpfland,observer --json
     /// PATH` (hackbench-style messages per second), if measured.
     neutrality: Option<PathBuf>,
+    /// Print Markdown (a pipe table with each ratio's range over the
+    /// rounds, then the targets as a list) instead of plain text.
+    #[arg(long)]
+    markdown: bool,
 }
 
 /// The issue 10 targets need medians of at least this many rounds.
@@ -119,15 +125,22 @@ fn main() -> Result<()> {
             );
         }
         for &s in cols.iter().skip(1) {
+            let ratio = |v: f64| format!("{v:.2}x");
             row.push(
                 get(s)
                     .and_then(|h| h.vs_default.as_ref())
-                    .map_or("n/a".into(), |v| format!("{:.2}x", v.median)),
+                    .map_or("n/a".into(), |v| {
+                        if o.markdown {
+                            v.show(ratio)
+                        } else {
+                            ratio(v.median)
+                        }
+                    }),
             );
         }
         t.row(&row);
     }
-    println!("{}", t.render());
+    let mut during = Vec::new();
     for (name, runs) in [
         ("latency", &lat),
         ("starvation", &starv),
@@ -135,22 +148,45 @@ fn main() -> Result<()> {
         ("neutrality", &neut),
     ] {
         if let Some(m) = find(runs, SchedConfig::Observer).and_then(|c| c.sched_metrics()) {
-            println!("scx_morpheus during {name}: {}", m.brief());
+            during.push(format!("scx_morpheus during {name}: {}", m.brief()));
         }
     }
-    targets(&lat, &starv, &wake, &neut);
+    let (title, lines) = targets(&lat, &starv, &wake, &neut);
+    if o.markdown {
+        print!("{}", t.render_markdown());
+        println!();
+        for l in &during {
+            println!("- {l}");
+        }
+        println!("\n{title}\n");
+        for l in &lines {
+            println!("- {l}");
+        }
+    } else {
+        println!("{}", t.render());
+        for l in &during {
+            println!("{l}");
+        }
+        println!("\n{title}");
+        for l in &lines {
+            println!("  {l}");
+        }
+    }
     Ok(())
 }
 
-/// The verdict on each issue 10 target, for scx_morpheus (observer).
-fn targets(lat: &Runs, starv: &Runs, wake: &Runs, neut: &Runs) {
+/// The verdict on each issue 10 target, for scx_morpheus (observer): a
+/// title and one line per target.
+fn targets(lat: &Runs, starv: &Runs, wake: &Runs, neut: &Runs) -> (String, Vec<String>) {
     let Some(m) = find(lat, SchedConfig::Observer) else {
-        println!("\ntargets: no scx_morpheus run (--sched ...,observer): NOT MEASURED");
-        return;
+        return (
+            "targets: no scx_morpheus run (--sched ...,observer): NOT MEASURED".into(),
+            Vec::new(),
+        );
     };
     let rounds = m.rounds.len();
-    println!(
-        "\nissue 10 targets for scx_morpheus (medians of {rounds} round(s){}):",
+    let title = format!(
+        "issue 10 targets for scx_morpheus (medians of {rounds} round(s){}):",
         if rounds < TARGET_ROUNDS {
             format!("; the targets ask for >= {TARGET_ROUNDS}, so these are indicative only")
         } else {
@@ -162,84 +198,81 @@ fn targets(lat: &Runs, starv: &Runs, wake: &Runs, neut: &Runs) {
             Some(b) => c.judge_below(b, figure),
             None => format!("{figure} below scx_bpfland's: NOT MEASURED (no bpfland run)"),
         };
-    println!(
-        "  latency: {}",
-        m.judge(names::LIGHT_P99, Limit::AtMost(0.5))
-    );
-    println!("  latency: {}", peer(lat, names::LIGHT_P99, m));
-    println!(
-        "  latency: {}",
-        m.judge(names::LIGHT_P50, Limit::AtMost(1.0))
-    );
-    println!(
-        "  latency: {}",
-        m.judge(names::HEAVY_PER_S, Limit::AtLeast(0.95))
-    );
+    let mut out = vec![
+        format!("latency: {}", m.judge(names::LIGHT_P99, Limit::AtMost(0.5))),
+        format!("latency: {}", peer(lat, names::LIGHT_P99, m)),
+        format!("latency: {}", m.judge(names::LIGHT_P50, Limit::AtMost(1.0))),
+        format!(
+            "latency: {}",
+            m.judge(names::HEAVY_PER_S, Limit::AtLeast(0.95))
+        ),
+    ];
     match find(wake, SchedConfig::Observer) {
         Some(w) => {
-            println!("  wakeup: {}", w.judge(names::WAKE_P50, Limit::AtMost(2.0)));
-            println!("  wakeup: {}", w.judge(names::WAKE_P99, Limit::AtMost(1.5)));
-            println!("  wakeup: {}", peer(wake, names::WAKE_P50, w));
-            println!("  wakeup: {}", peer(wake, names::WAKE_P99, w));
+            out.push(format!(
+                "wakeup: {}",
+                w.judge(names::WAKE_P50, Limit::AtMost(2.0))
+            ));
+            out.push(format!(
+                "wakeup: {}",
+                w.judge(names::WAKE_P99, Limit::AtMost(1.5))
+            ));
+            out.push(format!("wakeup: {}", peer(wake, names::WAKE_P50, w)));
+            out.push(format!("wakeup: {}", peer(wake, names::WAKE_P99, w)));
         }
-        None => println!("  wakeup: no scx_morpheus run: NOT MEASURED"),
+        None => out.push("wakeup: no scx_morpheus run: NOT MEASURED".into()),
     }
     match find(starv, SchedConfig::Observer).and_then(|s| s.median(names::MORPHEUS_VS_BLOCKING)) {
-        Some(r) => println!(
-            "  starvation: Morpheus workers' throughput {r:.2}x Blocking's under scx_morpheus, target >= 0.95x: {}",
+        Some(r) => out.push(format!(
+            "starvation: Morpheus workers' throughput {r:.2}x Blocking's under scx_morpheus, target >= 0.95x: {}",
             verdict(r >= 0.95)
-        ),
-        None => println!(
-            "  starvation: Morpheus vs Blocking throughput: NOT MEASURED (run --variants blocking,morpheus)"
+        )),
+        None => out.push(
+            "starvation: Morpheus vs Blocking throughput: NOT MEASURED (run --variants blocking,morpheus)"
+                .into(),
         ),
     }
     if let Some(r) =
         find(starv, SchedConfig::Observer).and_then(|s| s.median(names::MORPHEUS_VS_BLOCKING_CPU))
     {
-        println!(
-            "  starvation: Morpheus workers' CPU time {r:.2}x Blocking's (a yield gives up a turn, not a share), target >= 0.95x: {}",
+        out.push(format!(
+            "starvation: Morpheus workers' CPU time {r:.2}x Blocking's (a yield gives up a turn, not a share), target >= 0.95x: {}",
             verdict(r >= 0.95)
-        );
+        ));
     }
     match find(neut, SchedConfig::Observer) {
-        Some(n) => println!(
-            "  neutrality: {}",
+        Some(n) => out.push(format!(
+            "neutrality: {}",
             n.judge(names::MESSAGES_PER_S, Limit::AtLeast(0.95))
+        )),
+        None => out.push(
+            "neutrality (hackbench within 5%): NOT MEASURED (no neutrality run given)".into(),
         ),
-        None => {
-            println!("  neutrality (hackbench within 5%): NOT MEASURED (no neutrality run given)")
-        }
     }
-    let mut sent = 0;
-    let mut in_grace = 0;
-    // Each program's last scx_morpheus run: the p99 since its attach
-    // (the upper bound of a log2 bucket); the worst of them is shown.
-    let mut delay_p99_us = None;
-    // How late the scheduler's decision timers fired: a floor under the
-    // hint delay that the policy cannot remove (the emulator's).
-    let mut timer_late_p99_us = None;
+    // Every hint of every round of scx_morpheus in these programs, pooled.
+    let mut all = SchedMetrics::default();
     for runs in [lat, starv, wake, neut] {
         if let Some(s) = find(runs, SchedConfig::Observer).and_then(|c| c.sched_metrics()) {
-            sent += s.get("hints_sent");
-            in_grace += s.get("hints_answered_in_grace");
-            if s.get("hints_sent") > 0 {
-                delay_p99_us = delay_p99_us.max(s.quantile_us("hint_delay_seconds", 0.99));
-                timer_late_p99_us =
-                    timer_late_p99_us.max(s.quantile_us("timer_late_seconds", 0.99));
-            }
+            all.absorb(&s);
         }
     }
+    let (sent, in_grace) = (all.get("hints_sent"), all.get("hints_answered_in_grace"));
     if sent > 0 {
         let share = in_grace as f64 / sent as f64;
-        println!(
-            "  hints: {in_grace} of {sent} answered within grace ({:.1} %), target >= 99 %: {}",
+        out.push(format!(
+            "hints: {in_grace} of {sent} answered within grace ({:.1} %), target >= 99 %: {}",
             100.0 * share,
             verdict(share >= 0.99)
-        );
+        ));
     } else {
-        println!("  hints answered within grace: NOT MEASURED (no hint was sent)");
+        out.push("hints answered within grace: NOT MEASURED (no hint was sent)".into());
     }
-    println!("{}", hint_delay_line(sent, delay_p99_us, timer_late_p99_us));
+    out.push(hint_delay_line(
+        sent,
+        all.quantile_us("hint_delay_seconds", 0.99),
+        all.quantile_us("timer_late_seconds", 0.99),
+    ));
+    (title, out)
 }
 
 /// The hint-delay target's line: the p99 against 1 ms, or why there is
@@ -248,15 +281,15 @@ fn targets(lat: &Runs, starv: &Runs, wake: &Runs, neut: &Runs) {
 fn hint_delay_line(sent: u64, delay_p99_us: Option<u64>, timer_late_p99_us: Option<u64>) -> String {
     match delay_p99_us {
         Some(us) => format!(
-            "  hints issued after due: p99 < {us} us (log2 bucket bound), target <= 1 ms: {} \
-             (the scheduler's timers fired p99 < {} us late)",
+            "hints issued after due (every hint of these runs): p99 < {us} us (log2 bucket bound), \
+             target <= 1 ms: {} (the scheduler's timers fired p99 < {} us late)",
             verdict(us <= 1024),
             timer_late_p99_us.unwrap_or(0)
         ),
         None if sent == 0 => {
-            "  hints issued <= 1 ms after due (p99): NOT MEASURED (no hint was sent)".into()
+            "hints issued <= 1 ms after due (p99): NOT MEASURED (no hint was sent)".into()
         }
-        None => "  hints issued <= 1 ms after due (p99): NOT MEASURED (these results have no \
+        None => "hints issued <= 1 ms after due (p99): NOT MEASURED (these results have no \
                  hint_delay_seconds histogram: recorded by an older loader, run them again)"
             .into(),
     }

@@ -2,7 +2,8 @@
 //! liar: a worker that stays inside a critical section far longer than
 //! allowed (`--critical-duration-ms`), and a competing thread pinned to the
 //! same CPU. Reports the longest time the competitor was kept off the CPU,
-//! against the scheduler's cap (`--max-critical-ms`) plus one tick.
+//! against the scheduler's cap (`--max-critical-ms`) plus one tick, as
+//! medians and ranges over alternating rounds of the configurations.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -10,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use morpheus_bench::harness::{self, ConfigRun, Ctx, RunOpts};
+use morpheus_bench::harness::{self, Ctx, RunOpts};
 use morpheus_bench::hogs::{cpus, pin_to};
-use morpheus_bench::report::Table;
+use morpheus_bench::rounds::{self, Compared, Figures};
 use morpheus_bench::rtmetrics::RuntimeFigures;
-use morpheus_bench::stats::{Summary, fmt_ms};
+use morpheus_bench::stats::Summary;
 use morpheus_runtime::{WorkerOptions, attach_worker, critical_section};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,12 @@ struct Opts {
     #[arg(long, default_value_t = 4.0)]
     tick_ms: f64,
 
+    /// Rounds: each runs the liar once under every configuration, in
+    /// turn; the report gives medians and ranges over the rounds (default:
+    /// 5, or 1 with --quick).
+    #[arg(long)]
+    rounds: Option<usize>,
+
     #[command(flatten)]
     run: RunOpts,
 }
@@ -53,8 +60,32 @@ struct Measurement {
     /// noise floor of the machine (in a VM under emulation, the host
     /// descheduling the virtual CPU shows here too). None with one CPU.
     control: Option<Summary>,
+    /// Critical sections scx_morpheus preempted at the cap during the run
+    /// (None: no scx_morpheus).
+    cap_violations: Option<u64>,
     runtime: RuntimeFigures,
 }
+
+/// The headline figures of one round.
+fn figures(m: &Measurement) -> Figures {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let mut f = vec![
+        (LONGEST.to_string(), ms(m.gaps.max_ns)),
+        ("p99 gap ms".to_string(), ms(m.gaps.p99_ns)),
+        ("gaps > 1 ms".to_string(), m.gaps.count as f64),
+    ];
+    if let Some(c) = &m.control {
+        f.push(("control max ms".to_string(), ms(c.max_ns)));
+    }
+    if let Some(v) = m.cap_violations {
+        f.push(("cap violations".to_string(), v as f64));
+    }
+    f.push(("sections".to_string(), m.sections as f64));
+    f
+}
+
+/// The competitor's longest delay: the figure judged against the bound.
+const LONGEST: &str = "longest delay ms";
 
 impl Opts {
     fn validate(&mut self) -> Result<()> {
@@ -67,6 +98,10 @@ impl Opts {
         }
         if !(self.tick_ms > 0.0 && self.tick_ms <= 100.0) {
             bail!("--tick-ms must be between 0 and 100");
+        }
+        let r = *self.rounds.get_or_insert(self.run.pick(1, 5));
+        if !(1..=100).contains(&r) {
+            bail!("--rounds must be between 1 and 100 (got {r})");
         }
         if self.cap_ms.is_none() {
             let from_args = self.run.loader_args.iter().find_map(|a| {
@@ -85,7 +120,7 @@ fn spin_until(t: Instant) {
     }
 }
 
-fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
+fn measure(o: &Opts, ctx: &Ctx) -> Result<Measurement> {
     let cpu = cpus() - 1;
     let stop = Arc::new(AtomicBool::new(false));
     let competitor = gap_recorder("competitor", cpu, stop.clone())?;
@@ -135,11 +170,13 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Measurement> {
         })
         .transpose()?
         .map(|mut g| Summary::of(&mut g));
+    let cap_violations = ctx.scrape().map(|s| s.get("critical_cap_violations"));
     Ok(Measurement {
         cpu,
         sections,
         gaps: Summary::of(&mut gaps),
         control,
+        cap_violations,
         runtime,
     })
 }
@@ -169,58 +206,39 @@ fn gap_recorder(
         })
 }
 
-fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
+fn print(o: &Opts, runs: &[Compared<Measurement>]) {
     let cap = o.cap_ms.unwrap_or(0) as f64;
-    let bound_ns = ((cap + o.tick_ms) * 1e6) as u64;
+    let bound_ms = cap + o.tick_ms;
     println!(
-        "\nliar: critical sections of {} ms on CPU {}; competitor pinned there too; cap {} ms + tick {} ms = {} ms",
+        "\nliar: critical sections of {} ms on CPU {}; competitor pinned there too; cap {} ms + tick {} ms = {bound_ms} ms; {} round(s)",
         o.critical_duration_ms,
-        runs.first().map_or(0, |r| r.result.cpu),
+        runs.first()
+            .and_then(|c| c.rounds.first())
+            .map_or(0, |r| r.result.cpu),
         cap,
         o.tick_ms,
-        fmt_ms(bound_ns)
+        o.rounds.unwrap_or(0)
     );
-    let mut t = Table::new(&[
-        "scheduler",
-        "sections",
-        "longest delay ms",
-        "p99 gap",
-        "gaps > 1 ms",
-        "control max ms",
-        "cap violations",
-        "within cap+tick",
-    ]);
-    for run in runs {
-        let m = &run.result;
-        let violations = run
-            .sched_metrics
-            .as_ref()
-            .map(|s| s.get("critical_cap_violations").to_string());
-        let within = if run.sched_metrics.is_some() {
-            if m.gaps.max_ns <= bound_ns {
-                "yes"
-            } else {
-                "NO"
-            }
-        } else {
-            "n/a (no cap)"
-        };
-        t.row(&[
-            run.label.clone(),
-            m.sections.to_string(),
-            fmt_ms(m.gaps.max_ns),
-            fmt_ms(m.gaps.p99_ns),
-            m.gaps.count.to_string(),
-            m.control.as_ref().map_or("-".into(), |c| fmt_ms(c.max_ns)),
-            violations.unwrap_or_else(|| "-".into()),
-            within.to_string(),
-        ]);
-    }
-    print!("{}", t.render());
-    for run in runs {
-        println!("{}: runtime {}", run.label, run.result.runtime.brief());
-        if let Some(s) = &run.sched_metrics {
-            println!("{}: scheduler {}", run.label, s.brief());
+    print!("{}", rounds::render(runs));
+    for c in runs {
+        if let Some(s) = c.sched_metrics() {
+            let worst = c
+                .get(LONGEST)
+                .and_then(|h| h.value.as_ref())
+                .map_or(0.0, |s| s.max);
+            println!(
+                "{}: longest delay of every round within cap + tick ({bound_ms} ms): {}",
+                c.label,
+                if worst <= bound_ms { "yes" } else { "NO" }
+            );
+            println!("{}: scheduler {}", c.label, s.brief());
+        }
+        if let Some(r) = c.rounds.last() {
+            println!(
+                "{}: runtime (last round) {}",
+                c.label,
+                r.result.runtime.brief()
+            );
         }
     }
 }
@@ -228,19 +246,21 @@ fn print(o: &Opts, runs: &[ConfigRun<Measurement>]) {
 fn main() -> Result<()> {
     let mut o = Opts::parse();
     o.validate()?;
-    harness::measure_and_report(
+    harness::measure_and_compare(
         &o.run,
         &o,
+        o.rounds.unwrap_or(1),
         |ctx| measure(&o, ctx),
+        figures,
         |runs| print(&o, runs),
         |runs| {
-            harness::bar_plot(
+            harness::median_bar_plot(
                 &o.run,
                 "liar-longest-delay",
-                "liar: longest delay of the competitor",
+                "liar: longest delay of the competitor (median of rounds)",
                 "milliseconds",
                 runs,
-                |m| m.gaps.max_ns as f64 / 1e6,
+                LONGEST,
             )
         },
     )

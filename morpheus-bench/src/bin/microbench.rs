@@ -63,7 +63,13 @@ struct CaseOut {
 struct CaseResult {
     name: String,
     what: String,
+    /// Median over the timed runs (`--repeat`).
     ns: f64,
+    /// The fastest and slowest timed run: the range of `ns`.
+    #[serde(default)]
+    ns_min: f64,
+    #[serde(default)]
+    ns_max: f64,
     net_ns: f64,
     instr: Option<f64>,
     net_instr: Option<f64>,
@@ -167,6 +173,8 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Vec<CaseResult>> {
             name: c.name.into(),
             what: c.what.into(),
             ns: v[v.len() / 2],
+            ns_min: v[0],
+            ns_max: v[v.len() - 1],
             net_ns: 0.0,
             instr,
             net_instr: None,
@@ -195,15 +203,16 @@ fn measure(o: &Opts, _ctx: &Ctx) -> Result<Vec<CaseResult>> {
     Ok(results)
 }
 
-fn print(runs: &[ConfigRun<Vec<CaseResult>>]) {
+fn print(repeat: usize, runs: &[ConfigRun<Vec<CaseResult>>]) {
     for run in runs {
         println!(
-            "\nmicrobench under {} (net = minus the empty loop; for checkpoint!() in a task, minus the async loop)",
-            run.label
+            "\nmicrobench under {} (ns/op: median of {} timed runs; net = minus the empty loop; for checkpoint!() in a task, minus the async loop)",
+            run.label, repeat
         );
         let mut t = Table::new(&[
             "case",
             "ns/op",
+            "(min..max)",
             "net ns",
             "instr/op",
             "net instr",
@@ -214,6 +223,7 @@ fn print(runs: &[ConfigRun<Vec<CaseResult>>]) {
             t.row(&[
                 r.name.clone(),
                 format!("{:.2}", r.ns),
+                format!("({:.2}..{:.2})", r.ns_min, r.ns_max),
                 format!("{:.2}", r.net_ns),
                 f(r.instr),
                 f(r.net_instr),
@@ -288,5 +298,11 @@ fn main() -> Result<()> {
             o.valgrind.display()
         );
     }
-    harness::measure_and_report(&o.run, &o, |ctx| measure(&o, ctx), print, |_| Ok(()))
+    harness::measure_and_report(
+        &o.run,
+        &o,
+        |ctx| measure(&o, ctx),
+        |runs| print(repeat, runs),
+        |_| Ok(()),
+    )
 }
