@@ -12,7 +12,8 @@ FAILED=()
 step() { printf '\n==== %s (%ss into the suite)\n' "$*" "$((SECONDS - T0))"; }
 
 # check NAME JSON RUNS [PLOT...]: JSON is well-formed with RUNS runs ("-":
-# any number) and every plot $OUT/plots/$TAG-PLOT.svg is a well-formed SVG.
+# any number) and every plot $OUT/plots/$PLOT_TAG-PLOT.svg (PLOT_TAG:
+# default $TAG) is a well-formed SVG.
 check() {
     local name="$1" json="$2" runs="$3"
     shift 3
@@ -20,7 +21,7 @@ check() {
     [[ $runs == - ]] || args=(--runs "$runs")
     if [[ $# -gt 0 ]]; then
         args+=(--svg)
-        for p in "$@"; do args+=("$OUT/plots/$TAG-$p.svg"); done
+        for p in "$@"; do args+=("$OUT/plots/${PLOT_TAG:-$TAG}-$p.svg"); done
     fi
     "$BIN/check-output" "${args[@]}" -- "$json" || FAILED+=("$name: malformed or missing output")
 }
@@ -29,18 +30,27 @@ check() {
 # $OUT/$TAG-NAME.json and --plots, then `check` (PLOTS: comma-separated
 # plot names, "" for none).
 run() {
-    local name="$1" runs="$2" plots="$3"
-    shift 3
-    local json="$OUT/$TAG-$name.json"
-    step "$name: $*"
+    run_as "$1" "$@"
+}
+
+# run_as FILE NAME RUNS PLOTS [ARGS...]: `run` of a variant of program NAME
+# whose JSON is $OUT/$TAG-FILE.json and whose plots are tagged
+# $TAG-<FILE without "NAME-"> (e.g. run_as latency-other latency ...:
+# $TAG-latency-other.json, plots $TAG-other-*.svg).
+run_as() {
+    local file="$1" name="$2" runs="$3" plots="$4"
+    shift 4
+    local json="$OUT/$TAG-$file.json" tag="$TAG"
+    [[ $file == "$name" ]] || tag="$TAG-${file#"$name"-}"
+    step "$file: $name $*"
     rm -f "$json"
-    if ! "$BIN/$name" "${Q[@]}" --json "$json" --plots "$OUT/plots" --tag "$TAG" "$@"; then
-        FAILED+=("$name: failed (exit status)")
+    if ! "$BIN/$name" "${Q[@]}" --json "$json" --plots "$OUT/plots" --tag "$tag" "$@"; then
+        FAILED+=("$file: failed (exit status)")
         return 0
     fi
     local list=()
     [[ -z $plots ]] || IFS=, read -ra list <<<"$plots"
-    check "$name" "$json" "$runs" "${list[@]}"
+    PLOT_TAG="$tag" check "$file" "$json" "$runs" "${list[@]}"
 }
 
 # suite_end NAME: the verdict; exits 1 if any program failed.

@@ -42,47 +42,62 @@ T0=$SECONDS
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 echo "vm-suite: kernel $KREL, $(nproc) CPUs, mode $MODE, output $OUT"
-# The in-process benchmark with kernel hints: hogs give the kernel a reason
-# to hint the workers. Quick mode runs the demo's pair of strategies
-# (Blocking and Morpheus), for its table.
+# Full mode is the current figures of BENCHMARKS.md: every program in 5
+# alternating rounds (the programs' default in full mode, except where
+# given), the kernel default scheduler, scx_morpheus and scx_bpfland side
+# by side, then demo-table's Markdown for the comparison. Quick mode
+# proves each program runs (one short round) and prints the demo's table.
+S=default,observer,bpfland
+# Rounds and window lengths of the full mode (quick mode: the programs'
+# quick defaults).
 if [[ $MODE == full ]]; then
-    run starvation 3 starvation-default-probe-tail,starvation-observer-probe-tail,starvation-bpfland-probe-tail,starvation-observer-throughput \
-        --hogs "$(nproc)" --sched default,observer,bpfland
+    R=(--rounds 5) D3=(--duration 3) D4=(--duration 4 --warmup 1)
 else
-    run starvation 3 starvation-default-probe-tail,starvation-observer-probe-tail,starvation-bpfland-probe-tail \
-        --hogs "$(nproc)" --variants blocking,morpheus --sched default,observer,bpfland
-fi
-# The main claim, beside the peer scheduler (full mode: also --enforce,
-# which is only a loader option).
-if [[ $MODE == full ]]; then
-    run latency 4 latency-light-tail,latency-heavy-throughput --pressure --sched default,observer,bpfland,enforce
-else
-    run latency 3 latency-light-tail,latency-heavy-throughput --pressure --sched default,observer,bpfland
+    R=() D3=() D4=()
 fi
 # A plain thread waking from a 1 ms sleep beside CPU hogs.
-run wakeup 3 wakeup-delay-tail --sched default,observer,bpfland
-# The demo's side-by-side table (tools/demo/demo.sh), from the three runs.
-if [[ $MODE == quick ]]; then
-    step "demo-table"
-    "$BIN/demo-table" "$OUT/$TAG-latency.json" "$OUT/$TAG-starvation.json" "$OUT/$TAG-wakeup.json" ||
+run wakeup 3 wakeup-delay-tail --sched "$S" "${R[@]}" "${D3[@]}"
+# The main claim: a Tokio service's light requests beside CPU hogs.
+run latency 3 latency-light-tail,latency-heavy-throughput --pressure --sched "$S" "${R[@]}" "${D4[@]}"
+if [[ $MODE == full ]]; then
+    # The same with other worker and hog counts, checkpoint interval and
+    # request rate (the targets must not depend on one set of parameters).
+    run_as latency-other latency 3 latency-light-tail,latency-heavy-throughput --pressure \
+        --workers 4 --heavy-ms 8 --checkpoint-us 200 --light-rate 400 --sched "$S" "${R[@]}" "${D4[@]}"
+fi
+# The in-process benchmark with kernel hints: hogs give the kernel a reason
+# to hint the workers. Quick mode runs the demo's pair of strategies
+# (Blocking and Morpheus); full mode all four, for the comparison with
+# Tokio's own coop budget.
+if [[ $MODE == full ]]; then
+    run starvation 3 starvation-default-probe-tail,starvation-observer-probe-tail,starvation-bpfland-probe-tail,starvation-observer-throughput \
+        --hogs "$(nproc)" --sched "$S" "${R[@]}" "${D3[@]}"
+else
+    run starvation 3 starvation-default-probe-tail,starvation-observer-probe-tail,starvation-bpfland-probe-tail \
+        --hogs "$(nproc)" --variants blocking,morpheus --sched "$S"
+fi
+# Ordinary workloads must not pay for scx_morpheus.
+run neutrality 3 neutrality-throughput --sched "$S" "${R[@]}"
+# The demo's side-by-side table (tools/demo/demo.sh) from these runs; in
+# full mode as Markdown, the blocks of BENCHMARKS.md.
+step "demo-table"
+if [[ $MODE == full ]]; then
+    "$BIN/demo-table" --markdown --other-latency "$OUT/$TAG-latency-other.json" \
+        "$OUT/$TAG-latency.json" "$OUT/$TAG-starvation.json" "$OUT/$TAG-wakeup.json" \
+        "$OUT/$TAG-neutrality.json" | tee "$OUT/$TAG-demo-table.md" ||
         FAILED+=("demo-table: failed (exit status)")
+else
+    "$BIN/demo-table" "$OUT/$TAG-latency.json" "$OUT/$TAG-starvation.json" "$OUT/$TAG-wakeup.json" \
+        "$OUT/$TAG-neutrality.json" || FAILED+=("demo-table: failed (exit status)")
 fi
 # A critical section that lies: the cap must hold. In full mode also with
 # honest 1 ms sections first (the delays the machine shows without a liar)
 # and under every configuration; quick mode only proves it runs.
 if [[ $MODE == full ]]; then
-    step "liar (honest 1 ms sections, the baseline)"
-    "$BIN/liar" --critical-duration-ms 1 --sched default,observer \
-        --json "$OUT/$TAG-liar-honest.json" || FAILED+=("liar (honest): failed (exit status)")
-    run liar 3 liar-longest-delay --critical-duration-ms 500 --sched default,observer,enforce
+    run_as liar-honest liar 3 liar-longest-delay --critical-duration-ms 1 --sched "$S"
+    run liar 4 liar-longest-delay --critical-duration-ms 500 --sched default,observer,enforce,bpfland
 else
     run liar 1 liar-longest-delay --critical-duration-ms 500 --sched observer
-fi
-# Ordinary workloads must not pay for scx_morpheus.
-if [[ $MODE == full ]]; then
-    run neutrality 3 neutrality-throughput --sched default,observer,bpfland
-else
-    run neutrality 2 neutrality-throughput --sched default,observer
 fi
 # The fast path with the worker registered with the kernel; exact
 # instruction counts (valgrind under emulation is slow: full mode only).

@@ -22,6 +22,10 @@ pub mod names {
     pub const LIGHT_P99: &str = "light p99 ms";
     /// latency: heavy requests completed per second.
     pub const HEAVY_PER_S: &str = "heavy/s";
+    /// latency: 99th percentile of the send phase (the client's wake-up).
+    pub const SEND_P99: &str = "send p99 ms";
+    /// latency: 99th percentile of the serve phase (written -> read).
+    pub const SERVE_P99: &str = "serve p99 ms";
     /// wakeup: median wake-up delay.
     pub const WAKE_P50: &str = "wake p50 ms";
     /// wakeup: 99th percentile wake-up delay.

@@ -33,11 +33,19 @@ struct Opts {
     /// JSON written by `neutrality --sched default,bpfland,observer --json
     /// PATH` (hackbench-style messages per second), if measured.
     neutrality: Option<PathBuf>,
+    /// JSON written by `latency` with other parameters (other worker and
+    /// hog counts, checkpoint interval, request rates), if measured: its
+    /// rows and targets are added.
+    #[arg(long, value_name = "JSON")]
+    other_latency: Option<PathBuf>,
     /// Print Markdown (a pipe table with each ratio's range over the
     /// rounds, then the targets as a list) instead of plain text.
     #[arg(long)]
     markdown: bool,
 }
+
+/// The row and target prefix of the latency run with other parameters.
+const OTHER: &str = "latency, other parameters";
 
 /// The issue 10 targets need medians of at least this many rounds.
 const TARGET_ROUNDS: usize = 5;
@@ -70,6 +78,7 @@ fn main() -> Result<()> {
         .map(load)
         .transpose()?
         .unwrap_or_default();
+    let other = o.other_latency.as_deref().map(load).transpose()?;
     find(&lat, SchedConfig::Default).with_context(|| {
         format!(
             "{} has no kernel default run: write it with --sched default,...",
@@ -88,17 +97,26 @@ fn main() -> Result<()> {
         .filter(|s| find(&lat, *s).is_some())
         .collect();
     let morpheus = Strategy::Morpheus.label();
-    let rows: [(&str, &Runs, String); 9] = [
+    let mut rows: Vec<(&str, &Runs, String)> = vec![
         ("latency", &lat, names::LIGHT_P50.into()),
         ("latency", &lat, names::LIGHT_P99.into()),
         ("latency", &lat, names::HEAVY_PER_S.into()),
+        ("latency", &lat, names::SEND_P99.into()),
+        ("latency", &lat, names::SERVE_P99.into()),
+    ];
+    if let Some(other) = &other {
+        for figure in [names::LIGHT_P50, names::LIGHT_P99, names::HEAVY_PER_S] {
+            rows.push((OTHER, other, figure.into()));
+        }
+    }
+    rows.extend([
         ("wakeup", &wake, names::WAKE_P50.into()),
         ("wakeup", &wake, names::WAKE_P99.into()),
         ("starvation", &starv, names::probe_p99(morpheus)),
         ("starvation", &starv, names::units_per_s(morpheus)),
         ("starvation", &starv, names::MORPHEUS_VS_BLOCKING.into()),
         ("neutrality", &neut, names::MESSAGES_PER_S.into()),
-    ];
+    ]);
     let mut head = vec!["median of rounds".to_string()];
     head.extend(cols.iter().map(|s| s.label().to_string()));
     head.extend(
@@ -146,12 +164,15 @@ fn main() -> Result<()> {
         ("starvation", &starv),
         ("wakeup", &wake),
         ("neutrality", &neut),
-    ] {
+    ]
+    .into_iter()
+    .chain(other.as_ref().map(|o| (OTHER, o)))
+    {
         if let Some(m) = find(runs, SchedConfig::Observer).and_then(|c| c.sched_metrics()) {
             during.push(format!("scx_morpheus during {name}: {}", m.brief()));
         }
     }
-    let (title, lines) = targets(&lat, &starv, &wake, &neut);
+    let (title, lines) = targets(&lat, other.as_ref(), &starv, &wake, &neut);
     if o.markdown {
         print!("{}", t.render_markdown());
         println!();
@@ -177,7 +198,13 @@ fn main() -> Result<()> {
 
 /// The verdict on each issue 10 target, for scx_morpheus (observer): a
 /// title and one line per target.
-fn targets(lat: &Runs, starv: &Runs, wake: &Runs, neut: &Runs) -> (String, Vec<String>) {
+fn targets(
+    lat: &Runs,
+    other: Option<&Runs>,
+    starv: &Runs,
+    wake: &Runs,
+    neut: &Runs,
+) -> (String, Vec<String>) {
     let Some(m) = find(lat, SchedConfig::Observer) else {
         return (
             "targets: no scx_morpheus run (--sched ...,observer): NOT MEASURED".into(),
@@ -251,7 +278,7 @@ fn targets(lat: &Runs, starv: &Runs, wake: &Runs, neut: &Runs) -> (String, Vec<S
     }
     // Every hint of every round of scx_morpheus in these programs, pooled.
     let mut all = SchedMetrics::default();
-    for runs in [lat, starv, wake, neut] {
+    for runs in [lat, starv, wake, neut].into_iter().chain(other) {
         if let Some(s) = find(runs, SchedConfig::Observer).and_then(|c| c.sched_metrics()) {
             all.absorb(&s);
         }
