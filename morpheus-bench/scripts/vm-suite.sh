@@ -13,7 +13,8 @@
 # (morpheus-bench/scripts/ensure-bpfland.sh builds it; tools/vm/run passes
 # MORPHEUS_* variables into the guest).
 # Results (JSON per program, SVG plots, the console log) go to
-# $MORPHEUS_VM_OUT (default /tmp/morpheus-bench). quick = a few seconds per
+# $MORPHEUS_VM_OUT (default /tmp/morpheus-bench), named
+# vm-<kernel>[-$MORPHEUS_BENCH_SUFFIX]-<program>.json. quick = a few seconds per
 # program, for the test suite; full = the figures in BENCHMARKS.md. Every
 # program's JSON and plots are checked for form (never for figures); the
 # suite exits 1 if a program failed or wrote malformed output.
@@ -36,7 +37,8 @@ done
 # anyhow: no backtraces in error messages (RUST_BACKTRACE may be set).
 export RUST_LIB_BACKTRACE=0
 KREL="$(uname -r)"
-TAG="vm-${KREL%%+*}"
+# File names: vm-<kernel>[-$MORPHEUS_BENCH_SUFFIX] (e.g. the commit).
+TAG="vm-${KREL%%+*}${MORPHEUS_BENCH_SUFFIX:+-$MORPHEUS_BENCH_SUFFIX}"
 T0=$SECONDS
 # shellcheck source=morpheus-bench/scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
