@@ -288,6 +288,16 @@ impl Process {
         }
     }
 
+    /// A worker has just registered with the kernel: kernel hints are
+    /// honoured from now on (see `ModeMachine::worker_registered`).
+    pub(crate) fn worker_registered(&self) {
+        let mode = lock(&self.machine).worker_registered();
+        let old = self.mode.swap(mode.as_u32(), Relaxed);
+        if old != mode.as_u32() {
+            log::info!("morpheus: mode is now {mode}");
+        }
+    }
+
     /// The mode machine as it is now (metrics).
     pub(crate) fn mode_machine(&self) -> ModeMachine {
         lock(&self.machine).clone()

@@ -86,6 +86,19 @@ impl ModeMachine {
         self.transitions
     }
 
+    /// A worker of the process has just registered with the kernel: the
+    /// base mode is PRESSURED from now on, not from the monitor's next
+    /// observation (up to a second later), so that a kernel hint that
+    /// arrives meanwhile is honoured rather than ignored. A pinned mode,
+    /// and DEFENSIVE, stay. Returns the mode.
+    pub(crate) fn worker_registered(&mut self) -> RuntimeMode {
+        if self.cfg.pinned.is_none() && self.mode == RuntimeMode::Deterministic {
+            self.mode = RuntimeMode::Pressured;
+            self.transitions += 1;
+        }
+        self.mode
+    }
+
     /// Feeds one observation at monotonic time `now_ns`; returns the mode.
     pub(crate) fn update(&mut self, now_ns: u64, inputs: ModeInputs) -> RuntimeMode {
         // PSI overload with hysteresis: enter at `high`, leave after
@@ -165,6 +178,20 @@ mod tests {
             psi_avg10: Some(psi),
             kernel_pressure: None,
         }
+    }
+
+    #[test]
+    fn a_registration_makes_the_mode_pressured_at_once_unless_pinned_or_defensive() {
+        let mut m = machine(None);
+        assert_eq!(m.worker_registered(), Pressured);
+        assert_eq!(m.transitions(), 1);
+        // The monitor's next observation keeps it (a worker is registered).
+        assert_eq!(m.update(S, inp(true, 0, 0.0)), Pressured);
+        let mut pinned = machine(Some(Deterministic));
+        assert_eq!(pinned.worker_registered(), Deterministic);
+        let mut defensive = machine(None);
+        assert_eq!(defensive.update(0, inp(true, 1, 0.0)), Defensive);
+        assert_eq!(defensive.worker_registered(), Defensive);
     }
 
     #[test]

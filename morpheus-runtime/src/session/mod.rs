@@ -242,6 +242,9 @@ impl Inner {
         };
         match conn.register(w.tid(), flags, w.kind()) {
             Ok((slot, generation)) => {
+                // Before the worker can see its kernel SCB: a hint that
+                // arrives at once must find the process honouring hints.
+                p.worker_registered();
                 let reg = Reg {
                     slot,
                     generation,
