@@ -181,6 +181,7 @@ pub fn enter_critical() -> Result<(), Error> {
 /// assert_eq!(err, Error::UnbalancedCriticalSection);
 /// assert!(err.to_string().contains("pair every enter_critical()"));
 /// ```
+#[inline]
 pub fn exit_critical() -> Result<Option<YieldCause>, Error> {
     let answered = critical::exit_answering()?;
     if answered.is_some() {
@@ -204,6 +205,7 @@ pub fn exit_critical() -> Result<Option<YieldCause>, Error> {
 /// // ... nothing was deferred here ...
 /// assert_eq!(exit_critical_answering(), Ok(None));
 /// ```
+#[inline]
 pub fn exit_critical_answering() -> Result<Option<YieldCause>, Error> {
     critical::exit_answering()
 }

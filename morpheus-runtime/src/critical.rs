@@ -110,20 +110,28 @@ pub(crate) fn exit() -> Result<(), Error> {
 /// inside it, the yield is decided and acknowledged first, while the
 /// section is still open, so the scheduler never sees the hint expired with
 /// no section (it would escalate an escapable worker). Returns the cause:
-/// the caller gives up the CPU right after.
+/// the caller gives up the CPU right after. The fast path (no signal
+/// pending) is inlined: a few thread-local loads and the exit itself.
+#[inline]
 pub(crate) fn exit_answering() -> Result<Option<morpheus_common::YieldCause>, Error> {
-    let mut answered = None;
-    if MANUAL.with(Cell::get) > 0
-        && hot::critical_depth() == 1
-        && hot::signal_pending()
-        && let Some(w) = worker::current()
-        && let Some(due) = w.decide(true)
-    {
-        decide::commit(due);
-        answered = Some(due.cause);
-    }
+    let answered =
+        if MANUAL.with(Cell::get) > 0 && hot::critical_depth() == 1 && hot::signal_pending() {
+            answer_deferred()
+        } else {
+            None
+        };
     exit()?;
     Ok(answered)
+}
+
+/// The slow path of [`exit_answering`]: decides and acknowledges the yield
+/// deferred inside the section that is closing.
+#[cold]
+#[inline(never)]
+fn answer_deferred() -> Option<morpheus_common::YieldCause> {
+    let due = worker::current()?.decide(true)?;
+    decide::commit(due);
+    Some(due.cause)
 }
 
 /// Current nesting depth on the calling thread.
