@@ -29,12 +29,6 @@ fn error_reply(sock: &OwnedFd) -> Option<Status> {
     }
 }
 
-fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 fn rss_kb(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -287,4 +281,102 @@ fn a_client_that_stalls_holds_nothing_for_long() {
         "sessions leaked"
     );
     assert!(loader.stop().status.success());
+}
+
+/// The CPU time process `pid` has used so far (all its threads), in
+/// clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command (which may hold spaces) end with ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5): 12 and 13 here.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// The lowest descriptor number process `pid` does not use: with its
+/// open-file limit there, it can open nothing more.
+fn lowest_free_fd(pid: i32) -> u64 {
+    let used: std::collections::BTreeSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|n| !used.contains(n)).unwrap()
+}
+
+/// A loader that cannot accept (EMFILE: its open-file limit is lowered to
+/// the lowest descriptor number it does not use, so every number it may
+/// use is taken) waits and retries instead of spinning on the listening
+/// socket, which stays readable while connections are pending; once its
+/// limit is back it serves again.
+#[test]
+fn a_loader_out_of_descriptors_waits_instead_of_spinning() {
+    require_sched_ext();
+    let _slot = exclusive();
+    let (sock, addr) = endpoints("emfile", 19505);
+    let loader = Loader::start(&["--socket", &sock, "--metrics-addr", &addr]);
+    let pid = loader.pid();
+    let path = std::path::Path::new(&sock);
+    drop(Session::open(path));
+    assert!(wait_for(Duration::from_secs(10), || metric(
+        &addr,
+        "processes"
+    ) == 0));
+
+    // No scraping from here until the limit is back: the metrics endpoint
+    // needs descriptors too.
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid rlimit pointer to read into.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let limit = libc::rlimit {
+        rlim_cur: lowest_free_fd(pid),
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: a valid rlimit (root may set another process's limit).
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let held: Vec<OwnedFd> = (0..4).map(|_| connect(path).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Pending connections keep the listener readable: a loop that retried
+    // at once would use a whole CPU; one that waits between tries, little.
+    let window = Duration::from_secs(3);
+    let before = cpu_ticks(pid);
+    std::thread::sleep(window);
+    let used = cpu_ticks(pid) - before;
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let used_ms = used * 1000 / hz;
+    println!("loader CPU time over {window:?} without descriptors: {used_ms} ms");
+
+    // Its limit back: served again.
+    // SAFETY: a valid rlimit; no old-limit output.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &old, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    drop(held);
+    let other = path.to_path_buf();
+    let served = std::thread::spawn(move || Session::open(&other).register(0).is_ok());
+    assert!(
+        wait_for(Duration::from_secs(20), || served.is_finished()),
+        "the loader did not serve again once its descriptors were back"
+    );
+    assert!(
+        served.join().unwrap(),
+        "a client was refused after the descriptors came back"
+    );
+    let exit = loader.stop();
+    assert!(exit.status.success());
+    assert!(
+        exit.stderr.contains("cannot accept connections"),
+        "accept never failed, so the test proved nothing: {}",
+        exit.stderr
+    );
+    assert!(
+        used_ms < window.as_millis() as u64 / 4,
+        "the loader spun on its listener without descriptors: {used_ms} ms of CPU in {window:?}"
+    );
 }
