@@ -45,6 +45,13 @@ pub mod names {
         format!("{strategy} probe p99 ms")
     }
 
+    /// starvation: the Morpheus probe's p99 over Naive `yield_now`'s, same
+    /// round.
+    pub const MORPHEUS_VS_NAIVE_P99: &str = "morpheus/naive probe p99";
+
+    /// starvation: the Morpheus probe's p99 over Tokio coop's, same round.
+    pub const MORPHEUS_VS_COOP_P99: &str = "morpheus/coop probe p99";
+
     /// starvation: Morpheus tasks' throughput over Blocking's, same run.
     pub const MORPHEUS_VS_BLOCKING: &str = "morpheus/blocking units";
 

@@ -115,6 +115,8 @@ fn main() -> Result<()> {
         ("starvation", &starv, names::probe_p99(morpheus)),
         ("starvation", &starv, names::units_per_s(morpheus)),
         ("starvation", &starv, names::MORPHEUS_VS_BLOCKING.into()),
+        ("starvation", &starv, names::MORPHEUS_VS_NAIVE_P99.into()),
+        ("starvation", &starv, names::MORPHEUS_VS_COOP_P99.into()),
         ("neutrality", &neut, names::MESSAGES_PER_S.into()),
     ]);
     let mut head = vec!["median of rounds".to_string()];
@@ -266,6 +268,25 @@ fn targets(
             "starvation: Morpheus workers' CPU time {r:.2}x Blocking's (a yield gives up a turn, not a share), target >= 0.95x: {}",
             verdict(r >= 0.95)
         ));
+    }
+    // The probe against the other ways out of starvation, under
+    // scx_morpheus (Tokio coop: the runtime's own answer; Blocking starves
+    // the probe by construction, so it is no yardstick).
+    let starv_m = find(starv, SchedConfig::Observer);
+    for (what, figure, limit) in [
+        ("within 2x of Naive's", names::MORPHEUS_VS_NAIVE_P99, 2.0),
+        ("at most Tokio coop's", names::MORPHEUS_VS_COOP_P99, 1.0),
+    ] {
+        match starv_m.and_then(|s| s.get(figure)?.value.clone()) {
+            Some(r) => out.push(format!(
+                "starvation: Morpheus probe p99 {what} under scx_morpheus: {} of it, target <= {limit:.2}x: {}",
+                r.show(|v| format!("{v:.2}x")),
+                verdict(r.median <= limit)
+            )),
+            None => out.push(format!(
+                "starvation: Morpheus probe p99 {what}: NOT MEASURED (run all four strategies)"
+            )),
+        }
     }
     match find(neut, SchedConfig::Observer) {
         Some(n) => out.push(format!(

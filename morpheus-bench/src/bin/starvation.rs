@@ -123,8 +123,6 @@ struct Measurement {
 }
 
 /// Per-round probe p99 ratios within one configuration's round.
-const MORPHEUS_VS_NAIVE_P99: &str = "morpheus/naive probe p99";
-const MORPHEUS_VS_COOP_P99: &str = "morpheus/coop probe p99";
 const BLOCKING_VS_MORPHEUS_P99: &str = "blocking/morpheus probe p99";
 
 /// The round's headline figures: each strategy's throughput and probe p99,
@@ -175,10 +173,10 @@ fn figures(m: &Measurement) -> Figures {
             }
         }
         if let Some(n) = by(Strategy::Naive).filter(|n| p99(n) > 0.0) {
-            f.push((MORPHEUS_VS_NAIVE_P99.into(), p99(mo) / p99(n)));
+            f.push((names::MORPHEUS_VS_NAIVE_P99.into(), p99(mo) / p99(n)));
         }
         if let Some(c) = by(Strategy::Coop).filter(|c| p99(c) > 0.0) {
-            f.push((MORPHEUS_VS_COOP_P99.into(), p99(mo) / p99(c)));
+            f.push((names::MORPHEUS_VS_COOP_P99.into(), p99(mo) / p99(c)));
         }
     }
     f
@@ -374,14 +372,14 @@ fn print(o: &Opts, runs: &[Compared<Measurement>]) {
         );
         line(
             "probe p99 within 2x of Naive",
-            MORPHEUS_VS_NAIVE_P99,
+            names::MORPHEUS_VS_NAIVE_P99,
             &|r| r <= 2.0,
         );
         // Against Tokio's own answer to starvation (the coop budget), not
         // against Blocking, which starves the probe by construction.
         line(
             "probe p99 at most Tokio coop's",
-            MORPHEUS_VS_COOP_P99,
+            names::MORPHEUS_VS_COOP_P99,
             &|r| r <= 1.0,
         );
     }
