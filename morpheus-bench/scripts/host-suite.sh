@@ -10,8 +10,9 @@
 # BIN_DIR holds the release binaries (cargo build --release -p
 # morpheus-bench). Results (JSON per program, SVG plots) go to
 # $MORPHEUS_BENCH_OUT (default /tmp/morpheus-bench-host). quick = a few
-# seconds per program (the test suite; under a minute in all); full = the
-# figures in BENCHMARKS.md. The Python benchmark runs when
+# seconds per program (the test suite; under a minute in all); full = every
+# program's full run, among them BENCHMARKS.md's host figures (microbench
+# with callgrind, the Python table). The Python benchmark runs when
 # $MORPHEUS_BENCH_PYTHON (default python3) can import morpheus. Every
 # program's JSON and plots are checked for form (never for figures); the
 # suite exits 1 if a program failed or wrote malformed output.
