@@ -348,8 +348,16 @@ pub fn render<T>(runs: &[Compared<T>]) -> String {
     head.extend(runs.iter().map(|c| c.label.clone()));
     head.extend(with_ratio.iter().map(|c| format!("{} / default", c.label)));
     let mut t = Table::new(&head);
-    for h in &first.headline {
-        let f = h.figure.as_str();
+    // Every configuration's figures, in the order they first appear: a
+    // figure some configurations lack (the scheduler's own counters) gets
+    // its row, "n/a" where it is absent.
+    let mut figures: Vec<&str> = Vec::new();
+    for h in runs.iter().flat_map(|c| &c.headline) {
+        if !figures.contains(&h.figure.as_str()) {
+            figures.push(&h.figure);
+        }
+    }
+    for f in figures {
         let mut row = vec![f.to_string()];
         row.extend(runs.iter().map(|c| {
             c.get(f)
@@ -455,6 +463,28 @@ mod tests {
         let r = c[1].get("x").unwrap().vs_default.clone().unwrap();
         assert_eq!(r.median, 2.5);
         assert_eq!(r.per_round, vec![Some(4.0), Some(1.0)]);
+    }
+
+    #[test]
+    fn a_figure_only_some_configurations_have_gets_its_row() {
+        // The default has "x" only; scx_morpheus also has "violations".
+        let rounds = vec![vec![
+            run(SchedConfig::Default, 1.0),
+            run(SchedConfig::Observer, 2.0),
+        ]];
+        let c = Compared::build(rounds, |x| {
+            let mut f = vec![("x".to_string(), *x)];
+            if *x > 1.5 {
+                f.push(("violations".to_string(), 7.0));
+            }
+            f
+        });
+        let text = render(&c);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("violations"))
+            .unwrap_or_else(|| panic!("no violations row:\n{text}"));
+        assert!(row.contains("n/a") && row.contains('7'), "{row}");
     }
 
     #[test]
