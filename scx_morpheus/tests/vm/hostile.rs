@@ -38,20 +38,27 @@ fn rss_kb(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A loader serving socket and metrics endpoints named `name` (`port`),
+/// warmed up (one session opened and closed: its threads started) and
+/// idle again; returns it with the socket path and the metrics address.
+fn warm_loader(name: &str, port: u16) -> (Loader, String, String) {
+    let (sock, addr) = endpoints(name, port);
+    let loader = Loader::start(&["--socket", &sock, "--metrics-addr", &addr]);
+    drop(Session::open(std::path::Path::new(&sock)));
+    assert!(
+        wait_for(Duration::from_secs(10), || metric(&addr, "processes") == 0),
+        "the warm-up session was not closed"
+    );
+    (loader, sock, addr)
+}
+
 #[test]
 fn hostile_clients_get_clear_errors_and_the_loader_leaks_nothing() {
     require_sched_ext();
     let _slot = exclusive();
-    let (sock, addr) = endpoints("hostile", 19501);
-    let loader = Loader::start(&["--socket", &sock, "--metrics-addr", &addr]);
-    let path = std::path::Path::new(&sock);
-
     // Warm up (threads, allocations), then take the baseline.
-    drop(Session::open(path));
-    assert!(wait_for(Duration::from_secs(10), || metric(
-        &addr,
-        "processes"
-    ) == 0));
+    let (loader, sock, addr) = warm_loader("hostile", 19501);
+    let path = std::path::Path::new(&sock);
     let (fds0, rss0) = (fd_count(loader.pid()), rss_kb(loader.pid()));
 
     let good_hello = Message::Hello {
@@ -313,15 +320,9 @@ fn lowest_free_fd(pid: i32) -> u64 {
 fn a_loader_out_of_descriptors_waits_instead_of_spinning() {
     require_sched_ext();
     let _slot = exclusive();
-    let (sock, addr) = endpoints("emfile", 19505);
-    let loader = Loader::start(&["--socket", &sock, "--metrics-addr", &addr]);
+    let (loader, sock, _addr) = warm_loader("emfile", 19505);
     let pid = loader.pid();
     let path = std::path::Path::new(&sock);
-    drop(Session::open(path));
-    assert!(wait_for(Duration::from_secs(10), || metric(
-        &addr,
-        "processes"
-    ) == 0));
 
     // No scraping from here until the limit is back: the metrics endpoint
     // needs descriptors too.
